@@ -1,0 +1,1 @@
+"""Device simulators on pseudo-terminals: card printer, tray sensor board, receipt printer."""
