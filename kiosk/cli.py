@@ -1,0 +1,136 @@
+"""The ``kiosk`` command line (station.md, Command line).
+
+Exit codes: 0 ok, 2 bad usage or configuration (the message names the key),
+1 any other failure. Sub-commands import what they need when they run, so
+``kiosk --help`` and the service start quickly on a Raspberry Pi.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from kiosk import __version__
+from kiosk.config import ConfigError, load
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return int(args.handler(args) or 0)
+    except ConfigError as error:
+        print(f"kiosk: configuration error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kiosk", description="E-KTP card print station")
+    parser.add_argument("--version", action="version", version=f"kiosk {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="the headless service (systemd starts this)")
+    run.add_argument("--config", required=True)
+    run.set_defaults(handler=_run)
+
+    status = sub.add_parser("status", help="what the local spool holds (no personal data)")
+    status.add_argument("--config", required=True)
+    status.set_defaults(handler=_status)
+
+    demo = sub.add_parser("demo", help="the whole station in simulation")
+    demo.add_argument("--cards", type=int, default=12)
+    demo.add_argument("--card-seconds", type=float, default=0.5)
+    demo.add_argument("--faults", action="store_true", help="a jam and an empty feeder on the way")
+    demo.set_defaults(handler=_demo)
+
+    sim = sub.add_parser("sim", help="one device simulator on a pseudo-terminal")
+    devices = sim.add_subparsers(dest="device", required=True)
+    from kiosk.sim import printer as sim_printer
+    from kiosk.sim import tray as sim_tray
+
+    for name, module in (("printer", sim_printer), ("tray", sim_tray)):
+        device = devices.add_parser(name)
+        module.add_arguments(device)
+        device.set_defaults(handler=module.run)
+
+    render = sub.add_parser("render", help="preview PNG of a record as the printer gets it")
+    render.add_argument("record", help="record JSON file")
+    render.add_argument("-o", "--output", required=True)
+    render.set_defaults(handler=_render)
+    return parser
+
+
+def _setup_logging(verbose: bool) -> None:
+    level = logging.DEBUG if verbose else logging.INFO
+    if os.environ.get("JOURNAL_STREAM"):
+        # journald adds its own timestamp; the <N> prefix becomes the syslog priority.
+        fmt = "<%(syslog)s>%(name)s: %(message)s"
+        logging.basicConfig(level=level, format=fmt)
+        _add_syslog_priority()
+    else:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _add_syslog_priority() -> None:
+    priorities = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
+    factory = logging.getLogRecordFactory()
+
+    def make(*args, **kwargs):
+        record = factory(*args, **kwargs)
+        record.syslog = priorities.get(record.levelname, 6)
+        return record
+
+    logging.setLogRecordFactory(make)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from kiosk.station import Station
+
+    config = load(args.config)
+    station = Station(config)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: station.stop())
+    station.run()
+    return EXIT_OK
+
+
+def _status(args: argparse.Namespace) -> int:
+    from kiosk.report import print_status
+
+    print_status(load(args.config))
+    return EXIT_OK
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from kiosk.demo import run_demo
+
+    return run_demo(cards=args.cards, card_seconds=args.card_seconds, faults=args.faults)
+
+
+def _render(args: argparse.Namespace) -> int:
+    from kiosk.panels import render_preview
+    from kiosk.record import Rejected, parse_record
+
+    try:
+        with open(args.record, "rb") as handle:
+            record = parse_record(handle.read())
+    except (OSError, Rejected) as error:
+        print(f"kiosk: cannot read {args.record}: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    render_preview(record).save(args.output)
+    print(args.output)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

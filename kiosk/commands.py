@@ -1,0 +1,184 @@
+"""District commands (mqtt.md, Commands): argument checks, effects, replies.
+
+Each command is answered on its MQTT 5 ResponseTopic with the request's
+CorrelationData, through the durable outbox, and audited as a ``command``
+event. Unknown or malformed requests get ``ok: false`` with a precise error.
+Besides mqtt.md's table the station knows ``confirm`` (an ``uncertain`` card
+did come out: book it printed) and ``accept`` (undo ``drain``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from kiosk import events as ev
+
+if TYPE_CHECKING:
+    from kiosk.core import StationCore
+
+MAX_REFILL = 10_000
+
+
+class CommandError(Exception):
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+class CommandHandler:
+    """Runs commands against a `StationCore`; actions it needs go to ``extra``."""
+
+    ARGS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "status": (), "pause": (), "resume": (), "drain": (), "accept": (), "release": (),
+        "rebirth": (), "cancel": ("record_id",), "confirm": ("record_id",),
+        "reprint": ("record_id", "reason"), "refill": ("count",),
+    }
+
+    def __init__(self, core: StationCore) -> None:
+        self.core = core
+        self.extra: list = []
+
+    def run(self, name: str, payload: bytes, response_topic: str | None,
+            correlation: bytes | None) -> None:
+        try:
+            args = self._arguments(name, payload)
+            reply = {"ok": True, **(getattr(self, f"_{name}")(**args) or {})}
+        except CommandError as error:
+            args = {}
+            reply = {"ok": False, "error": error.code, "detail": error.detail}
+        self.core.event("command", name=name, args=_audit(args), ok=reply["ok"],
+                        error=reply.get("error"), detail=reply.get("detail", ""))
+        if response_topic:
+            self.core.outbox(response_topic, reply, correlation or b"")
+
+    def _arguments(self, name: str, payload: bytes) -> dict[str, Any]:
+        if name not in self.ARGS:
+            raise CommandError("unknown-command", f"no command named {name!r}")
+        try:
+            body = json.loads(payload.decode("utf-8")) if payload.strip() else {}
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CommandError("bad-request", f"request is not JSON: {exc}") from exc
+        if not isinstance(body, dict):
+            raise CommandError("bad-request", "request must be a JSON object")
+        wanted = self.ARGS[name]
+        extra = sorted(set(body) - set(wanted))
+        if extra:
+            raise CommandError("bad-arguments", f"{name} takes no argument {extra[0]!r}")
+        missing = [key for key in wanted if key not in body]
+        if missing:
+            raise CommandError("bad-arguments", f"{name} needs {missing[0]!r}")
+        return body
+
+    # -- the commands -------------------------------------------------------------------
+
+    def _status(self) -> dict:
+        queue = [
+            {"record_id": job.record_id, "job_state": job.state, "reasons": list(job.reasons),
+             "priority": job.priority}
+            for job in self.core.spool.jobs("pending", "pending-held", "processing",
+                                            "processing-stopped")
+        ]
+        return {"state": {"schema": "ektp.state/1", **self.core.state_document()},
+                "jobs": queue}
+
+    def _pause(self) -> dict:
+        self.core.paused = True
+        return {"detail": "no new card will be taken; the card in the printer finishes"}
+
+    def _resume(self) -> dict:
+        self.core.paused = False
+        return {}
+
+    def _drain(self) -> dict:
+        self.core.accepting = False
+        return {"detail": "new records are refused; the queue finishes"}
+
+    def _accept(self) -> dict:
+        self.core.accepting = True
+        return {}
+
+    def _cancel(self, record_id: str) -> dict:
+        job = self._job(record_id)
+        if job.state in ("completed", "canceled", "aborted"):
+            raise CommandError("job-finished", f"{record_id} is already {job.state}")
+        if job.phase is not None or (record_id == self.core.current and job.state == "processing"):
+            raise CommandError("job-printing", f"{record_id} is in the printer")
+        if self.core.current == record_id:
+            self.core.current = None
+        self.core._set_job(record_id, "canceled", ("canceled-by-operator",), "canceled by command")
+        return {}
+
+    def _confirm(self, record_id: str) -> dict:
+        job = self._uncertain(record_id)
+        if job.phase == "picking":
+            self.core.spool.book("pick", 1, record_id, "confirmed after an uncertain end")
+        self.core.spool.book("printed", 1, record_id, "confirmed after an uncertain end")
+        self.core.spool.update_job(record_id, phase=None)
+        self.core._set_job(record_id, "completed", (), "confirmed: the card came out")
+        return {}
+
+    def _reprint(self, record_id: str, reason: str) -> dict:
+        if not isinstance(reason, str) or not reason:
+            raise CommandError("bad-arguments", "reason must be a non-empty string")
+        job = self._job(record_id)
+        if job.payload is None:
+            raise CommandError("personal-data-purged",
+                               f"{record_id}: personal data was removed; send the record again")
+        if job.state == "completed":
+            self.core.spool.book("printed", -1, record_id, f"reprint: {reason}")
+            self.core.spool.book("spoiled", 1, record_id, f"reprint: {reason}")
+        elif job.state == "processing-stopped" and "uncertain" in job.reasons:
+            if job.phase == "picked":
+                self.core.spool.book("spoiled", 1, record_id, f"uncertain card: {reason}")
+        else:
+            raise CommandError("not-reprintable",
+                               f"{record_id} is {job.state}; only completed or uncertain jobs")
+        self.core.spool.update_job(record_id, phase=None, attempts=0)
+        self.core._set_job(record_id, "pending", (), f"reprint requested: {reason}")
+        return {}
+
+    def _refill(self, count: int) -> dict:
+        if not isinstance(count, int) or isinstance(count, bool) or not 0 < count <= MAX_REFILL:
+            raise CommandError("bad-arguments", f"count must be an integer 1..{MAX_REFILL}")
+        self.core.spool.book("refill", count, None, "refill by command")
+        self.core.stock.refilled(self.core.spool)
+        return {"remaining": self.core.spool.ledger().remaining}
+
+    def _release(self) -> dict:
+        released = []
+        for job in self.core.spool.jobs("pending", "pending-held"):
+            self.core._set_job(job.record_id, "canceled", ("released",),
+                               "released to the district for another station")
+            released.append(job.record_id)
+        return {"released": released}
+
+    def _rebirth(self) -> dict:
+        core = self.core
+        self.extra.append(ev.Publish(core.topic("availability"), b"online"))
+        self.extra.append(ev.SendOutbox(tuple(core.spool.outbox()), again=True))
+        core._last_state = None  # forces the state out after this event
+        return {}
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _job(self, record_id: object):
+        if not isinstance(record_id, str):
+            raise CommandError("bad-arguments", "record_id must be a string")
+        job = self.core.spool.job(record_id)
+        if job is None:
+            raise CommandError("unknown-record", f"no job {record_id!r} on this station")
+        return job
+
+    def _uncertain(self, record_id: object):
+        job = self._job(record_id)
+        if not (job.state == "processing-stopped" and "uncertain" in job.reasons):
+            raise CommandError("not-uncertain", f"{record_id} is {job.state}, not uncertain")
+        return job
+
+
+def _audit(args: dict) -> dict:
+    """Arguments safe to publish: short scalars only."""
+    return {key: value for key, value in args.items() if isinstance(value, int | str)
+            and len(str(value)) <= 64}

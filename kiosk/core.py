@@ -1,0 +1,371 @@
+"""The station's decisions: events in, actions out, the spool as memory.
+
+`StationCore` owns the job lifecycle (pending → processing → completed, with
+processing-stopped while the printer is faulted, aborted when the job itself is
+bad), the blank-card ledger bookings, the rule that a record is acknowledged
+only after its commit, and the choice of which card prints next. It has no
+thread and touches no device: the station loop feeds it events and carries out
+the actions it returns, after committing the spool transaction they belong to.
+
+The crash rule: a job is marked ``phase='picking'`` durably before ``Ss`` is
+sent. A job found in ``picking`` or ``picked`` at start-up may have come out of
+the printer, so it becomes processing-stopped with reason ``uncertain`` and
+waits for a person (the OK button, or the district's ``reprint``/``confirm``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+
+from kiosk import __version__
+from kiosk import events as ev
+from kiosk.commands import CommandHandler
+from kiosk.config import Config
+from kiosk.record import Rejected, mask_nik, parse_record
+from kiosk.spool import Spool
+from kiosk.stock import StockWatch
+from kiosk.tray import TrayBooted, TrayFrame, TrayOffline, TrayOnline
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_S = 30.0
+UNCERTAIN = "uncertain"
+
+
+def is_alert(reason: str) -> bool:
+    return reason.endswith(("-report", "-warning", "-error"))
+
+
+class StationCore:
+    """Decides what the station does next; see the module docstring."""
+
+    def __init__(
+        self,
+        config: Config,
+        spool: Spool,
+        *,
+        verifier: object | None = None,
+        boot_id: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.spool = spool
+        self.verifier = verifier
+        self.boot_id = boot_id or str(uuid.uuid4())
+        self.clock = clock
+        self.base = config.topic_base
+        self.seq = 0
+        self.generation: int | None = None
+        self.printer = "connecting"  # connecting | idle | busy | fault
+        self.printer_reasons: tuple[str, ...] = ()
+        self.printer_detail = ""
+        self.current: str | None = None
+        self.prefetched: str | None = None
+        self.paused = False
+        self.accepting = True
+        self.stock = StockWatch(config.tray)
+        self.commands = CommandHandler(self)
+        self._outgoing: list = []
+        self._alerts: dict[str, str] = {}
+        self._last_state: dict | None = None
+        self._last_state_at = 0.0
+
+    # -- entry points ------------------------------------------------------------
+
+    def start(self) -> list:
+        """Recover after a (possibly unclean) stop; returns the first actions."""
+        for job in self.spool.jobs("processing", "processing-stopped"):
+            if job.phase in ("picking", "picked"):
+                if UNCERTAIN not in job.reasons:
+                    self._set_job(job.record_id, "processing-stopped", (UNCERTAIN,),
+                                  "station restarted while this card was in the printer;"
+                                  " check whether it came out")
+            else:
+                self._set_job(job.record_id, "pending", (), "requeued after restart")
+        self.stock.load(self.spool)
+        self._alerts = json.loads(self.spool.get_meta("alerts", "{}"))
+        return [ev.SendOutbox(tuple(self.spool.outbox())), *self._flush()]
+
+    def handle(self, event: object) -> list:
+        """Everything the station does in answer to one event."""
+        actions = self._route(event)
+        actions.extend(self._dispatch())
+        self._sync_alerts()
+        actions.extend(self._flush())
+        return actions
+
+    def _route(self, event: object) -> list:
+        handlers: dict[type, Callable[[any], list]] = {
+            ev.MessageArrived: self._on_message,
+            ev.LinkUp: self._on_link_up,
+            ev.LinkDown: self._on_link_down,
+            ev.Delivered: self._on_delivered,
+            ev.PrinterReady: self._on_printer_ready,
+            ev.PrinterFault: self._on_printer_fault,
+            ev.PickRequested: self._on_pick_requested,
+            ev.CardPicked: self._on_card_picked,
+            ev.CardPrinted: self._on_card_printed,
+            ev.CardFailed: self._on_card_failed,
+            ev.Tick: self._on_tick,
+            TrayFrame: self._on_tray,
+            TrayOnline: self._on_tray,
+            TrayOffline: self._on_tray,
+            TrayBooted: self._on_tray,
+        }
+        handler = handlers.get(type(event))
+        if handler is None:
+            log.warning("ignored unknown event %r", event)
+            return []
+        return handler(event)
+
+    # -- the broker link -------------------------------------------------------------
+
+    def _on_link_up(self, event: ev.LinkUp) -> list:
+        self.generation = event.generation
+        return [ev.Publish(self.topic("availability"), b"online"), self._state_publish(force=True)]
+
+    def _on_link_down(self, event: ev.LinkDown) -> list:
+        if self.generation == event.generation:
+            self.generation = None
+        return []
+
+    def _on_delivered(self, event: ev.Delivered) -> list:
+        self.spool.confirm(event.item_id)
+        return []
+
+    def _on_message(self, msg: ev.MessageArrived) -> list:
+        if msg.topic == self.topic("jobs"):
+            self._take_record(msg.payload)
+        elif msg.topic.startswith(self.topic("cmd/")):
+            name = msg.topic[len(self.topic("cmd/")):]
+            self.commands.run(name, msg.payload, msg.response_topic, msg.correlation)
+        else:
+            log.warning("message on unexpected topic %s", msg.topic)
+        actions, self.commands.extra = self.commands.extra, []
+        # The ack follows the commit of everything above (the station commits first).
+        return [*actions, ev.Ack(msg.mid, msg.generation)]
+
+    def _take_record(self, payload: bytes) -> None:
+        try:
+            record = parse_record(payload, verifier=self.verifier)
+        except Rejected as rejected:
+            self.reject(rejected.code, rejected.detail, rejected.record_id)
+            return
+        if not self.accepting:
+            self.reject("not-accepting", "the station is draining; route it elsewhere",
+                        record.record_id)
+            return
+        if self.spool.add_job(record.record_id, record.priority, mask_nik(record.nik), payload):
+            self.job_event(record.record_id, "pending", (), "spooled")
+        else:
+            log.info("record %s seen before: acknowledged and ignored", record.record_id)
+
+    def reject(self, code: str, detail: str, record_id: str | None) -> None:
+        self.spool.bump("rejected")
+        log.warning("rejected %s: %s (%s)", record_id or "record", code, detail)
+        self.event("rejected", record_id=record_id, error=code, detail=detail)
+
+    # -- the printer -----------------------------------------------------------------
+
+    def _on_printer_ready(self, event: ev.PrinterReady) -> list:
+        self._set_printer("idle", ())
+        return []
+
+    def _on_printer_fault(self, event: ev.PrinterFault) -> list:
+        self._set_printer("fault", event.reasons, event.detail)
+        return []
+
+    def _on_pick_requested(self, event: ev.PickRequested) -> list:
+        job = self.spool.job(event.record_id)
+        allow = (
+            not self.paused and event.record_id == self.current and job is not None
+            and job.state == "processing"
+        )
+        if allow:
+            self.spool.update_job(event.record_id, phase="picking")
+        return [ev.AnswerPick(event.record_id, allow)]
+
+    def _on_card_picked(self, event: ev.CardPicked) -> list:
+        job = self.spool.job(event.record_id)
+        attempts = (job.attempts if job else 0) + 1
+        self.spool.update_job(event.record_id, phase="picked", attempts=attempts)
+        self.spool.book("pick", 1, event.record_id)
+        self.stock.picked(self.spool)
+        return []
+
+    def _on_card_printed(self, event: ev.CardPrinted) -> list:
+        self.spool.book("printed", 1, event.record_id)
+        self.spool.update_job(event.record_id, phase=None)
+        self._set_job(event.record_id, "completed", (), "card printed")
+        self._release_printer(event.record_id)
+        return []
+
+    def _on_card_failed(self, event: ev.CardFailed) -> list:
+        rid = event.record_id
+        job = self.spool.job(rid)
+        self._release_printer(rid)
+        if job is None:
+            return []
+        if event.uncertain:
+            self._set_job(rid, "processing-stopped", (UNCERTAIN,), event.detail)
+            return []
+        if event.picked:
+            self.spool.book("spoiled", 1, rid, event.detail)
+            self.spool.update_job(rid, phase=None)
+        if event.job_error:
+            self._set_job(rid, "aborted", event.reasons, event.detail)
+        elif event.picked and job.attempts >= self.config.printer.max_attempts:
+            self._set_job(rid, "aborted", event.reasons,
+                          f"{job.attempts} blank cards spoiled; giving up: {event.detail}")
+        elif job.state == "processing" and (event.reasons or event.picked):
+            spoiled = " (card spoiled; it will be printed again)" if event.picked else ""
+            self._set_job(rid, "processing-stopped", event.reasons, event.detail + spoiled)
+            self.current = rid  # it goes first once the printer is back
+        elif job.state == "processing":
+            self._set_job(rid, "pending", (), event.detail)
+        return []
+
+    def _release_printer(self, record_id: str) -> None:
+        if self.current == record_id:
+            self.current = None
+        if self.printer == "busy":
+            self.printer = "idle"
+
+    def _set_printer(self, status: str, reasons: tuple[str, ...], detail: str = "") -> None:
+        busy = status == "idle" and self.printer == "busy"
+        self.printer = "busy" if busy else status
+        self.printer_reasons = tuple(reasons)
+        self.printer_detail = detail
+
+    def _dispatch(self) -> list:
+        if self.printer != "idle" or self.paused:
+            return []
+        job = self.spool.job(self.current) if self.current else None
+        if job is None or job.state != "processing-stopped" or UNCERTAIN in job.reasons:
+            job = self.spool.next_pending()
+        if job is None or job.payload is None:
+            return []
+        self.current = job.record_id
+        self.printer = "busy"
+        self._set_job(job.record_id, "processing", (), "sent to the card printer")
+        actions: list = [ev.StartCard(job.record_id, job.payload)]
+        upcoming = self.spool.next_pending()
+        if upcoming and upcoming.payload and upcoming.record_id != self.prefetched:
+            self.prefetched = upcoming.record_id
+            actions.append(ev.Prefetch(upcoming.record_id, upcoming.payload))
+        return actions
+
+    # -- the tray and the clock --------------------------------------------------------
+
+    def _on_tray(self, event: object) -> list:
+        self.stock.on_tray(event, self)
+        return []
+
+    def _on_tick(self, event: ev.Tick) -> list:
+        self.stock.on_tick(event.now, self)
+        hours = self.config.security.keep_personal_data_h
+        purged = self.spool.purge_personal_data(self.clock() - hours * 3600)
+        if purged:
+            log.info("personal data of %d finished jobs removed from the spool", purged)
+        if self.clock() - self._last_state_at >= HEARTBEAT_S:
+            return [self._state_publish(force=True)]
+        return []
+
+    # -- publishing ------------------------------------------------------------------
+
+    def topic(self, leaf: str) -> str:
+        return f"{self.base}/{leaf}"
+
+    def _stamp(self, body: dict) -> dict:
+        self.seq += 1
+        ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.clock()))
+        return {"boot_id": self.boot_id, "seq": self.seq, "ts": ts, **body}
+
+    def event(self, kind: str, **fields: object) -> None:
+        """Queue an event in the outbox (sent after the commit)."""
+        body = self._stamp({"schema": "ektp.event/1", "type": kind, **fields})
+        self.outbox(self.topic("events"), body)
+
+    def outbox(self, topic: str, body: dict, correlation: bytes | None = None) -> None:
+        payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        self._outgoing.append(self.spool.enqueue(topic, payload, correlation))
+
+    def job_event(self, record_id: str, state: str, reasons: tuple[str, ...], detail: str) -> None:
+        self.event("job", record_id=record_id, job_state=state, reasons=list(reasons),
+                   detail=detail)
+
+    def alert(self, reason: str, detail: str, *, cleared: bool = False) -> None:
+        body: dict[str, object] = {"reason": reason, "detail": detail}
+        if cleared:
+            body["cleared"] = True
+        self.event("alert", **body)
+
+    def _sync_alerts(self) -> None:
+        """Raise each alert once when it appears and clear it once when it goes."""
+        active = {r: self.printer_detail or r for r in self.printer_reasons if is_alert(r)}
+        active.update(self.stock.reasons())
+        for reason in sorted(active.keys() - self._alerts.keys()):
+            self.alert(reason, active[reason])
+        for reason in sorted(self._alerts.keys() - active.keys()):
+            self.alert(reason, "cleared", cleared=True)
+        if active != self._alerts:
+            self.spool.set_meta("alerts", json.dumps(active))
+        self._alerts = active
+
+    def _set_job(self, record_id: str, state: str, reasons: tuple[str, ...], detail: str) -> None:
+        self.spool.update_job(record_id, state=state, reasons=reasons, detail=detail)
+        self.job_event(record_id, state, reasons, detail)
+
+    def _flush(self) -> list:
+        actions: list = []
+        if self._outgoing:
+            actions.append(ev.SendOutbox(tuple(self._outgoing)))
+            self._outgoing = []
+        return actions
+
+    def state_actions(self) -> list:
+        """A retained state publish if anything changed since the last one."""
+        publish = self._state_publish(force=False)
+        return [publish] if publish else []
+
+    def _state_publish(self, *, force: bool) -> ev.Publish | None:
+        body = self.state_document()
+        if not force and body == self._last_state:
+            return None
+        self._last_state = body
+        self._last_state_at = self.clock()
+        stamped = self._stamp({"schema": "ektp.state/1", **body})
+        payload = json.dumps(stamped, separators=(",", ":")).encode()
+        return ev.Publish(self.topic("state"), payload, retain=True)
+
+    def state_document(self) -> dict:
+        """The state of mqtt.md without schema/boot_id/seq/ts."""
+        reasons = set(self.printer_reasons) | set(self.stock.reasons())
+        if self.printer == "connecting":
+            reasons.add("connecting-to-device")
+        if self.paused:
+            reasons.add("paused")
+        if self.printer == "busy":
+            printer_state = "processing"
+        elif self.printer != "idle" or self.paused:
+            printer_state = "stopped"
+        else:
+            printer_state = "idle"
+        ledger = self.spool.ledger()
+        return {
+            "printer_state": printer_state,
+            "printer_state_reasons": sorted(reasons) or ["none"],
+            "accepting_jobs": self.accepting,
+            "queue": self.spool.queue_counts(),
+            "stock": self.stock.document(ledger),
+            "counters": {
+                "printed": ledger.printed,
+                "spoiled": ledger.spoiled,
+                "rejected": int(self.spool.get_meta("rejected", "0")),
+            },
+            "version": __version__,
+        }

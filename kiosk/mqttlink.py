@@ -1,0 +1,206 @@
+"""The station's MQTT 5 link to the district broker (mqtt.md, Connection).
+
+A thin adapter over paho-mqtt: persistent session (``clean_start=False`` on
+every connect, SessionExpiryInterval from config), QoS 1 subscriptions with
+``manual_ack=True``, the ``offline`` Will, reconnect with back-off 1 s → 60 s
+(paho's own loop). Each connection gets a new *generation* number: an ack is
+sent only on the connection that delivered its message; after a reconnect the
+broker redelivers and the spool dedupes.
+
+Outbox items are handed to paho at most ``MAX_HANDED`` at a time and reported
+`Delivered` when the broker's PUBACK arrives; paho itself resends what is in
+flight after a reconnect. Everything else it hears becomes an event.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from kiosk import events as ev
+from kiosk.config import Config
+from kiosk.spool import OutboxItem
+
+log = logging.getLogger(__name__)
+
+MAX_HANDED = 500  # outbox items in paho's hands at once (paho refuses a reused mid)
+
+
+def json_properties(correlation: bytes | None = None) -> Properties:
+    props = Properties(PacketTypes.PUBLISH)
+    props.PayloadFormatIndicator = 1
+    props.ContentType = "application/json"
+    if correlation is not None:
+        props.CorrelationData = correlation
+    return props
+
+
+class MqttLink:
+    """The broker connection of one station; events go to *emit*."""
+
+    def __init__(self, config: Config, emit: Callable[[object], None]) -> None:
+        self.config = config
+        self.emit = emit
+        self.base = config.topic_base
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._connected = False
+        self._pending: dict[int, int | None] = {}  # mid -> outbox item id (None: direct)
+        self._early: set[int] = set()  # PUBACKs that beat their publish() call
+        self._handed: set[int] = set()
+        self._waiting: deque[OutboxItem] = deque()
+        self.client = self._make_client()
+
+    def _make_client(self) -> mqtt.Client:
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.config.client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
+        client.will_set(f"{self.base}/availability", b"offline", qos=1, retain=True)
+        client.reconnect_delay_set(1, 60)
+        client.max_queued_messages_set(0)
+        self._secure(client)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_publish = self._on_publish
+        return client
+
+    def _secure(self, client: mqtt.Client) -> None:
+        cfg = self.config.mqtt
+        if urlsplit(cfg.url).scheme == "mqtts":
+            client.tls_set(ca_certs=cfg.ca_file, certfile=cfg.cert_file, keyfile=cfg.key_file,
+                           cert_reqs=ssl.CERT_REQUIRED)
+        if cfg.username:
+            password = Path(cfg.password_file).read_text().strip() if cfg.password_file else None
+            client.username_pw_set(cfg.username, password)
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        url = urlsplit(self.config.mqtt.url)
+        default_port = 8883 if url.scheme == "mqtts" else 1883
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.config.mqtt.session_expiry_s
+        self.client.connect_async(
+            url.hostname or "127.0.0.1", url.port or default_port,
+            keepalive=self.config.mqtt.keepalive_s, clean_start=False, properties=props,
+        )
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        """Clean shutdown: say ``offline`` (retained) before leaving."""
+        if self._connected:
+            info = self.client.publish(f"{self.base}/availability", b"offline", qos=1,
+                                       retain=True)
+            info.wait_for_publish(timeout=2)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    # -- paho callbacks (network thread) ----------------------------------------------------
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("broker refused the connection: %s", reason_code)
+            return
+        with self._lock:
+            self._generation += 1
+            self._connected = True
+            generation = self._generation
+        client.subscribe([(f"{self.base}/jobs", 1), (f"{self.base}/cmd/+", 1)])
+        log.info("connected to the broker (session present: %s)", flags.session_present)
+        self.emit(ev.LinkUp(generation, bool(flags.session_present)))
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        with self._lock:
+            self._generation += 1
+            self._connected = False
+            generation = self._generation
+        log.warning("broker connection lost: %s", reason_code)
+        self.emit(ev.LinkDown(generation, str(reason_code)))
+
+    def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
+        props = message.properties
+        self.emit(ev.MessageArrived(
+            topic=message.topic,
+            payload=message.payload,
+            mid=message.mid if message.qos else 0,
+            generation=self._generation,
+            response_topic=getattr(props, "ResponseTopic", None),
+            correlation=getattr(props, "CorrelationData", None),
+        ))
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("broker refused publish %d: %s (dropped)", mid, reason_code)
+        with self._lock:
+            if mid not in self._pending:
+                self._early.add(mid)
+                return
+            item_id = self._pending.pop(mid)
+        if item_id is not None:
+            self.emit(ev.Delivered(item_id))
+        self._pump()
+
+    # -- called from the station thread ----------------------------------------------------
+
+    def ack(self, mid: int, generation: int) -> None:
+        """PUBACK *mid*, but only on the connection that delivered it."""
+        with self._lock:
+            if mid and generation == self._generation and self._connected:
+                self.client.ack(mid, 1)
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool = True) -> None:
+        """A direct QoS 1 publish (retained state, availability)."""
+        props = json_properties() if payload.startswith(b"{") else None
+        info = self.client.publish(topic, payload, qos=1, retain=retain, properties=props)
+        self._track(info, None)
+
+    def send(self, items: Iterable[OutboxItem], *, again: bool = False) -> None:
+        """Hand outbox items to the broker; each is reported `Delivered` on PUBACK."""
+        with self._lock:
+            for item in items:
+                if again or item.id not in self._handed:
+                    self._handed.add(item.id)
+                    self._waiting.append(item)
+        self._pump()
+
+    def _pump(self) -> None:
+        while True:
+            with self._lock:
+                if not self._waiting or len(self._pending) >= MAX_HANDED:
+                    return
+                item = self._waiting.popleft()
+            props = json_properties(item.response)
+            info = self.client.publish(item.topic, item.payload, qos=1, properties=props)
+            if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
+                with self._lock:
+                    self._waiting.appendleft(item)
+                return
+            self._track(info, item.id)
+
+    def _track(self, info: mqtt.MQTTMessageInfo, item_id: int | None) -> None:
+        with self._lock:
+            if info.mid in self._early:
+                self._early.discard(info.mid)
+            else:
+                self._pending[info.mid] = item_id
+                return
+        if item_id is not None:
+            self.emit(ev.Delivered(item_id))

@@ -1,0 +1,282 @@
+"""The durable spool: jobs and their IPP states, the blank-card ledger, the outbox.
+
+One SQLite file in WAL mode with ``synchronous=FULL``: a transaction that has
+returned is on disk, so the station acknowledges a record to the broker only
+after the commit that holds it. Everything the station must not lose across a
+power cut lives here; nothing else is kept on disk.
+
+Tables:
+- ``jobs``: one row per record_id ever seen (the idempotency key). ``phase``
+  tells how far the card got: NULL (no blank touched), ``picking`` (``Ss``
+  sent or about to be), ``picked`` (``Ss`` answered OK). A job found in
+  ``picking`` or ``picked`` at start-up may have come out of the printer.
+- ``ledger``: refills, picks, printed and spoiled cards, one row per booking.
+- ``outbox``: events and command replies not yet confirmed by the broker.
+- ``meta``: small counters (rejected records, calibration).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    record_id TEXT NOT NULL UNIQUE,
+    priority INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL,
+    reasons TEXT NOT NULL DEFAULT '[]',
+    phase TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    nik_masked TEXT NOT NULL DEFAULT '',
+    payload BLOB,
+    detail TEXT NOT NULL DEFAULT '',
+    received_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    ended_at REAL
+);
+CREATE INDEX IF NOT EXISTS jobs_queue ON jobs(state, priority DESC, id);
+CREATE TABLE IF NOT EXISTS ledger (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('refill', 'pick', 'printed', 'spoiled')),
+    count INTEGER NOT NULL,
+    record_id TEXT,
+    detail TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    response BLOB,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+ACTIVE_STATES = ("pending", "pending-held", "processing", "processing-stopped")
+FINAL_STATES = ("completed", "canceled", "aborted")
+
+
+@dataclass(frozen=True)
+class Job:
+    record_id: str
+    priority: int
+    state: str
+    reasons: tuple[str, ...]
+    phase: str | None
+    attempts: int
+    nik_masked: str
+    payload: bytes | None
+    detail: str
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    id: int
+    topic: str
+    payload: bytes
+    response: bytes | None  # correlation data for a command reply, else None
+
+
+@dataclass(frozen=True)
+class Ledger:
+    refills: int
+    picks: int
+    printed: int
+    spoiled: int
+    booked: bool  # a refill was ever booked
+
+    @property
+    def remaining(self) -> int | None:
+        return self.refills - self.picks if self.booked else None
+
+    @property
+    def balanced(self) -> bool:
+        """Every picked card is printed or spoiled (none in flight)."""
+        return self.picks == self.printed + self.spoiled
+
+
+class Spool:
+    """The station's SQLite spool; use from one thread (open one per thread)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(SCHEMA)
+        self._depth = 0
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One durable commit for everything inside; nests (the outer one commits)."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        else:
+            self._db.execute("COMMIT")
+        finally:
+            self._depth = 0
+
+    # -- jobs -------------------------------------------------------------
+
+    def add_job(self, record_id: str, priority: int, nik_masked: str, payload: bytes) -> bool:
+        """Spool a new job as pending; False if the record_id was seen before."""
+        now = time.time()
+        cursor = self._db.execute(
+            "INSERT OR IGNORE INTO jobs (record_id, priority, state, nik_masked, payload,"
+            " received_at, updated_at) VALUES (?, ?, 'pending', ?, ?, ?, ?)",
+            (record_id, priority, nik_masked, payload, now, now),
+        )
+        return cursor.rowcount == 1
+
+    def job(self, record_id: str) -> Job | None:
+        row = self._db.execute(_JOB_SELECT + " WHERE record_id = ?", (record_id,)).fetchone()
+        return _job(row) if row else None
+
+    def next_pending(self, skip: int = 0) -> Job | None:
+        """The job to print next: highest priority, then arrival order."""
+        row = self._db.execute(
+            _JOB_SELECT + " WHERE state = 'pending' ORDER BY priority DESC, id LIMIT 1 OFFSET ?",
+            (skip,),
+        ).fetchone()
+        return _job(row) if row else None
+
+    def jobs(self, *states: str) -> list[Job]:
+        marks = ",".join("?" * len(states))
+        rows = self._db.execute(
+            _JOB_SELECT + f" WHERE state IN ({marks}) ORDER BY priority DESC, id", states
+        ).fetchall()
+        return [_job(row) for row in rows]
+
+    def update_job(self, record_id: str, **changes: object) -> None:
+        """Set columns of a job (state, reasons, phase, attempts, detail)."""
+        if "reasons" in changes:
+            changes["reasons"] = json.dumps(list(changes["reasons"]))  # type: ignore[arg-type]
+        if changes.get("state") in FINAL_STATES:
+            changes["ended_at"] = time.time()
+        changes["updated_at"] = time.time()
+        columns = ", ".join(f"{name} = ?" for name in changes)
+        self._db.execute(
+            f"UPDATE jobs SET {columns} WHERE record_id = ?", (*changes.values(), record_id)
+        )
+
+    def queue_counts(self) -> dict[str, int]:
+        rows = self._db.execute(
+            "SELECT state, COUNT(*) FROM jobs WHERE state IN (?, ?, ?, ?) GROUP BY state",
+            ACTIVE_STATES,
+        ).fetchall()
+        counts = dict(rows)
+        return {
+            "pending": counts.get("pending", 0),
+            "held": counts.get("pending-held", 0),
+            "processing": counts.get("processing", 0) + counts.get("processing-stopped", 0),
+        }
+
+    def purge_personal_data(self, older_than: float) -> int:
+        """Drop the payload of jobs that ended before *older_than* (epoch seconds)."""
+        cursor = self._db.execute(
+            "UPDATE jobs SET payload = NULL WHERE payload IS NOT NULL AND ended_at < ?",
+            (older_than,),
+        )
+        return cursor.rowcount
+
+    # -- ledger -----------------------------------------------------------
+
+    def book(
+        self, kind: str, count: int = 1, record_id: str | None = None, detail: str = ""
+    ) -> None:
+        self._db.execute(
+            "INSERT INTO ledger (at, kind, count, record_id, detail) VALUES (?, ?, ?, ?, ?)",
+            (time.time(), kind, count, record_id, detail),
+        )
+
+    def ledger(self) -> Ledger:
+        rows = dict(self._db.execute("SELECT kind, SUM(count) FROM ledger GROUP BY kind"))
+        booked = self._db.execute("SELECT 1 FROM ledger WHERE kind = 'refill' LIMIT 1").fetchone()
+        return Ledger(
+            refills=rows.get("refill", 0) or 0,
+            picks=rows.get("pick", 0) or 0,
+            printed=rows.get("printed", 0) or 0,
+            spoiled=rows.get("spoiled", 0) or 0,
+            booked=booked is not None,
+        )
+
+    def printed_since(self, since: float) -> int:
+        row = self._db.execute(
+            "SELECT COALESCE(SUM(count), 0) FROM ledger WHERE kind = 'printed' AND at >= ?",
+            (since,),
+        ).fetchone()
+        return int(row[0])
+
+    # -- outbox -----------------------------------------------------------
+
+    def enqueue(self, topic: str, payload: bytes, response: bytes | None = None) -> OutboxItem:
+        cursor = self._db.execute(
+            "INSERT INTO outbox (topic, payload, response, created_at) VALUES (?, ?, ?, ?)",
+            (topic, payload, response, time.time()),
+        )
+        return OutboxItem(int(cursor.lastrowid or 0), topic, payload, response)
+
+    def outbox(self) -> list[OutboxItem]:
+        rows = self._db.execute("SELECT id, topic, payload, response FROM outbox ORDER BY id")
+        return [OutboxItem(*row) for row in rows]
+
+    def confirm(self, item_id: int) -> None:
+        self._db.execute("DELETE FROM outbox WHERE id = ?", (item_id,))
+
+    # -- meta -------------------------------------------------------------
+
+    def get_meta(self, key: str, default: str = "") -> str:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?)"
+            " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    def bump(self, key: str, by: int = 1) -> int:
+        value = int(self.get_meta(key, "0")) + by
+        self.set_meta(key, str(value))
+        return value
+
+
+_JOB_SELECT = (
+    "SELECT record_id, priority, state, reasons, phase, attempts, nik_masked, payload, detail"
+    " FROM jobs"
+)
+
+
+def _job(row: tuple) -> Job:
+    record_id, priority, state, reasons, phase, attempts, nik, payload, detail = row
+    return Job(
+        record_id, priority, state, tuple(json.loads(reasons)), phase, attempts, nik, payload,
+        detail,
+    )

@@ -1,0 +1,152 @@
+"""The running station: adapters around the core, and the loop between them.
+
+Adapters (broker link, print worker, tray link) put events on one queue. The
+station loop takes whatever is waiting, lets the core handle it inside one
+spool transaction, commits, and only then carries out the actions (so an ack
+never leaves before the commit of the record it acknowledges). A tick every
+second drives heartbeats, alert timers and personal-data purging.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from kiosk import events as ev
+from kiosk.config import Config, ConfigError
+from kiosk.core import StationCore
+from kiosk.mqttlink import MqttLink
+from kiosk.panels import PanelData, encode_card
+from kiosk.printer import EvolisPrinter
+from kiosk.printing import PrintWorker
+from kiosk.record import parse_record
+from kiosk.render import render_card
+from kiosk.signing import Verifier
+from kiosk.spool import Spool
+from kiosk.tray import TrayLink
+
+log = logging.getLogger(__name__)
+
+TICK_S = 1.0
+MAX_BATCH = 200
+
+
+def make_renderer(config: Config) -> Callable[[bytes], Sequence[PanelData]]:
+    """Spooled record JSON → the panels the printer gets."""
+    printer = config.printer
+
+    def render(payload: bytes) -> Sequence[PanelData]:
+        record = parse_record(payload)  # verified when it arrived
+        card = render_card(record)
+        return encode_card(card, ribbon=printer.ribbon, colour_bits=printer.colour_bits,
+                           rotate=printer.rotate)
+
+    return render
+
+
+def make_verifier(config: Config) -> Verifier:
+    """Trusted district keys; a missing key file is a configuration error when required."""
+    security = config.security
+    if not security.require_signed_jobs:
+        present = [path for path in security.trusted_keys if Path(path).is_file()]
+        return Verifier.from_pem_files(present, required=False)
+    try:
+        return Verifier.from_pem_files(security.trusted_keys, required=True)
+    except ValueError as error:
+        raise ConfigError("security.trusted_keys", str(error)) from error
+
+
+class Station:
+    """One print station: build it from a config, then ``run()`` until ``stop()``."""
+
+    def __init__(self, config: Config, *, notify: Callable[[str], None] | None = None) -> None:
+        self.config = config
+        self.events: queue.Queue[object] = queue.Queue()
+        self.spool = Spool(config.station.spool)
+        self.core = StationCore(config, self.spool, verifier=make_verifier(config))
+        self.link = MqttLink(config, self.events.put)
+        printer = EvolisPrinter(config.printer.port, baud=config.printer.baud,
+                                ribbon=config.printer.ribbon,
+                                print_seconds=config.printer.print_seconds)
+        self.worker = PrintWorker(printer, make_renderer(config), self.events.put,
+                                  poll_s=config.printer.poll_s)
+        self.tray = TrayLink(config.tray.port, self.events.put) if config.tray.enabled else None
+        self.notify = notify or (lambda status: None)
+        self._stop = threading.Event()
+        self._next_tick = 0.0
+        self.executors: dict[type, Callable[[object], None]] = {
+            ev.Ack: lambda a: self.link.ack(a.mid, a.generation),
+            ev.Publish: lambda a: self.link.publish(a.topic, a.payload, retain=a.retain),
+            ev.SendOutbox: lambda a: self.link.send(a.items, again=a.again),
+            ev.StartCard: lambda a: self.worker.start_card(a.record_id, a.payload),
+            ev.Prefetch: lambda a: self.worker.prefetch(a.record_id, a.payload),
+            ev.AnswerPick: lambda a: self.worker.answer_pick(a.record_id, a.allow),
+            ev.Show: lambda a: None,
+        }
+
+    def run(self) -> None:
+        with self.spool.transaction():
+            actions = self.core.start()
+        self.link.start()
+        self.worker.start()
+        if self.tray:
+            self.tray.start()
+        self._execute(actions)
+        self.notify("READY=1")
+        try:
+            while not self._stop.is_set():
+                self._step()
+        finally:
+            self._shutdown()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.events.put(None)
+
+    def _step(self) -> None:
+        batch = self._take_batch()
+        with self.spool.transaction():
+            actions: list = []
+            for event in batch:
+                actions.extend(self.core.handle(event))
+            actions.extend(self.core.state_actions())
+        self._execute(actions)
+        self.notify("WATCHDOG=1")
+
+    def _take_batch(self) -> list[object]:
+        now = time.monotonic()
+        if now >= self._next_tick:
+            self._next_tick = now + TICK_S
+            return [ev.Tick(time.time()), *self._drain()]
+        try:
+            first = self.events.get(timeout=self._next_tick - now)
+        except queue.Empty:
+            return []
+        return [event for event in (first, *self._drain()) if event is not None]
+
+    def _drain(self) -> list[object]:
+        batch: list[object] = []
+        while len(batch) < MAX_BATCH:
+            try:
+                event = self.events.get_nowait()
+            except queue.Empty:
+                break
+            if event is not None:
+                batch.append(event)
+        return batch
+
+    def _execute(self, actions: list) -> None:
+        for action in actions:
+            self.executors[type(action)](action)
+
+    def _shutdown(self) -> None:
+        self.notify("STOPPING=1")
+        self.worker.stop()
+        if self.tray:
+            self.tray.stop()
+        self.link.stop()
+        self.spool.close()
