@@ -53,6 +53,8 @@ class PrinterSection:
     colour_bits: int = 6
     rotate: int = 90
     print_seconds: float = 30.0
+    setting_timeout_s: float = 2.0
+    download_timeout_s: float = 30.0
     max_attempts: int = 3
     poll_s: float = 1.0
 

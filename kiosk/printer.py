@@ -80,12 +80,14 @@ class EvolisPrinter:
         ribbon: str = "ymcko",
         print_seconds: float = 30.0,
         setting_timeout: float = SETTING_TIMEOUT,
+        download_timeout: float = DOWNLOAD_TIMEOUT,
     ) -> None:
         self.url = url
         self.baud = baud
         self.ribbon = ribbon
         self.print_timeout = print_seconds + PRINT_MARGIN
         self.setting_timeout = setting_timeout
+        self.download_timeout = download_timeout
         self._port: serial.SerialBase | None = None
 
     def connect(self) -> str:
@@ -161,7 +163,7 @@ class EvolisPrinter:
             frame = evolis.download_compressed(panel.panel, panel.data)
         else:
             frame = evolis.download(panel.panel, panel.code, panel.data)
-        self._transact(frame, DOWNLOAD_TIMEOUT, expect_ok=True)
+        self._transact(frame, self.download_timeout, expect_ok=True)
 
     def _end_quietly(self) -> None:
         """Hand error handling back to the printer; a failure here changes nothing."""

@@ -69,9 +69,12 @@ class Station:
         self.spool = Spool(config.station.spool)
         self.core = StationCore(config, self.spool, verifier=make_verifier(config))
         self.link = MqttLink(config, self.events.put)
-        printer = EvolisPrinter(config.printer.port, baud=config.printer.baud,
-                                ribbon=config.printer.ribbon,
-                                print_seconds=config.printer.print_seconds)
+        printer = EvolisPrinter(
+            config.printer.port, baud=config.printer.baud, ribbon=config.printer.ribbon,
+            print_seconds=config.printer.print_seconds,
+            setting_timeout=config.printer.setting_timeout_s,
+            download_timeout=config.printer.download_timeout_s,
+        )
         self.worker = PrintWorker(printer, make_renderer(config), self.events.put,
                                   poll_s=config.printer.poll_s)
         self.tray = TrayLink(config.tray.port, self.events.put) if config.tray.enabled else None

@@ -1,0 +1,177 @@
+"""Real parts for the tests: a Mosquitto of our own, device simulators on ptys, the station.
+
+Mosquitto missing is a test failure that says how to install it, never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("GPIOZERO_PIN_FACTORY", "mock")
+
+from kiosk.broker import Broker, MosquittoMissing, find_mosquitto  # noqa: E402
+from kiosk.config import from_dict  # noqa: E402
+from kiosk.district import DistrictClient  # noqa: E402
+from kiosk.samples import make_record  # noqa: E402
+from kiosk.signing import generate_key_pair, load_private_key, sign_record  # noqa: E402
+from kiosk.sim.printer import PrinterSimulator  # noqa: E402
+from kiosk.sim.tray import TraySimulator  # noqa: E402
+from kiosk.station import Station  # noqa: E402
+
+STATION = "st-1"
+DISTRICT = "3210"
+
+
+@pytest.fixture(scope="session")
+def mosquitto() -> str:
+    try:
+        return find_mosquitto()
+    except MosquittoMissing as missing:
+        pytest.fail(str(missing), pytrace=False)
+
+
+@pytest.fixture
+def broker(tmp_path, mosquitto):
+    server = Broker(tmp_path / "broker").start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture(scope="session")
+def district_key(tmp_path_factory):
+    private, public = generate_key_pair(tmp_path_factory.mktemp("keys"))
+    return load_private_key(private), public
+
+
+@pytest.fixture
+def signed(district_key):
+    """signed(i, **changes) → a signed sample record dict."""
+    private, _ = district_key
+
+    def make(index: int, **changes) -> dict:
+        body = make_record(index)
+        body.update(changes)
+        return sign_record(body, private)
+
+    return make
+
+
+@pytest.fixture
+def printer_sim(tmp_path):
+    sim = PrinterSimulator(str(tmp_path / "printer"), card_seconds=0.02)
+    sim.start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
+def tray_sim(tmp_path):
+    sim = TraySimulator(str(tmp_path / "tray"), cards=150)
+    sim.start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
+def station_settings(tmp_path, broker, printer_sim, tray_sim, district_key):
+    """The station's configuration as a dict; tests change it before starting."""
+    return {
+        "station": {"district": DISTRICT, "id": STATION, "spool": str(tmp_path / "spool.db")},
+        "mqtt": {"url": broker.url, "keepalive_s": 5},
+        "printer": {"port": printer_sim.path, "print_seconds": 2.0, "setting_timeout_s": 0.5,
+                    "download_timeout_s": 1.0, "poll_s": 0.1},
+        "tray": {"port": tray_sim.path},
+        "security": {"trusted_keys": [str(district_key[1])]},
+    }
+
+
+class StationThread:
+    """The station in this process, on a thread (stopped cleanly at the end)."""
+
+    def __init__(self, settings: dict, district: DistrictClient | None = None) -> None:
+        self.station = Station(from_dict(settings))
+        self.thread = threading.Thread(target=self.station.run, daemon=True)
+        self.district = district
+
+    def __enter__(self) -> Station:
+        self.thread.start()
+        if self.district:  # subscribed once it says online: records sent now are queued
+            assert self.district.wait_for(
+                lambda: self.district.availability.get(STATION) == "online", 10)
+        return self.station
+
+    def __exit__(self, *exc: object) -> None:
+        self.station.stop()
+        self.thread.join(timeout=20)
+        assert not self.thread.is_alive(), "station did not stop"
+
+
+class StationProcess:
+    """``kiosk run`` as its own process, for kill -9."""
+
+    def __init__(self, settings: dict, directory: Path) -> None:
+        self.config = directory / "station.toml"
+        self.config.write_text(to_toml(settings))
+        self.log = directory / "station.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> StationProcess:
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "kiosk", "run", "--config", str(self.config)],
+                stdout=log, stderr=log, start_new_session=True,
+            )
+        return self
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def terminate(self) -> int:
+        assert self.process is not None
+        self.process.terminate()
+        return self.process.wait(timeout=20)
+
+
+def to_toml(settings: dict) -> str:
+    lines = []
+    for section, body in settings.items():
+        lines.append(f"[{section}]")
+        for key, value in body.items():
+            lines.append(f"{key} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    return str(value)
+
+
+@pytest.fixture
+def district(broker):
+    client = DistrictClient(broker.url, district=DISTRICT).wait_connected()
+    yield client
+    client.close()
+
+
+def wait_until(predicate, timeout: float = 20.0, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
