@@ -17,14 +17,14 @@ import pytest
 
 os.environ.setdefault("GPIOZERO_PIN_FACTORY", "mock")
 
-from kiosk.broker import Broker, MosquittoMissing, find_mosquitto  # noqa: E402
-from kiosk.config import from_dict  # noqa: E402
-from kiosk.district import DistrictClient  # noqa: E402
-from kiosk.samples import make_record  # noqa: E402
-from kiosk.signing import generate_key_pair, load_private_key, sign_record  # noqa: E402
-from kiosk.sim.printer import PrinterSimulator  # noqa: E402
-from kiosk.sim.tray import TraySimulator  # noqa: E402
-from kiosk.station import Station  # noqa: E402
+from kiosk.broker import Broker, MosquittoMissing, find_mosquitto
+from kiosk.config import from_dict
+from kiosk.district import DistrictClient
+from kiosk.samples import make_record
+from kiosk.signing import generate_key_pair, load_private_key, sign_record
+from kiosk.sim.printer import PrinterSimulator
+from kiosk.sim.tray import TraySimulator
+from kiosk.station import Station
 
 STATION = "st-1"
 DISTRICT = "3210"

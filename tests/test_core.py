@@ -305,7 +305,7 @@ def test_release_hands_back_unstarted_jobs(h):
 
 def test_drain_refuses_new_records_with_a_reason(h):
     h.command("drain")
-    body, actions = h.record(1)
+    _, actions = h.record(1)
     assert of(actions, ev.Ack)
     assert [r["error"] for r in h.events("rejected")] == ["not-accepting"]
     assert h.core.state_document()["accepting_jobs"] is False

@@ -7,7 +7,7 @@ import json
 from kiosk.panels import encode_card
 from kiosk.record import parse_record
 from kiosk.render import render_card
-from tests.conftest import STATION, StationThread, wait_until
+from tests.conftest import STATION, StationThread
 
 
 def completed(district, record_ids, timeout=30.0):
