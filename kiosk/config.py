@@ -57,6 +57,7 @@ class PrinterSection:
     download_timeout_s: float = 30.0
     max_attempts: int = 3
     poll_s: float = 1.0
+    resync_s: float = 6.0
 
 
 @dataclass(frozen=True)

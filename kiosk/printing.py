@@ -42,12 +42,14 @@ class PrintWorker:
         *,
         poll_s: float = 1.0,
         idle_check_s: float = 5.0,
+        resync_s: float = 6.0,
     ) -> None:
         self.printer = printer
         self.render = render
         self.emit = emit
         self.poll_s = poll_s
         self.idle_check_s = idle_check_s
+        self.resync_s = resync_s
         self._jobs: queue.Queue[ev.StartCard | None] = queue.Queue()
         self._answers: queue.Queue[ev.AnswerPick] = queue.Queue()
         self._renders: dict[str, Future] = {}
@@ -102,7 +104,10 @@ class PrintWorker:
         except PrinterError as error:
             self._report(error.reasons or ("connecting-to-device",), error.detail)
             self._fail_waiting_jobs()
-            self._stop.wait(self.poll_s)
+            # A printer that opened but did not answer may be waiting for the rest of a
+            # download from a host that died: stay silent until its receive timeout ends it.
+            silent = "timed-out-error" in error.reasons
+            self._stop.wait(self.resync_s if silent else self.poll_s)
             return
         log.info("card printer connected: %s", info)
         self._connected = True

@@ -76,7 +76,8 @@ class Station:
             download_timeout=config.printer.download_timeout_s,
         )
         self.worker = PrintWorker(printer, make_renderer(config), self.events.put,
-                                  poll_s=config.printer.poll_s)
+                                  poll_s=config.printer.poll_s,
+                                  resync_s=config.printer.resync_s)
         self.tray = TrayLink(config.tray.port, self.events.put) if config.tray.enabled else None
         self.notify = notify or (lambda status: None)
         self._stop = threading.Event()

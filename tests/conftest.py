@@ -66,7 +66,7 @@ def signed(district_key):
 
 @pytest.fixture
 def printer_sim(tmp_path):
-    sim = PrinterSimulator(str(tmp_path / "printer"), card_seconds=0.02)
+    sim = PrinterSimulator(str(tmp_path / "printer"), card_seconds=0.02, receive_timeout=0.8)
     sim.start()
     yield sim
     sim.stop()
@@ -87,7 +87,8 @@ def station_settings(tmp_path, broker, printer_sim, tray_sim, district_key):
         "station": {"district": DISTRICT, "id": STATION, "spool": str(tmp_path / "spool.db")},
         "mqtt": {"url": broker.url, "keepalive_s": 5},
         "printer": {"port": printer_sim.path, "print_seconds": 2.0, "setting_timeout_s": 0.5,
-                    "download_timeout_s": 1.0, "poll_s": 0.1},
+                    "download_timeout_s": 1.0, "poll_s": 0.1,
+                    "resync_s": 1.2},
         "tray": {"port": tray_sim.path},
         "security": {"trusted_keys": [str(district_key[1])]},
     }
