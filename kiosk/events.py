@@ -166,3 +166,70 @@ class Show:
     """What the device panel (LCD, LEDs, buzzer) should show."""
 
     view: object
+
+
+# -- the device panel and the receipt printer ---------------------------------------
+
+
+@dataclass(frozen=True)
+class PanelView:
+    """Everything the LCD, LEDs and buzzer show; no personal data beyond a masked name."""
+
+    printer_state: str  # idle | processing | stopped
+    reasons: tuple[str, ...]  # IPP keywords; ("none",) when all is well
+    paused: bool = False
+    accepting: bool = True
+    queue_pending: int = 0
+    stock_remaining: int | None = None
+    minutes_to_empty: float | None = None
+    current_record: str | None = None
+    current_name_masked: str | None = None
+    uncertain: tuple[str, ...] = ()  # record ids waiting for a person's decision
+    broker_connected: bool = False
+    tray_online: bool | None = None
+    printed: int = 0
+    spoiled: int = 0
+
+
+@dataclass(frozen=True)
+class OperatorIntent:
+    """What a person asked for at the device (the panel turns buttons into these).
+
+    kind: "pause-toggle", "retry", "silence", "confirm-uncertain", "reprint-uncertain",
+    "refill" (with count), "shift-report".
+    """
+
+    kind: str
+    record_id: str | None = None
+    count: int | None = None
+
+
+@dataclass(frozen=True)
+class ReceiptFault:
+    """The receipt printer's condition changed; () when it is fine again."""
+
+    reasons: tuple[str, ...]
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class PrintSlip:
+    """A handover slip for a printed card (last 4 NIK digits only)."""
+
+    record_id: str
+    nik_last4: str
+    name: str
+    station: str
+    printed_at: str  # RFC 3339 UTC
+
+
+@dataclass(frozen=True)
+class PrintShiftReport:
+    station: str
+    generated_at: str
+    refills: int
+    picked: int
+    printed: int
+    spoiled: int
+    remaining: int | None
+    rejected: int
