@@ -9,6 +9,7 @@ power cut would), ``stop()`` ends it cleanly (it saves its persistence file),
 from __future__ import annotations
 
 import contextlib
+import getpass
 import os
 import shutil
 import signal
@@ -81,6 +82,8 @@ class Broker:
         lines = [
             self.listener or f"listener {self.port} 127.0.0.1",
             "allow_anonymous true" if not self.listener else "",
+            # Started as root, Mosquitto drops to its own user and then cannot write here.
+            f"user {getpass.getuser()}",
             f"persistence {'true' if self.persistence else 'false'}",
             f"persistence_location {self.dir}/",
             "autosave_interval 1",

@@ -132,7 +132,10 @@ class MqttLink:
             self._generation += 1
             self._connected = False
             generation = self._generation
-        log.warning("broker connection lost: %s", reason_code)
+        if reason_code.is_failure:
+            log.warning("broker connection lost: %s", reason_code)
+        else:
+            log.info("disconnected from the broker")
         self.emit(ev.LinkDown(generation, str(reason_code)))
 
     def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:

@@ -55,6 +55,9 @@ class CardError(PrinterError):
 
 
 class CardHooks(Protocol):
+    def panels(self) -> Sequence[PanelData]:
+        """The card's panels; waited for only after the printer is prepared."""
+
     def may_pick(self) -> bool:
         """Asked just before a blank is picked; False withdraws the card."""
 
@@ -66,7 +69,7 @@ class CardPrinter(Protocol):
     def connect(self) -> str: ...
     def close(self) -> None: ...
     def check(self) -> tuple[str, ...]: ...
-    def print_card(self, panels: Sequence[PanelData], hooks: CardHooks) -> None: ...
+    def print_card(self, hooks: CardHooks) -> None: ...
 
 
 class EvolisPrinter:
@@ -119,8 +122,12 @@ class EvolisPrinter:
         feeder = self._ask("Sk", "f")
         return ("media-empty-error",) if feeder in FEEDER_EMPTY_CODES else ()
 
-    def print_card(self, panels: Sequence[PanelData], hooks: CardHooks) -> None:
-        """One card, front only; raises CardError on any failure."""
+    def print_card(self, hooks: CardHooks) -> None:
+        """One card, front only; raises CardError on any failure.
+
+        The printer is prepared while the card may still be rendering; an
+        exception from ``hooks.panels()`` ends the job before a blank is picked.
+        """
         try:
             self._ok("Pem", 2)
             self._ok("Pr", self.ribbon)
@@ -128,6 +135,11 @@ class EvolisPrinter:
         except PrinterError as error:
             self._end_quietly()
             raise CardError(error, picked=False) from error
+        try:
+            panels = hooks.panels()
+        except Exception:
+            self._end_quietly()
+            raise
         if not hooks.may_pick():
             self._end_quietly()
             raise CardError(PrinterError((), "pick withdrawn by the station"), picked=False)

@@ -72,7 +72,6 @@ class PrintWorker:
         self.printer.close()
 
     def start_card(self, record_id: str, payload: bytes) -> None:
-        self.prefetch(record_id, payload)
         self._jobs.put(ev.StartCard(record_id, payload))
 
     def prefetch(self, record_id: str, payload: bytes) -> None:
@@ -152,27 +151,17 @@ class PrintWorker:
         if self._reasons:
             self._refuse(job)
             return
-        panels = self._panels(job)
-        if panels is None:
-            return
         try:
-            self.printer.print_card(panels, _Hooks(self, job.record_id))
+            self.printer.print_card(_Hooks(self, job))
         except CardError as error:
             self._card_failed(job.record_id, error)
             return
-        self.emit(ev.CardPrinted(job.record_id))
-
-    def _panels(self, job: ev.StartCard) -> Sequence[PanelData] | None:
-        future = self._renders.pop(job.record_id, None) or self._pool.submit(
-            self.render, job.payload
-        )
-        try:
-            return future.result()
         except Exception as exc:  # any failure to render is the job's fault, not the station's
             log.warning("cannot render %s: %s", job.record_id, exc)
             self.emit(ev.CardFailed(job.record_id, ("document-format-error",),
                                     f"cannot render the card: {exc}", job_error=True))
-            return None
+            return
+        self.emit(ev.CardPrinted(job.record_id))
 
     def _card_failed(self, record_id: str, error: CardError) -> None:
         if error.reasons:
@@ -197,9 +186,15 @@ class PrintWorker:
 class _Hooks:
     """The pick handshake between the driver and the core, for one card."""
 
-    def __init__(self, worker: PrintWorker, record_id: str) -> None:
+    def __init__(self, worker: PrintWorker, job: ev.StartCard) -> None:
         self.worker = worker
-        self.record_id = record_id
+        self.job = job
+        self.record_id = job.record_id
+
+    def panels(self) -> Sequence[PanelData]:
+        """Rendered ahead if it was prefetched, else now (the printer is already busy)."""
+        ahead = self.worker._renders.pop(self.record_id, None)
+        return ahead.result() if ahead else self.worker.render(self.job.payload)
 
     def may_pick(self) -> bool:
         self.worker.emit(ev.PickRequested(self.record_id))

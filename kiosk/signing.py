@@ -14,9 +14,9 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import os
 from collections.abc import Iterable
+from json.encoder import encode_basestring
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ def _encode(obj: object) -> str:
             raise ValueError(f"integer {obj} is outside ±(2**53 - 1)")
         return str(obj)
     if isinstance(obj, str):
-        return json.dumps(obj, ensure_ascii=False)
+        return encode_basestring(obj)  # json's own escaping, without ensure_ascii
     if isinstance(obj, list | tuple):
         return "[" + ",".join(_encode(item) for item in obj) + "]"
     if isinstance(obj, dict):

@@ -32,6 +32,7 @@ from kiosk.tray import TrayLink
 log = logging.getLogger(__name__)
 
 TICK_S = 1.0
+PRINTER_ACTIONS = (ev.StartCard, ev.AnswerPick)
 MAX_BATCH = 200
 
 
@@ -144,7 +145,8 @@ class Station:
         return batch
 
     def _execute(self, actions: list) -> None:
-        for action in actions:
+        # The printer is the critical path: it hears first, the broker right after.
+        for action in sorted(actions, key=lambda a: not isinstance(a, PRINTER_ACTIONS)):
             self.executors[type(action)](action)
 
     def _shutdown(self) -> None:

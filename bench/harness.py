@@ -1,0 +1,141 @@
+"""What the station benches share: a private broker, simulators, the station as its own
+process, and the baselines every figure is printed beside (broker latency, one fsync).
+
+Benches are measurements, not tests: they print figures and never fail on them.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from kiosk.broker import Broker  # noqa: E402
+from kiosk.signing import generate_key_pair, load_private_key  # noqa: E402
+
+STATION, DISTRICT = "bench-01", "3210"
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.2f} ms"
+
+
+def broker_latency(url_port: int, count: int = 50) -> list[float]:
+    """Publish → subscriber delivery on the same broker, QoS 1, same-size-ish payload."""
+    received: dict[int, float] = {}
+    done = threading.Event()
+
+    def on_message(client, userdata, message):
+        received[int(message.payload[:8])] = time.monotonic()
+        if len(received) == count:
+            done.set()
+
+    sub = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    sub.on_message = on_message
+    sub.connect("127.0.0.1", url_port)
+    sub.subscribe("bench/latency", qos=1)
+    sub.loop_start()
+    pub = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    pub.connect("127.0.0.1", url_port)
+    pub.loop_start()
+    time.sleep(0.3)
+    sent: dict[int, float] = {}
+    padding = b"x" * 40_000  # about a record's size
+    for index in range(count):
+        sent[index] = time.monotonic()
+        pub.publish("bench/latency", f"{index:08d}".encode() + padding, qos=1).wait_for_publish()
+        time.sleep(0.02)
+    done.wait(10)
+    for client in (pub, sub):
+        client.disconnect()
+        client.loop_stop()
+    return [received[i] - sent[i] for i in sent if i in received]
+
+
+def fsync_commit(directory: Path, count: int = 50) -> list[float]:
+    """One small durable SQLite commit (WAL, synchronous=FULL), as the spool does."""
+    db = sqlite3.connect(directory / "fsync.db", isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("CREATE TABLE t (x BLOB)")
+    times = []
+    for _ in range(count):
+        start = time.perf_counter()
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("INSERT INTO t VALUES (?)", (b"x" * 2000,))
+        db.execute("COMMIT")
+        times.append(time.perf_counter() - start)
+    db.close()
+    return times
+
+
+class World:
+    """A broker, a key pair and a work directory for one bench run."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="kiosk-bench-"))
+        self.broker = Broker(self.dir / "broker").start()
+        (self.dir / "keys").mkdir()
+        private, self.public = generate_key_pair(self.dir / "keys")
+        self.key = load_private_key(private)
+
+    def station_toml(self, printer: str, tray: str, **printer_keys: object) -> Path:
+        extra = "".join(f"{key} = {value}\n" for key, value in printer_keys.items())
+        path = self.dir / "station.toml"
+        path.write_text(
+            f'[station]\ndistrict = "{DISTRICT}"\nid = "{STATION}"\n'
+            f'spool = "{self.dir / "spool.db"}"\n'
+            f'[mqtt]\nurl = "{self.broker.url}"\n'
+            f'[printer]\nport = "{printer}"\n{extra}'
+            f'[tray]\nport = "{tray}"\n'
+            f'[security]\ntrusted_keys = ["{self.public}"]\n'
+        )
+        return path
+
+    def start_station(self, config: Path) -> subprocess.Popen:
+        log = open(self.dir / "station.log", "ab")  # noqa: SIM115 - lives as long as the process
+        return subprocess.Popen([sys.executable, "-m", "kiosk", "run", "--config", str(config)],
+                                stdout=log, stderr=log, cwd=ROOT)
+
+    def close(self) -> None:
+        self.broker.stop()
+
+
+def peak_rss_mb(pid: int) -> float:
+    """VmHWM (peak resident set) of a live process, in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+os.environ.setdefault("GPIOZERO_PIN_FACTORY", "mock")
