@@ -195,7 +195,7 @@ class StationCore:
         self.spool.update_job(event.record_id, phase="picked", attempts=attempts)
         self.spool.book("pick", 1, event.record_id)
         self.stock.picked(self.spool)
-        return []
+        return self._prefetch()
 
     def _on_card_printed(self, event: ev.CardPrinted) -> list:
         self.spool.book("printed", 1, event.record_id)
@@ -252,12 +252,15 @@ class StationCore:
         self.current = job.record_id
         self.printer = "busy"
         self._set_job(job.record_id, "processing", (), "sent to the card printer")
-        actions: list = [ev.StartCard(job.record_id, job.payload)]
+        return [ev.StartCard(job.record_id, job.payload)]
+
+    def _prefetch(self) -> list:
+        """Render the next card while this one prints (never in the gap between cards)."""
         upcoming = self.spool.next_pending()
-        if upcoming and upcoming.payload and upcoming.record_id != self.prefetched:
-            self.prefetched = upcoming.record_id
-            actions.append(ev.Prefetch(upcoming.record_id, upcoming.payload))
-        return actions
+        if upcoming is None or upcoming.payload is None or upcoming.record_id == self.prefetched:
+            return []
+        self.prefetched = upcoming.record_id
+        return [ev.Prefetch(upcoming.record_id, upcoming.payload)]
 
     # -- the tray and the clock --------------------------------------------------------
 

@@ -70,6 +70,7 @@ class CardPrinter(Protocol):
     def close(self) -> None: ...
     def check(self) -> tuple[str, ...]: ...
     def print_card(self, hooks: CardHooks) -> None: ...
+    def finish(self) -> None: ...
 
 
 class EvolisPrinter:
@@ -123,7 +124,7 @@ class EvolisPrinter:
         return ("media-empty-error",) if feeder in FEEDER_EMPTY_CODES else ()
 
     def print_card(self, hooks: CardHooks) -> None:
-        """One card, front only; raises CardError on any failure.
+        """One card, front only; raises CardError on any failure, call `finish` after success.
 
         The printer is prepared while the card may still be rendering; an
         exception from ``hooks.panels()`` ends the job before a blank is picked.
@@ -168,6 +169,9 @@ class EvolisPrinter:
         except PrinterError as error:
             self._end_quietly()
             raise CardError(error, picked=True, uncertain=error.link_lost) from error
+
+    def finish(self) -> None:
+        """Close the job after a printed card (``Pem;0``); the card is out whatever this says."""
         self._end_quietly()
 
     def _download(self, panel: PanelData) -> None:

@@ -161,7 +161,8 @@ class PrintWorker:
             self.emit(ev.CardFailed(job.record_id, ("document-format-error",),
                                     f"cannot render the card: {exc}", job_error=True))
             return
-        self.emit(ev.CardPrinted(job.record_id))
+        self.emit(ev.CardPrinted(job.record_id))  # the core commits while the job is closed
+        self.printer.finish()
 
     def _card_failed(self, record_id: str, error: CardError) -> None:
         if error.reasons:

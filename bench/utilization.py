@@ -1,0 +1,113 @@
+"""Printer utilization with a full queue: the gap between one card out and the next picked.
+
+30 records are queued at once; the printer simulator takes 200 ms per card. The
+station renders the next card while the current one prints, so the gap is only
+the few commands and one spool commit between cards. Beside it, in the same run:
+an ideal host (pyserial alone, panels ready, no spool, no broker) driving the
+same simulator, and the peak RSS of the `kiosk run` process.
+Goals: printer busy >= 99 %, RSS <= 80 MB.
+
+    python bench/utilization.py [--records 30] [--card-ms 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from itertools import pairwise
+
+import serial
+from harness import World, ms, peak_rss_mb, percentile, stop
+from rich.console import Console
+from rich.table import Table
+
+from kiosk import evolis
+from kiosk.district import DistrictClient
+from kiosk.panels import encode_card
+from kiosk.record import parse_record
+from kiosk.render import render_card
+from kiosk.samples import make_record
+from kiosk.signing import sign_record
+from kiosk.sim.printer import PrinterSimulator
+from kiosk.sim.tray import TraySimulator
+
+
+def gaps_and_busy(cards) -> tuple[list[float], float]:
+    gaps = [b.picked_at - a.printed_at for a, b in pairwise(cards)]
+    busy = sum(c.printed_at - c.picked_at for c in cards)
+    span = cards[-1].printed_at - cards[0].picked_at
+    return gaps, busy / span
+
+
+def station_run(world: World, count: int, card_s: float) -> tuple[list, float, float]:
+    printer = PrinterSimulator(str(world.dir / "printer"), card_seconds=card_s, feeder=count + 5)
+    tray = TraySimulator(str(world.dir / "tray"))
+    printer.start()
+    tray.start()
+    station = world.start_station(world.station_toml(printer.path, tray.path))
+    district = DistrictClient(world.broker.url).wait_connected()
+    try:
+        district.wait_for(lambda: district.availability.get("bench-01") == "online", 20)
+        for index in range(1, count + 1):
+            district.publish_record("bench-01", sign_record(make_record(index), world.key))
+        printer.wait_for_cards(count, timeout=count * (card_s + 2) + 30)
+        rss = peak_rss_mb(station.pid)
+    finally:
+        district.close()
+        stop(station)
+        printer.stop()
+        tray.stop()
+    return printer.cards, rss, card_s
+
+
+def ideal_run(world: World, count: int, card_s: float) -> list:
+    """The same card sequence from a bare pyserial loop, panels rendered beforehand."""
+    cards = [encode_card(render_card(parse_record(json.dumps(make_record(i)).encode())))
+             for i in range(1, count + 1)]
+    printer = PrinterSimulator(str(world.dir / "ideal"), card_seconds=card_s, feeder=count + 5)
+    printer.start()
+    port = serial.serial_for_url(printer.path, 115200, timeout=card_s + 5)
+    try:
+        for panels in cards:
+            frames = [evolis.command("Pem", 2), evolis.command("Pr", "ymcko"),
+                      evolis.command("Pmi", "F"), evolis.command("Ss"), evolis.command("Sr")]
+            frames += [evolis.download_compressed(p.panel, p.data) if p.compressed
+                       else evolis.download(p.panel, p.code, p.data) for p in panels]
+            frames += [evolis.command("Se"), evolis.command("Pem", 0)]
+            for frame in frames:
+                port.write(frame)
+                port.read_until(b"\r")
+        printer.wait_for_cards(count, timeout=10)
+    finally:
+        port.close()
+        printer.stop()
+    return printer.cards
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--records", type=int, default=30)
+    parser.add_argument("--card-ms", type=float, default=200)
+    args = parser.parse_args()
+    card_s = args.card_ms / 1000
+    world = World()
+    try:
+        cards, rss, _ = station_run(world, args.records, card_s)
+        ideal = ideal_run(world, args.records, card_s)
+    finally:
+        world.close()
+    gaps, busy = gaps_and_busy(cards)
+    ideal_gaps, ideal_busy = gaps_and_busy(ideal)
+    table = Table(title=f"{args.records} queued records, {args.card_ms:g} ms per card")
+    for column in ("host", "gap p50", "gap p95", "printer busy"):
+        table.add_column(column)
+    table.add_row("station (kiosk run)", ms(percentile(gaps, 50)), ms(percentile(gaps, 95)),
+                  f"{busy:.2%}")
+    table.add_row("baseline: bare pyserial, panels ready", ms(percentile(ideal_gaps, 50)),
+                  ms(percentile(ideal_gaps, 95)), f"{ideal_busy:.2%}")
+    Console().print(table)
+    Console().print(f"peak RSS of kiosk run: {rss:.1f} MB (goal <= 80 MB)")
+
+
+if __name__ == "__main__":
+    main()
