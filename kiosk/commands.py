@@ -4,7 +4,9 @@ Each command is answered on its MQTT 5 ResponseTopic with the request's
 CorrelationData, through the durable outbox, and audited as a ``command``
 event. Unknown or malformed requests get ``ok: false`` with a precise error.
 Besides mqtt.md's table the station knows ``confirm`` (an ``uncertain`` card
-did come out: book it printed) and ``accept`` (undo ``drain``).
+did come out: book it printed), ``accept`` (undo ``drain``) and ``shift-report``
+(print the blank-card ledger on the receipt printer). The same commands run
+for the operator at the device through `local`.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ class CommandHandler:
     ARGS: ClassVar[dict[str, tuple[str, ...]]] = {
         "status": (), "pause": (), "resume": (), "drain": (), "accept": (), "release": (),
         "rebirth": (), "cancel": ("record_id",), "confirm": ("record_id",),
-        "reprint": ("record_id", "reason"), "refill": ("count",),
+        "reprint": ("record_id", "reason"), "refill": ("count",), "shift-report": (),
     }
 
     def __init__(self, core: StationCore) -> None:
@@ -42,16 +44,35 @@ class CommandHandler:
 
     def run(self, name: str, payload: bytes, response_topic: str | None,
             correlation: bytes | None) -> None:
+        """A command from the district; the reply goes to its ResponseTopic."""
         try:
             args = self._arguments(name, payload)
-            reply = {"ok": True, **(getattr(self, f"_{name}")(**args) or {})}
         except CommandError as error:
-            args = {}
             reply = {"ok": False, "error": error.code, "detail": error.detail}
-        self.core.event("command", name=name, args=_audit(args), ok=reply["ok"],
-                        error=reply.get("error"), detail=reply.get("detail", ""))
+            self._audit(name, {}, "district", reply)
+        else:
+            reply = self._execute(name, args, "district")
         if response_topic:
             self.core.outbox(response_topic, reply, correlation or b"")
+
+    def local(self, name: str, args: dict[str, Any]) -> list:
+        """The same command asked for at the device; returns the actions it needs."""
+        self._execute(name, args, "device")
+        extra, self.extra = self.extra, []
+        return extra
+
+    def _execute(self, name: str, args: dict[str, Any], source: str) -> dict:
+        try:
+            method = getattr(self, "_" + name.replace("-", "_"))
+            reply = {"ok": True, **(method(**args) or {})}
+        except CommandError as error:
+            reply = {"ok": False, "error": error.code, "detail": error.detail}
+        self._audit(name, args, source, reply)
+        return reply
+
+    def _audit(self, name: str, args: dict[str, Any], source: str, reply: dict) -> None:
+        self.core.event("command", name=name, args=_audit(args), source=source,
+                        ok=reply["ok"], error=reply.get("error"), detail=reply.get("detail", ""))
 
     def _arguments(self, name: str, payload: bytes) -> dict[str, Any]:
         if name not in self.ARGS:
@@ -153,6 +174,10 @@ class CommandHandler:
                                "released to the district for another station")
             released.append(job.record_id)
         return {"released": released}
+
+    def _shift_report(self) -> dict:
+        self.extra.append(self.core.desk.shift_report())
+        return {"detail": "shift report sent to the receipt printer"}
 
     def _rebirth(self) -> dict:
         core = self.core

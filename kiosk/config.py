@@ -79,6 +79,7 @@ class ReceiptSection:
 
 @dataclass(frozen=True)
 class PanelSection:
+    enabled: bool = True
     lcd: str = "none"
     language: str = "id"
     button_pause: int = 5

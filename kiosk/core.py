@@ -25,6 +25,7 @@ from kiosk import __version__
 from kiosk import events as ev
 from kiosk.commands import CommandHandler
 from kiosk.config import Config
+from kiosk.desk import Desk
 from kiosk.record import Rejected, mask_nik, parse_record
 from kiosk.spool import Spool
 from kiosk.stock import StockWatch
@@ -69,6 +70,7 @@ class StationCore:
         self.accepting = True
         self.stock = StockWatch(config.tray)
         self.commands = CommandHandler(self)
+        self.desk = Desk(self)
         self._outgoing: list = []
         self._alerts: dict[str, str] = {}
         self._last_state: dict | None = None
@@ -111,6 +113,8 @@ class StationCore:
             ev.CardPrinted: self._on_card_printed,
             ev.CardFailed: self._on_card_failed,
             ev.Tick: self._on_tick,
+            ev.OperatorIntent: self.desk.on_intent,
+            ev.ReceiptFault: self.desk.on_receipt_fault,
             TrayFrame: self._on_tray,
             TrayOnline: self._on_tray,
             TrayOffline: self._on_tray,
@@ -202,7 +206,7 @@ class StationCore:
         self.spool.update_job(event.record_id, phase=None)
         self._set_job(event.record_id, "completed", (), "card printed")
         self._release_printer(event.record_id)
-        return []
+        return self.desk.slip(event.record_id)
 
     def _on_card_failed(self, event: ev.CardFailed) -> list:
         rid = event.record_id
@@ -311,6 +315,7 @@ class StationCore:
         """Raise each alert once when it appears and clear it once when it goes."""
         active = {r: self.printer_detail or r for r in self.printer_reasons if is_alert(r)}
         active.update(self.stock.reasons())
+        active.update(self.desk.receipt_reasons)
         for reason in sorted(active.keys() - self._alerts.keys()):
             self.alert(reason, active[reason])
         for reason in sorted(self._alerts.keys() - active.keys()):
@@ -331,9 +336,8 @@ class StationCore:
         return actions
 
     def state_actions(self) -> list:
-        """A retained state publish if anything changed since the last one."""
-        publish = self._state_publish(force=False)
-        return [publish] if publish else []
+        """A retained state publish and a panel view, each only if it changed."""
+        return [a for a in (self._state_publish(force=False), self.desk.view_changed()) if a]
 
     def _state_publish(self, *, force: bool) -> ev.Publish | None:
         body = self.state_document()

@@ -162,6 +162,11 @@ class AnswerPick:
 
 
 @dataclass(frozen=True)
+class ProbePrinter:
+    """Look at the printer now instead of at the next poll (the OK button)."""
+
+
+@dataclass(frozen=True)
 class Show:
     """What the device panel (LCD, LEDs, buzzer) should show."""
 

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 Renderer = Callable[[bytes], Sequence[PanelData]]
 PICK_ANSWER_TIMEOUT = 30.0
+PROBE = ev.ProbePrinter()
 
 
 class PrintWorker:
@@ -50,7 +51,7 @@ class PrintWorker:
         self.poll_s = poll_s
         self.idle_check_s = idle_check_s
         self.resync_s = resync_s
-        self._jobs: queue.Queue[ev.StartCard | None] = queue.Queue()
+        self._jobs: queue.Queue[ev.StartCard | ev.ProbePrinter | None] = queue.Queue()
         self._answers: queue.Queue[ev.AnswerPick] = queue.Queue()
         self._renders: dict[str, Future] = {}
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="render")
@@ -78,6 +79,10 @@ class PrintWorker:
         if record_id not in self._renders:
             self._renders[record_id] = self._pool.submit(self.render, payload)
 
+    def probe_now(self) -> None:
+        """Look at the printer at once (a person says the fault is cleared)."""
+        self._jobs.put(PROBE)
+
     def answer_pick(self, record_id: str, allow: bool) -> None:
         self._answers.put(ev.AnswerPick(record_id, allow))
 
@@ -94,7 +99,9 @@ class PrintWorker:
             except queue.Empty:
                 self._check()
                 continue
-            if job is not None:
+            if job is PROBE:
+                self._check()
+            elif job is not None:
                 self._print(job)
 
     def _connect(self) -> None:
@@ -140,7 +147,7 @@ class PrintWorker:
                 job = self._jobs.get_nowait()
             except queue.Empty:
                 return
-            if job is not None:
+            if isinstance(job, ev.StartCard):
                 self._refuse(job)
 
     def _refuse(self, job: ev.StartCard) -> None:

@@ -19,10 +19,13 @@ from pathlib import Path
 from kiosk import events as ev
 from kiosk.config import Config, ConfigError
 from kiosk.core import StationCore
+from kiosk.lcd import open_lcd
 from kiosk.mqttlink import MqttLink
+from kiosk.panel import DevicePanel
 from kiosk.panels import PanelData, encode_card
 from kiosk.printer import EvolisPrinter
 from kiosk.printing import PrintWorker
+from kiosk.receipt import ReceiptPrinter
 from kiosk.record import parse_record
 from kiosk.render import render_card
 from kiosk.signing import Verifier
@@ -80,6 +83,8 @@ class Station:
                                   poll_s=config.printer.poll_s,
                                   resync_s=config.printer.resync_s)
         self.tray = TrayLink(config.tray.port, self.events.put) if config.tray.enabled else None
+        self.receipt = self._receipt(config)
+        self.panel = self._panel(config)
         self.notify = notify or (lambda status: None)
         self._stop = threading.Event()
         self._next_tick = 0.0
@@ -90,8 +95,27 @@ class Station:
             ev.StartCard: lambda a: self.worker.start_card(a.record_id, a.payload),
             ev.Prefetch: lambda a: self.worker.prefetch(a.record_id, a.payload),
             ev.AnswerPick: lambda a: self.worker.answer_pick(a.record_id, a.allow),
-            ev.Show: lambda a: None,
+            ev.Show: lambda a: self.panel and self.panel.show(a.view),
+            ev.ProbePrinter: lambda a: self.worker.probe_now(),
+            ev.PrintSlip: lambda a: self.receipt and self.receipt.slip(a),
+            ev.PrintShiftReport: lambda a: self.receipt and self.receipt.shift_report(a),
         }
+
+    def _receipt(self, config: Config) -> ReceiptPrinter | None:
+        if not config.receipt.enabled:
+            return None
+        return ReceiptPrinter(config.receipt.port, self.events.put,
+                              language=config.panel.language)
+
+    def _panel(self, config: Config) -> DevicePanel | None:
+        """The buttons, lights and LCD; a station without them still prints."""
+        if not config.panel.enabled:
+            return None
+        try:
+            return DevicePanel(config.panel, self.events.put, lcd=open_lcd(config.panel.lcd))
+        except Exception as error:  # no GPIO here, pins taken, no I2C: run headless
+            log.warning("device panel unavailable, running without it: %s", error)
+            return None
 
     def run(self) -> None:
         with self.spool.transaction():
@@ -100,6 +124,8 @@ class Station:
         self.worker.start()
         if self.tray:
             self.tray.start()
+        if self.receipt:
+            self.receipt.start()
         self._execute(actions)
         self.notify("READY=1")
         try:
@@ -154,5 +180,9 @@ class Station:
         self.worker.stop()
         if self.tray:
             self.tray.stop()
+        if self.receipt:
+            self.receipt.stop()
+        if self.panel:
+            self.panel.close()
         self.link.stop()
         self.spool.close()
