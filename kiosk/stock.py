@@ -32,6 +32,7 @@ class StockWatch:
         self.estimate: int | None = None
         self.tray_online: bool | None = None
         self.door_open = False
+        self.sensor_low = False
         self.path_since: float | None = None
         self.path_jam = False
         self.printing = False
@@ -51,6 +52,7 @@ class StockWatch:
         if isinstance(event, TrayFrame):
             self.tray_online = True
             self.door_open = event.door_open
+            self.sensor_low = event.low
             self.estimate = card_estimate(
                 event.height_um, self.tray.empty_height_um, self.tray.card_um
             )
@@ -75,13 +77,19 @@ class StockWatch:
             active["media-empty-error"] = "the stock ledger says the tray is empty"
         elif remaining is not None and remaining <= self.tray.low_threshold:
             active["media-low-warning"] = f"{remaining} blank cards left"
+        elif self.sensor_low and self.tray_online:
+            active["media-low-warning"] = "the tray's low-stock sensor sees no card"
         if self.tray.enabled and self.tray_online is False:
             active["offline-report"] = "the tray sensor board is not answering"
         if self.door_open:
             active["door-open-warning"] = "the blank-card tray door is open"
         if self.path_jam:
             active["media-jam-error"] = "a card stays in the card path beam"
-        if self._mismatch():
+        if remaining is not None and remaining < 0:
+            active["ledger-mismatch-warning"] = (
+                f"{-remaining} cards printed that no refill booked: book the refill"
+            )
+        elif self._mismatch():
             active["ledger-mismatch-warning"] = (
                 f"ledger says {remaining} blank cards, the tray sensor sees {self.estimate}"
             )
