@@ -120,6 +120,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _render(args: argparse.Namespace) -> int:
     from kiosk.panels import render_preview
     from kiosk.record import Rejected, parse_record
+    from kiosk.render import RenderError
 
     try:
         with open(args.record, "rb") as handle:
@@ -127,7 +128,11 @@ def _render(args: argparse.Namespace) -> int:
     except (OSError, Rejected) as error:
         print(f"kiosk: cannot read {args.record}: {error}", file=sys.stderr)
         return EXIT_USAGE
-    render_preview(record).save(args.output)
+    try:
+        render_preview(record).save(args.output)
+    except RenderError as error:
+        print(f"kiosk: cannot render {args.record}: {error}", file=sys.stderr)
+        return EXIT_FAILURE
     print(args.output)
     return EXIT_OK
 

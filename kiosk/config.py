@@ -82,6 +82,7 @@ class PanelSection:
     enabled: bool = True
     lcd: str = "none"
     language: str = "id"
+    hold_s: float = 3.0
     button_pause: int = 5
     button_ok: int = 6
     button_menu: int = 13

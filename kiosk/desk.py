@@ -49,7 +49,7 @@ class Desk:
         if intent.kind == "pause-toggle":
             core.paused = not core.paused
             core.event("command", name="pause" if core.paused else "resume", args={},
-                       ok=True, error=None, detail="at the device")
+                       source="device", ok=True, error=None, detail="")
             return []
         if intent.kind == "retry":
             return [ev.ProbePrinter()]

@@ -48,6 +48,14 @@ SCHEMA = "ektp.record/1"
 MAX_PAYLOAD_BYTES = 256 * 1024
 MAX_DEPTH = 8  # a valid record nests 2 deep (record > fields / sig)
 MAX_FIELD_CHARS = 200
+# What the card layout can carry (kiosk/render.py fits these, shrinking and wrapping):
+# a longer value is rejected when the record arrives, not found unprintable later.
+FIELD_MAX_CHARS = {
+    "provinsi": 60, "kabupaten": 60, "nama": 120, "tempat_lahir": 50, "jenis_kelamin": 16,
+    "gol_darah": 2, "alamat": 120, "rt_rw": 7, "kel_desa": 60, "kecamatan": 60, "agama": 60,
+    "status_perkawinan": 60, "pekerjaan": 60, "kewarganegaraan": 60, "berlaku_hingga": 60,
+    "tempat_terbit": 32,
+}
 PRIORITY_RANGE = (-1000, 1000)
 MIN_BIRTH_YEAR = 1900
 PHOTO_MAX_BYTES = 64 * 1024
@@ -243,8 +251,9 @@ class _Checker:
         value = self.string(raw, name, None, "", path)
         if not value.strip():
             raise self.invalid(path, "empty")
-        if len(value) > MAX_FIELD_CHARS:
-            raise self.invalid(path, f"{len(value)} characters, over {MAX_FIELD_CHARS}")
+        limit = FIELD_MAX_CHARS.get(path.removeprefix("fields."), MAX_FIELD_CHARS)
+        if len(value) > limit:
+            raise self.invalid(path, f"{len(value)} characters, over {limit}")
         if _BAD_CHARS.search(value):
             raise self.invalid(path, "contains control characters or unpaired surrogates")
         return value

@@ -21,7 +21,7 @@ from kiosk.config import Config, ConfigError
 from kiosk.core import StationCore
 from kiosk.lcd import open_lcd
 from kiosk.mqttlink import MqttLink
-from kiosk.panel import DevicePanel
+from kiosk.panel import DevicePanel, PanelTiming
 from kiosk.panels import PanelData, encode_card
 from kiosk.printer import EvolisPrinter
 from kiosk.printing import PrintWorker
@@ -112,7 +112,8 @@ class Station:
         if not config.panel.enabled:
             return None
         try:
-            return DevicePanel(config.panel, self.events.put, lcd=open_lcd(config.panel.lcd))
+            return DevicePanel(config.panel, self.events.put, lcd=open_lcd(config.panel.lcd),
+                               timing=PanelTiming(hold_s=config.panel.hold_s))
         except Exception as error:  # no GPIO here, pins taken, no I2C: run headless
             log.warning("device panel unavailable, running without it: %s", error)
             return None

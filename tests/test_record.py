@@ -19,7 +19,9 @@ from PIL import Image
 
 from kiosk import samples
 from kiosk.record import (
+    FIELD_MAX_CHARS,
     FIELD_NAMES,
+    MAX_FIELD_CHARS,
     PHOTO_MAX_BYTES,
     SIGNATURE_MAX_BYTES,
     Record,
@@ -33,6 +35,10 @@ from kiosk.signing import Verifier
 SEEDS = Path(__file__).resolve().parent.parent / "seeds" / "records.jsonl"
 TODAY = date(2024, 6, 1)
 RID = "demo-3210-000001"
+
+
+def limit(name: str) -> int:
+    return FIELD_MAX_CHARS.get(name, MAX_FIELD_CHARS)
 
 
 def base() -> dict[str, Any]:
@@ -117,8 +123,8 @@ INVALID: list[tuple[str, Mutator, str]] = [
     *[(f"int {n}", setf(n, 5), f"fields.{n}: not a string (int)") for n in FIELD_NAMES],
     *[(f"null {n}", setf(n, None), f"fields.{n}: not a string (NoneType)") for n in FIELD_NAMES],
     *[(f"empty {n}", setf(n, " "), f"fields.{n}: empty") for n in FIELD_NAMES],
-    *[(f"long {n}", setf(n, "A" * 201), f"fields.{n}: 201 characters, over 200")
-      for n in FIELD_NAMES],
+    *[(f"long {n}", setf(n, "A" * (limit(n) + 1)),
+       f"fields.{n}: {limit(n) + 1} characters, over {limit(n)}") for n in FIELD_NAMES],
     ("control char", setf("nama", "SITI\nAMINAH"), "fields.nama: contains control"),
     ("lone surrogate", setf("alamat", "JL. \ud800"), "fields.alamat: contains control"),
     ("unknown field", setf("hobi", "X"), "fields.'hobi': unknown field"),
