@@ -1,0 +1,30 @@
+"""`kiosk demo`, the README's first command, runs to its summary."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+
+def test_demo_prints_every_card_and_ends_with_a_balanced_summary():
+    result = subprocess.run(
+        [sys.executable, "-m", "kiosk", "demo", "--cards", "3", "--card-seconds", "0.05"],
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert re.search(r"cards printed\s*│\s*3\b", out), out
+    assert re.search(r"ledger balanced\s*│\s*yes", out), out
+    assert "publish → first printer byte" in out
+
+
+def test_demo_with_faults_recovers_by_itself():
+    result = subprocess.run(
+        [sys.executable, "-m", "kiosk", "demo", "--cards", "7", "--card-seconds", "0.05",
+         "--faults"],
+        capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"cards printed\s*│\s*7\b", result.stdout), result.stdout
+    assert re.search(r"blank cards spoiled\s*│\s*1\b", result.stdout), result.stdout
