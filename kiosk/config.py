@@ -30,6 +30,7 @@ class StationSection:
     district: str = ""
     id: str = ""
     spool: str = "/var/lib/kiosk/spool.db"
+    min_free_mb: float = 20.0
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,7 @@ class StationCore:
         self.prefetched: str | None = None
         self.paused = False
         self.accepting = True
+        self.spool_full = False  # set by the station loop from the disk's free space
         self.stock = StockWatch(config.tray)
         self.commands = CommandHandler(self)
         self.desk = Desk(self)
@@ -316,6 +317,8 @@ class StationCore:
         active = {r: self.printer_detail or r for r in self.printer_reasons if is_alert(r)}
         active.update(self.stock.reasons())
         active.update(self.desk.receipt_reasons)
+        if self.spool_full:
+            active["spool-area-full-error"] = "the spool's disk is nearly full: records wait"
         for reason in sorted(active.keys() - self._alerts.keys()):
             self.alert(reason, active[reason])
         for reason in sorted(self._alerts.keys() - active.keys()):
@@ -354,6 +357,8 @@ class StationCore:
         reasons = set(self.printer_reasons) | set(self.stock.reasons())
         if self.printer == "connecting":
             reasons.add("connecting-to-device")
+        if self.spool_full:
+            reasons.add("spool-area-full-error")
         if self.paused:
             reasons.add("paused")
         if self.printer == "busy":
@@ -366,7 +371,7 @@ class StationCore:
         return {
             "printer_state": printer_state,
             "printer_state_reasons": sorted(reasons) or ["none"],
-            "accepting_jobs": self.accepting,
+            "accepting_jobs": self.accepting and not self.spool_full,
             "queue": self.spool.queue_counts(),
             "stock": self.stock.document(ledger),
             "counters": {

@@ -10,6 +10,7 @@ second drives heartbeats, alert timers and personal-data purging.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -64,6 +65,12 @@ def make_verifier(config: Config) -> Verifier:
         raise ConfigError("security.trusted_keys", str(error)) from error
 
 
+def free_mb(path: str) -> float:
+    """Free space for an unprivileged writer on the filesystem holding *path*."""
+    stat = os.statvfs(Path(path).parent)
+    return stat.f_bavail * stat.f_frsize / 1e6
+
+
 class Station:
     """One print station: build it from a config, then ``run()`` until ``stop()``."""
 
@@ -88,6 +95,7 @@ class Station:
         self.notify = notify or (lambda status: None)
         self._stop = threading.Event()
         self._next_tick = 0.0
+        self._held: list[object] = []
         self.executors: dict[type, Callable[[object], None]] = {
             ev.Ack: lambda a: self.link.ack(a.mid, a.generation),
             ev.Publish: lambda a: self.link.publish(a.topic, a.payload, retain=a.retain),
@@ -140,7 +148,7 @@ class Station:
         self.events.put(None)
 
     def _step(self) -> None:
-        batch = self._take_batch()
+        batch = self._admit(self._take_batch())
         with self.spool.transaction():
             actions: list = []
             for event in batch:
@@ -159,6 +167,26 @@ class Station:
         except queue.Empty:
             return []
         return [event for event in (first, *self._drain()) if event is not None]
+
+    def _admit(self, batch: list[object]) -> list[object]:
+        """Records wait at the broker, unacknowledged, while the spool's disk is nearly full.
+
+        Everything else (printer progress, commands) still goes through: it is small,
+        and the reserve of ``station.min_free_mb`` is there for it.
+        """
+        full = free_mb(self.spool.path) < self.config.station.min_free_mb
+        if full != self.core.spool_full:
+            log.log(logging.ERROR if full else logging.INFO, "spool disk %s",
+                    "nearly full: records are left at the broker" if full else "has room again")
+            self.core.spool_full = full
+        if full:
+            self._held.extend(e for e in batch if self._is_record(e))
+            return [e for e in batch if not self._is_record(e)]
+        held, self._held = self._held, []
+        return held + batch
+
+    def _is_record(self, event: object) -> bool:
+        return isinstance(event, ev.MessageArrived) and event.topic == self.core.topic("jobs")
 
     def _drain(self) -> list[object]:
         batch: list[object] = []
