@@ -8,14 +8,13 @@ Exit codes: 0 ok, 2 bad usage or configuration (the message names the key),
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import signal
 import sys
 from collections.abc import Sequence
 
 from kiosk import __version__
 from kiosk.config import ConfigError, load
+from kiosk.logsetup import setup_logging
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -23,7 +22,7 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    _setup_logging(args.verbose)
+    setup_logging(args.verbose)
     try:
         return int(args.handler(args) or 0)
     except ConfigError as error:
@@ -63,6 +62,16 @@ def _parser() -> argparse.ArgumentParser:
         module.add_arguments(device)
         device.set_defaults(handler=module.run)
 
+    from kiosk import doctor, install
+
+    for name, module, text in (
+        ("install", install, "put user, directories, config, unit and udev rules in place"),
+        ("doctor", doctor, "check config, devices, broker, clock, spool and GPIO"),
+    ):
+        command = sub.add_parser(name, help=text)
+        module.add_arguments(command)
+        command.set_defaults(handler=module.run)
+
     render = sub.add_parser("render", help="preview PNG of a record as the printer gets it")
     render.add_argument("record", help="record JSON file")
     render.add_argument("-o", "--output", required=True)
@@ -70,34 +79,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setup_logging(verbose: bool) -> None:
-    level = logging.DEBUG if verbose else logging.INFO
-    if os.environ.get("JOURNAL_STREAM"):
-        # journald adds its own timestamp; the <N> prefix becomes the syslog priority.
-        fmt = "<%(syslog)s>%(name)s: %(message)s"
-        logging.basicConfig(level=level, format=fmt)
-        _add_syslog_priority()
-    else:
-        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
-def _add_syslog_priority() -> None:
-    priorities = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
-    factory = logging.getLogRecordFactory()
-
-    def make(*args, **kwargs):
-        record = factory(*args, **kwargs)
-        record.syslog = priorities.get(record.levelname, 6)
-        return record
-
-    logging.setLogRecordFactory(make)
-
-
 def _run(args: argparse.Namespace) -> int:
     from kiosk.station import Station
+    from kiosk.systemd import Notifier
 
+    notifier = Notifier.from_environment()
+    notifier.status("starting")
     config = load(args.config)
-    station = Station(config)
+    station = Station(config, notify=notifier.notify)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: station.stop())
     station.run()

@@ -34,6 +34,30 @@ from kiosk.tray import TrayBooted, TrayFrame, TrayOffline, TrayOnline
 log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 30.0
+PURGE_EVERY_S = 60.0
+REJECT_LOG_PER_MINUTE = 20
+
+
+class LogThrottle:
+    """At most *per_minute* log lines; then one line saying how many were held back.
+
+    A flood of bad input (every rejection is still an event and counted) must not
+    fill the journal of a station that runs for years.
+    """
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self.window = -60.0
+        self.count = 0
+
+    def allow(self, now: float) -> bool:
+        if now - self.window >= 60.0:
+            if self.count > self.per_minute:
+                log.warning("%d more rejections in the last minute were not logged",
+                            self.count - self.per_minute)
+            self.window, self.count = now, 0
+        self.count += 1
+        return self.count <= self.per_minute
 UNCERTAIN = "uncertain"
 
 
@@ -76,6 +100,8 @@ class StationCore:
         self._alerts: dict[str, str] = {}
         self._last_state: dict | None = None
         self._last_state_at = 0.0
+        self._next_purge = 0.0
+        self._reject_log = LogThrottle(REJECT_LOG_PER_MINUTE)
 
     # -- entry points ------------------------------------------------------------
 
@@ -171,7 +197,8 @@ class StationCore:
 
     def reject(self, code: str, detail: str, record_id: str | None) -> None:
         self.spool.bump("rejected")
-        log.warning("rejected %s: %s (%s)", record_id or "record", code, detail)
+        if self._reject_log.allow(time.monotonic()):
+            log.warning("rejected %s: %s (%s)", record_id or "record", code, detail)
         self.event("rejected", record_id=record_id, error=code, detail=detail)
 
     # -- the printer -----------------------------------------------------------------
@@ -275,13 +302,18 @@ class StationCore:
 
     def _on_tick(self, event: ev.Tick) -> list:
         self.stock.on_tick(event.now, self)
-        hours = self.config.security.keep_personal_data_h
-        purged = self.spool.purge_personal_data(self.clock() - hours * 3600)
-        if purged:
-            log.info("personal data of %d finished jobs removed from the spool", purged)
+        actions: list = self._purge_due(self.clock())
         if self.clock() - self._last_state_at >= HEARTBEAT_S:
-            return [self._state_publish(force=True)]
-        return []
+            actions.append(self._state_publish(force=True))
+        return actions
+
+    def _purge_due(self, now: float) -> list:
+        """Personal data goes keep_personal_data_h after a job ends (checked often enough)."""
+        keep_s = self.config.security.keep_personal_data_h * 3600
+        if now < self._next_purge:
+            return []
+        self._next_purge = now + min(PURGE_EVERY_S, keep_s / 4)
+        return [ev.PurgePersonalData(now - keep_s)]
 
     # -- publishing ------------------------------------------------------------------
 

@@ -162,6 +162,13 @@ class AnswerPick:
 
 
 @dataclass(frozen=True)
+class PurgePersonalData:
+    """Remove the records of jobs that ended before *before* (epoch s), outside the batch."""
+
+    before: float
+
+
+@dataclass(frozen=True)
 class ProbePrinter:
     """Look at the printer now instead of at the next poll (the OK button)."""
 

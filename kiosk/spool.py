@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     ended_at REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_queue ON jobs(state, priority DESC, id);
+CREATE INDEX IF NOT EXISTS jobs_ended ON jobs(ended_at) WHERE payload IS NOT NULL;
 CREATE TABLE IF NOT EXISTS ledger (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at REAL NOT NULL,
@@ -114,6 +115,7 @@ class Spool:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.execute("PRAGMA secure_delete=ON")  # freed pages are zeroed: purged data goes
         self._db.executescript(SCHEMA)
         self._depth = 0
 
@@ -198,11 +200,20 @@ class Spool:
         }
 
     def purge_personal_data(self, older_than: float) -> int:
-        """Drop the payload of jobs that ended before *older_than* (epoch seconds)."""
-        cursor = self._db.execute(
-            "UPDATE jobs SET payload = NULL WHERE payload IS NOT NULL AND ended_at < ?",
-            (older_than,),
-        )
+        """Drop the record (photo, signature, NIK, fields) of jobs that ended before
+        *older_than* (epoch seconds), so that the bytes are gone from the files.
+
+        Its own transaction, then a truncating checkpoint: with ``secure_delete`` the
+        freed pages are zeroed, and the WAL that still held the old pages is emptied.
+        The record_id stays, so a replay of a printed record is still refused.
+        """
+        with self.transaction():
+            cursor = self._db.execute(
+                "UPDATE jobs SET payload = NULL WHERE payload IS NOT NULL AND ended_at < ?",
+                (older_than,),
+            )
+        if cursor.rowcount:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return cursor.rowcount
 
     # -- ledger -----------------------------------------------------------

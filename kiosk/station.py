@@ -105,9 +105,15 @@ class Station:
             ev.AnswerPick: lambda a: self.worker.answer_pick(a.record_id, a.allow),
             ev.Show: lambda a: self.panel and self.panel.show(a.view),
             ev.ProbePrinter: lambda a: self.worker.probe_now(),
+            ev.PurgePersonalData: self._purge,
             ev.PrintSlip: lambda a: self.receipt and self.receipt.slip(a),
             ev.PrintShiftReport: lambda a: self.receipt and self.receipt.shift_report(a),
         }
+
+    def _purge(self, action: ev.PurgePersonalData) -> None:
+        purged = self.spool.purge_personal_data(action.before)
+        if purged:
+            log.info("personal data of %d finished jobs removed from the spool", purged)
 
     def _receipt(self, config: Config) -> ReceiptPrinter | None:
         if not config.receipt.enabled:
@@ -156,6 +162,16 @@ class Station:
             actions.extend(self.core.state_actions())
         self._execute(actions)
         self.notify("WATCHDOG=1")
+        if any(isinstance(a, ev.Publish) and a.topic.endswith("/state") for a in actions):
+            self.notify("STATUS=" + self._status_line())
+
+    def _status_line(self) -> str:
+        """One line for `systemctl status`: state, reasons, queue, stock."""
+        state = self.core.state_document()
+        reasons = ",".join(state["printer_state_reasons"])
+        stock = state["stock"]["remaining"]
+        return (f"{state['printer_state']} ({reasons}); queue {state['queue']['pending']};"
+                f" stock {'?' if stock is None else stock}")
 
     def _take_batch(self) -> list[object]:
         now = time.monotonic()

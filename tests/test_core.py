@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -346,3 +347,32 @@ def test_link_up_publishes_online_and_state_and_outbox_survives_restart(tmp_path
     assert len(resend.items) == 1  # the pending event was never confirmed
     h2.send(ev.Delivered(resend.items[0].id))
     assert h2.spool.outbox() == []
+
+
+def test_replay_of_a_printed_record_is_refused_even_after_its_data_was_purged(h):
+    h.send(ev.PrinterReady())
+    body, _ = h.record(1)
+    h.print_one(body["record_id"])
+    assert h.spool.purge_personal_data(time.time() + 1) == 1
+    assert h.spool.job(body["record_id"]).payload is None
+    _, actions = h.record(1)  # the same record again
+    assert of(actions, ev.Ack) and not of(actions, ev.StartCard)
+    assert h.job_states(body["record_id"]) == ["pending", "processing", "completed"]
+
+
+def test_purge_is_asked_for_on_the_tick_when_due(tmp_path):
+    h = Harness(tmp_path)
+    purge = of(h.send(ev.Tick(time.time())), ev.PurgePersonalData)
+    keep_s = h.core.config.security.keep_personal_data_h * 3600
+    assert len(purge) == 1 and abs(purge[0].before - (time.time() - keep_s)) < 5
+    assert of(h.send(ev.Tick(time.time())), ev.PurgePersonalData) == []  # not every second
+
+
+def test_a_flood_of_rejections_is_counted_and_evented_but_logged_sparingly(h, caplog):
+    for index in range(60):
+        h.mid += 1
+        h.send(ev.MessageArrived(f"{BASE}/jobs", b"not json %d" % index, h.mid, 1))
+    assert len(h.events("rejected")) == 60
+    assert h.core.state_document()["counters"]["rejected"] == 60
+    logged = [r for r in caplog.records if r.getMessage().startswith("rejected")]
+    assert len(logged) == 20
