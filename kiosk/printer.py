@@ -24,6 +24,7 @@ import serial
 
 from kiosk import evolis
 from kiosk.panels import PanelData
+from kiosk.transports import register as _register  # noqa: F401  (usblp://)
 
 SETTING_TIMEOUT = 2.0
 DOWNLOAD_TIMEOUT = 30.0
