@@ -53,7 +53,7 @@ class CommandHandler:
         else:
             reply = self._execute(name, args, "district")
         if response_topic:
-            self.core.outbox(response_topic, reply, correlation or b"")
+            self.core.out.outbox(response_topic, reply, correlation or b"")
 
     def local(self, name: str, args: dict[str, Any]) -> list:
         """The same command asked for at the device; returns the actions it needs."""
@@ -71,7 +71,7 @@ class CommandHandler:
         return reply
 
     def _audit(self, name: str, args: dict[str, Any], source: str, reply: dict) -> None:
-        self.core.event("command", name=name, args=_audit(args), source=source,
+        self.core.out.event("command", name=name, args=_audit(args), source=source,
                         ok=reply["ok"], error=reply.get("error"), detail=reply.get("detail", ""))
 
     def _arguments(self, name: str, payload: bytes) -> dict[str, Any]:
@@ -128,7 +128,7 @@ class CommandHandler:
             raise CommandError("job-printing", f"{record_id} is in the printer")
         if self.core.current == record_id:
             self.core.current = None
-        self.core._set_job(record_id, "canceled", ("canceled-by-operator",), "canceled by command")
+        self.core.set_job(record_id, "canceled", ("canceled-by-operator",), "canceled by command")
         return {}
 
     def _confirm(self, record_id: str) -> dict:
@@ -137,7 +137,7 @@ class CommandHandler:
             self.core.spool.book("pick", 1, record_id, "confirmed after an uncertain end")
         self.core.spool.book("printed", 1, record_id, "confirmed after an uncertain end")
         self.core.spool.update_job(record_id, phase=None)
-        self.core._set_job(record_id, "completed", (), "confirmed: the card came out")
+        self.core.set_job(record_id, "completed", (), "confirmed: the card came out")
         return {}
 
     def _reprint(self, record_id: str, reason: str) -> dict:
@@ -157,7 +157,7 @@ class CommandHandler:
             raise CommandError("not-reprintable",
                                f"{record_id} is {job.state}; only completed or uncertain jobs")
         self.core.spool.update_job(record_id, phase=None, attempts=0)
-        self.core._set_job(record_id, "pending", (), f"reprint requested: {reason}")
+        self.core.set_job(record_id, "pending", (), f"reprint requested: {reason}")
         return {}
 
     def _refill(self, count: int) -> dict:
@@ -170,7 +170,7 @@ class CommandHandler:
     def _release(self) -> dict:
         released = []
         for job in self.core.spool.jobs("pending", "pending-held"):
-            self.core._set_job(job.record_id, "canceled", ("released",),
+            self.core.set_job(job.record_id, "canceled", ("released",),
                                "released to the district for another station")
             released.append(job.record_id)
         return {"released": released}
@@ -183,7 +183,7 @@ class CommandHandler:
         core = self.core
         self.extra.append(ev.Publish(core.topic("availability"), b"online"))
         self.extra.append(ev.SendOutbox(tuple(core.spool.outbox()), again=True))
-        core._last_state = None  # forces the state out after this event
+        core.out.forget_state()  # the state goes out after this event
         return {}
 
     # -- helpers ------------------------------------------------------------------------

@@ -15,7 +15,6 @@ waits for a person (the OK button, or the district's ``reprint``/``confirm``).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -26,6 +25,8 @@ from kiosk import events as ev
 from kiosk.commands import CommandHandler
 from kiosk.config import Config
 from kiosk.desk import Desk
+from kiosk.logsetup import LogThrottle
+from kiosk.outbound import Outbound
 from kiosk.record import Rejected, mask_nik, parse_record
 from kiosk.spool import Spool
 from kiosk.stock import StockWatch
@@ -33,36 +34,11 @@ from kiosk.tray import TrayBooted, TrayFrame, TrayOffline, TrayOnline
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_S = 30.0
 PURGE_EVERY_S = 60.0
 REJECT_LOG_PER_MINUTE = 20
 
 
-class LogThrottle:
-    """At most *per_minute* log lines; then one line saying how many were held back.
-
-    A flood of bad input (every rejection is still an event and counted) must not
-    fill the journal of a station that runs for years.
-    """
-
-    def __init__(self, per_minute: int) -> None:
-        self.per_minute = per_minute
-        self.window = -60.0
-        self.count = 0
-
-    def allow(self, now: float) -> bool:
-        if now - self.window >= 60.0:
-            if self.count > self.per_minute:
-                log.warning("%d more rejections in the last minute were not logged",
-                            self.count - self.per_minute)
-            self.window, self.count = now, 0
-        self.count += 1
-        return self.count <= self.per_minute
 UNCERTAIN = "uncertain"
-
-
-def is_alert(reason: str) -> bool:
-    return reason.endswith(("-report", "-warning", "-error"))
 
 
 class StationCore:
@@ -82,8 +58,7 @@ class StationCore:
         self.verifier = verifier
         self.boot_id = boot_id or str(uuid.uuid4())
         self.clock = clock
-        self.base = config.topic_base
-        self.seq = 0
+        self.out = Outbound(spool, config.topic_base, self.boot_id, clock)
         self.generation: int | None = None
         self.printer = "connecting"  # connecting | idle | busy | fault
         self.printer_reasons: tuple[str, ...] = ()
@@ -96,10 +71,6 @@ class StationCore:
         self.stock = StockWatch(config.tray)
         self.commands = CommandHandler(self)
         self.desk = Desk(self)
-        self._outgoing: list = []
-        self._alerts: dict[str, str] = {}
-        self._last_state: dict | None = None
-        self._last_state_at = 0.0
         self._next_purge = 0.0
         self._reject_log = LogThrottle(REJECT_LOG_PER_MINUTE)
 
@@ -110,21 +81,20 @@ class StationCore:
         for job in self.spool.jobs("processing", "processing-stopped"):
             if job.phase in ("picking", "picked"):
                 if UNCERTAIN not in job.reasons:
-                    self._set_job(job.record_id, "processing-stopped", (UNCERTAIN,),
+                    self.set_job(job.record_id, "processing-stopped", (UNCERTAIN,),
                                   "station restarted while this card was in the printer;"
                                   " check whether it came out")
             else:
-                self._set_job(job.record_id, "pending", (), "requeued after restart")
+                self.set_job(job.record_id, "pending", (), "requeued after restart")
         self.stock.load(self.spool)
-        self._alerts = json.loads(self.spool.get_meta("alerts", "{}"))
-        return [ev.SendOutbox(tuple(self.spool.outbox())), *self._flush()]
+        return [ev.SendOutbox(tuple(self.spool.outbox())), *self.out.flush()]
 
     def handle(self, event: object) -> list:
         """Everything the station does in answer to one event."""
         actions = self._route(event)
         actions.extend(self._dispatch())
-        self._sync_alerts()
-        actions.extend(self._flush())
+        self.out.sync_alerts(self._active_alerts())
+        actions.extend(self.out.flush())
         return actions
 
     def _route(self, event: object) -> list:
@@ -157,7 +127,8 @@ class StationCore:
 
     def _on_link_up(self, event: ev.LinkUp) -> list:
         self.generation = event.generation
-        return [ev.Publish(self.topic("availability"), b"online"), self._state_publish(force=True)]
+        state = self.out.state(self.state_document(), force=True)
+        return [ev.Publish(self.topic("availability"), b"online"), state]
 
     def _on_link_down(self, event: ev.LinkDown) -> list:
         if self.generation == event.generation:
@@ -191,7 +162,7 @@ class StationCore:
                         record.record_id)
             return
         if self.spool.add_job(record.record_id, record.priority, mask_nik(record.nik), payload):
-            self.job_event(record.record_id, "pending", (), "spooled")
+            self.out.job_event(record.record_id, "pending", (), "spooled")
         else:
             log.info("record %s seen before: acknowledged and ignored", record.record_id)
 
@@ -199,7 +170,7 @@ class StationCore:
         self.spool.bump("rejected")
         if self._reject_log.allow(time.monotonic()):
             log.warning("rejected %s: %s (%s)", record_id or "record", code, detail)
-        self.event("rejected", record_id=record_id, error=code, detail=detail)
+        self.out.event("rejected", record_id=record_id, error=code, detail=detail)
 
     # -- the printer -----------------------------------------------------------------
 
@@ -232,7 +203,7 @@ class StationCore:
     def _on_card_printed(self, event: ev.CardPrinted) -> list:
         self.spool.book("printed", 1, event.record_id)
         self.spool.update_job(event.record_id, phase=None)
-        self._set_job(event.record_id, "completed", (), "card printed")
+        self.set_job(event.record_id, "completed", (), "card printed")
         self._release_printer(event.record_id)
         return self.desk.slip(event.record_id)
 
@@ -243,22 +214,22 @@ class StationCore:
         if job is None:
             return []
         if event.uncertain:
-            self._set_job(rid, "processing-stopped", (UNCERTAIN,), event.detail)
+            self.set_job(rid, "processing-stopped", (UNCERTAIN,), event.detail)
             return []
         if event.picked:
             self.spool.book("spoiled", 1, rid, event.detail)
             self.spool.update_job(rid, phase=None)
         if event.job_error:
-            self._set_job(rid, "aborted", event.reasons, event.detail)
+            self.set_job(rid, "aborted", event.reasons, event.detail)
         elif event.picked and job.attempts >= self.config.printer.max_attempts:
-            self._set_job(rid, "aborted", event.reasons,
+            self.set_job(rid, "aborted", event.reasons,
                           f"{job.attempts} blank cards spoiled; giving up: {event.detail}")
         elif job.state == "processing" and (event.reasons or event.picked):
             spoiled = " (card spoiled; it will be printed again)" if event.picked else ""
-            self._set_job(rid, "processing-stopped", event.reasons, event.detail + spoiled)
+            self.set_job(rid, "processing-stopped", event.reasons, event.detail + spoiled)
             self.current = rid  # it goes first once the printer is back
         elif job.state == "processing":
-            self._set_job(rid, "pending", (), event.detail)
+            self.set_job(rid, "pending", (), event.detail)
         return []
 
     def _release_printer(self, record_id: str) -> None:
@@ -283,7 +254,7 @@ class StationCore:
             return []
         self.current = job.record_id
         self.printer = "busy"
-        self._set_job(job.record_id, "processing", (), "sent to the card printer")
+        self.set_job(job.record_id, "processing", (), "sent to the card printer")
         return [ev.StartCard(job.record_id, job.payload)]
 
     def _prefetch(self) -> list:
@@ -303,8 +274,8 @@ class StationCore:
     def _on_tick(self, event: ev.Tick) -> list:
         self.stock.on_tick(event.now, self)
         actions: list = self._purge_due(self.clock())
-        if self.clock() - self._last_state_at >= HEARTBEAT_S:
-            actions.append(self._state_publish(force=True))
+        if self.out.heartbeat_due():
+            actions.append(self.out.state(self.state_document(), force=True))
         return actions
 
     def _purge_due(self, now: float) -> list:
@@ -318,71 +289,25 @@ class StationCore:
     # -- publishing ------------------------------------------------------------------
 
     def topic(self, leaf: str) -> str:
-        return f"{self.base}/{leaf}"
+        return self.out.topic(leaf)
 
-    def _stamp(self, body: dict) -> dict:
-        self.seq += 1
-        ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.clock()))
-        return {"boot_id": self.boot_id, "seq": self.seq, "ts": ts, **body}
+    def set_job(self, record_id: str, state: str, reasons: tuple[str, ...], detail: str) -> None:
+        """Move a job to *state* and tell the district."""
+        self.spool.update_job(record_id, state=state, reasons=reasons, detail=detail)
+        self.out.job_event(record_id, state, reasons, detail)
 
-    def event(self, kind: str, **fields: object) -> None:
-        """Queue an event in the outbox (sent after the commit)."""
-        body = self._stamp({"schema": "ektp.event/1", "type": kind, **fields})
-        self.outbox(self.topic("events"), body)
-
-    def outbox(self, topic: str, body: dict, correlation: bytes | None = None) -> None:
-        payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-        self._outgoing.append(self.spool.enqueue(topic, payload, correlation))
-
-    def job_event(self, record_id: str, state: str, reasons: tuple[str, ...], detail: str) -> None:
-        self.event("job", record_id=record_id, job_state=state, reasons=list(reasons),
-                   detail=detail)
-
-    def alert(self, reason: str, detail: str, *, cleared: bool = False) -> None:
-        body: dict[str, object] = {"reason": reason, "detail": detail}
-        if cleared:
-            body["cleared"] = True
-        self.event("alert", **body)
-
-    def _sync_alerts(self) -> None:
-        """Raise each alert once when it appears and clear it once when it goes."""
-        active = {r: self.printer_detail or r for r in self.printer_reasons if is_alert(r)}
+    def _active_alerts(self) -> dict[str, str]:
+        active = {r: self.printer_detail or r for r in self.printer_reasons}
         active.update(self.stock.reasons())
         active.update(self.desk.receipt_reasons)
         if self.spool_full:
             active["spool-area-full-error"] = "the spool's disk is nearly full: records wait"
-        for reason in sorted(active.keys() - self._alerts.keys()):
-            self.alert(reason, active[reason])
-        for reason in sorted(self._alerts.keys() - active.keys()):
-            self.alert(reason, "cleared", cleared=True)
-        if active != self._alerts:
-            self.spool.set_meta("alerts", json.dumps(active))
-        self._alerts = active
-
-    def _set_job(self, record_id: str, state: str, reasons: tuple[str, ...], detail: str) -> None:
-        self.spool.update_job(record_id, state=state, reasons=reasons, detail=detail)
-        self.job_event(record_id, state, reasons, detail)
-
-    def _flush(self) -> list:
-        actions: list = []
-        if self._outgoing:
-            actions.append(ev.SendOutbox(tuple(self._outgoing)))
-            self._outgoing = []
-        return actions
+        return active
 
     def state_actions(self) -> list:
         """A retained state publish and a panel view, each only if it changed."""
-        return [a for a in (self._state_publish(force=False), self.desk.view_changed()) if a]
-
-    def _state_publish(self, *, force: bool) -> ev.Publish | None:
-        body = self.state_document()
-        if not force and body == self._last_state:
-            return None
-        self._last_state = body
-        self._last_state_at = self.clock()
-        stamped = self._stamp({"schema": "ektp.state/1", **body})
-        payload = json.dumps(stamped, separators=(",", ":")).encode()
-        return ev.Publish(self.topic("state"), payload, retain=True)
+        return [a for a in (self.out.state(self.state_document()), self.desk.view_changed())
+                if a]
 
     def state_document(self) -> dict:
         """The state of mqtt.md without schema/boot_id/seq/ts."""

@@ -48,7 +48,7 @@ class Desk:
         core = self.core
         if intent.kind == "pause-toggle":
             core.paused = not core.paused
-            core.event("command", name="pause" if core.paused else "resume", args={},
+            core.out.event("command", name="pause" if core.paused else "resume", args={},
                        source="device", ok=True, error=None, detail="")
             return []
         if intent.kind == "retry":

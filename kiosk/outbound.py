@@ -1,0 +1,109 @@
+"""What the station says to the district: events, command replies, alerts, the state.
+
+`Outbound` stamps every message of this boot (``boot_id``, ``seq``, ``ts``),
+writes events and replies to the spool's outbox inside the caller's
+transaction (so they survive a crash and are re-sent until the broker's
+PUBACK), raises each alert once and clears it once, and decides when the
+retained state goes out: on every change, and at least every 30 s.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+from kiosk import events as ev
+from kiosk.spool import Spool
+
+HEARTBEAT_S = 30.0
+
+
+def is_alert(reason: str) -> bool:
+    return reason.endswith(("-report", "-warning", "-error"))
+
+
+class Outbound:
+    """The station's voice on ``{root}/{d}/{s}/…`` for one boot."""
+
+    def __init__(self, spool: Spool, base: str, boot_id: str,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.spool = spool
+        self.base = base
+        self.boot_id = boot_id
+        self.clock = clock
+        self.seq = 0
+        self._outgoing: list = []
+        self._alerts: dict[str, str] = json.loads(spool.get_meta("alerts", "{}"))
+        self._last_state: dict | None = None
+        self._last_state_at = 0.0
+
+    def topic(self, leaf: str) -> str:
+        return f"{self.base}/{leaf}"
+
+    def _stamp(self, body: dict) -> dict:
+        self.seq += 1
+        ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.clock()))
+        return {"boot_id": self.boot_id, "seq": self.seq, "ts": ts, **body}
+
+    # -- through the outbox --------------------------------------------------------------
+
+    def event(self, kind: str, **fields: object) -> None:
+        """Queue an event in the outbox (sent after the commit)."""
+        body = self._stamp({"schema": "ektp.event/1", "type": kind, **fields})
+        self.outbox(self.topic("events"), body)
+
+    def outbox(self, topic: str, body: dict, correlation: bytes | None = None) -> None:
+        payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        self._outgoing.append(self.spool.enqueue(topic, payload, correlation))
+
+    def job_event(self, record_id: str, state: str, reasons: tuple[str, ...], detail: str) -> None:
+        self.event("job", record_id=record_id, job_state=state, reasons=list(reasons),
+                   detail=detail)
+
+    def alert(self, reason: str, detail: str, *, cleared: bool = False) -> None:
+        body: dict[str, object] = {"reason": reason, "detail": detail}
+        if cleared:
+            body["cleared"] = True
+        self.event("alert", **body)
+
+    def sync_alerts(self, active: dict[str, str]) -> None:
+        """Raise each alert once when it appears and clear it once when it goes.
+
+        What was raised is remembered in the spool, so a restart neither repeats
+        nor forgets an alert.
+        """
+        active = {reason: detail for reason, detail in active.items() if is_alert(reason)}
+        for reason in sorted(active.keys() - self._alerts.keys()):
+            self.alert(reason, active[reason])
+        for reason in sorted(self._alerts.keys() - active.keys()):
+            self.alert(reason, "cleared", cleared=True)
+        if active != self._alerts:
+            self.spool.set_meta("alerts", json.dumps(active))
+        self._alerts = active
+
+    def flush(self) -> list:
+        """The outbox items written since the last flush, for the broker link."""
+        if not self._outgoing:
+            return []
+        items, self._outgoing = tuple(self._outgoing), []
+        return [ev.SendOutbox(items)]
+
+    # -- the retained state ----------------------------------------------------------------
+
+    def state(self, document: dict, *, force: bool = False) -> ev.Publish | None:
+        """The state publish, if it changed (or *force*); None otherwise."""
+        if not force and document == self._last_state:
+            return None
+        self._last_state = document
+        self._last_state_at = self.clock()
+        stamped = self._stamp({"schema": "ektp.state/1", **document})
+        payload = json.dumps(stamped, separators=(",", ":")).encode()
+        return ev.Publish(self.topic("state"), payload, retain=True)
+
+    def heartbeat_due(self) -> bool:
+        return self.clock() - self._last_state_at >= HEARTBEAT_S
+
+    def forget_state(self) -> None:
+        """The next `state` call publishes even if nothing changed (rebirth)."""
+        self._last_state = None
