@@ -4,8 +4,10 @@ Each command is answered on its MQTT 5 ResponseTopic with the request's
 CorrelationData, through the durable outbox, and audited as a ``command``
 event. Unknown or malformed requests get ``ok: false`` with a precise error.
 Besides mqtt.md's table the station knows ``confirm`` (an ``uncertain`` card
-did come out: book it printed), ``accept`` (undo ``drain``) and ``shift-report``
-(print the blank-card ledger on the receipt printer). The same commands run
+did come out: book it printed), ``accept`` (undo ``drain``), ``shift-report``
+(print the blank-card ledger on the receipt printer) and ``calibrate`` (the tray
+board's empty height and card thickness; the board's answer follows as a second
+``command`` event). The same commands run
 for the operator at the device through `local`.
 """
 
@@ -36,6 +38,7 @@ class CommandHandler:
         "status": (), "pause": (), "resume": (), "drain": (), "accept": (), "release": (),
         "rebirth": (), "cancel": ("record_id",), "confirm": ("record_id",),
         "reprint": ("record_id", "reason"), "refill": ("count",), "shift-report": (),
+        "calibrate": ("empty_height_um", "card_um"),
     }
 
     def __init__(self, core: StationCore) -> None:
@@ -174,6 +177,13 @@ class CommandHandler:
                                "released to the district for another station")
             released.append(job.record_id)
         return {"released": released}
+
+    def _calibrate(self, empty_height_um: int, card_um: int) -> dict:
+        for name, value in (("empty_height_um", empty_height_um), ("card_um", card_um)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise CommandError("bad-arguments", f"{name} must be a whole number of µm")
+        self.extra.append(ev.CalibrateTray(empty_height_um, card_um))
+        return {"detail": "sent to the tray board; its answer follows as a command event"}
 
     def _shift_report(self) -> dict:
         self.extra.append(self.core.desk.shift_report())

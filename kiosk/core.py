@@ -112,6 +112,7 @@ class StationCore:
             ev.Tick: self._on_tick,
             ev.OperatorIntent: self.desk.on_intent,
             ev.ReceiptFault: self.desk.on_receipt_fault,
+            ev.TrayCalibrated: self._on_tray_calibrated,
             TrayFrame: self._on_tray,
             TrayOnline: self._on_tray,
             TrayOffline: self._on_tray,
@@ -269,6 +270,15 @@ class StationCore:
 
     def _on_tray(self, event: object) -> list:
         self.stock.on_tray(event, self)
+        return []
+
+    def _on_tray_calibrated(self, event: ev.TrayCalibrated) -> list:
+        if event.ok:
+            self.stock.calibrated(self.spool, event.empty_height_um, event.card_um)
+        detail = "tray board calibrated" if event.ok else f"tray board refused: {event.reason}"
+        self.out.event("command", name="calibrate", source="tray",
+                       args={"empty_height_um": event.empty_height_um, "card_um": event.card_um},
+                       ok=event.ok, error=None if event.ok else "tray-refused", detail=detail)
         return []
 
     def _on_tick(self, event: ev.Tick) -> list:

@@ -169,6 +169,24 @@ class PurgePersonalData:
 
 
 @dataclass(frozen=True)
+class CalibrateTray:
+    """Send the calibration to the tray board (it answers within 2 s, off the loop)."""
+
+    empty_height_um: int
+    card_um: int
+
+
+@dataclass(frozen=True)
+class TrayCalibrated:
+    """The tray board's answer to `CalibrateTray`."""
+
+    ok: bool
+    empty_height_um: int
+    card_um: int
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
 class ProbePrinter:
     """Look at the printer now instead of at the next poll (the OK button)."""
 

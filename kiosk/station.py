@@ -106,9 +106,21 @@ class Station:
             ev.Show: lambda a: self.panel and self.panel.show(a.view),
             ev.ProbePrinter: lambda a: self.worker.probe_now(),
             ev.PurgePersonalData: self._purge,
+            ev.CalibrateTray: self._calibrate,
             ev.PrintSlip: lambda a: self.receipt and self.receipt.slip(a),
             ev.PrintShiftReport: lambda a: self.receipt and self.receipt.shift_report(a),
         }
+
+    def _calibrate(self, action: ev.CalibrateTray) -> None:
+        """The board answers within 2 s: wait for it off the loop."""
+        def ask() -> None:
+            if self.tray is None:
+                ok, reason = False, "no tray board configured"
+            else:
+                ok, reason = self.tray.calibrate(action.empty_height_um, action.card_um)
+            self.events.put(ev.TrayCalibrated(ok, action.empty_height_um, action.card_um, reason))
+
+        threading.Thread(target=ask, name="tray-calibrate", daemon=True).start()
 
     def _purge(self, action: ev.PurgePersonalData) -> None:
         purged = self.spool.purge_personal_data(action.before)

@@ -37,9 +37,19 @@ class StockWatch:
         self.path_jam = False
         self.printing = False
         self._picks: deque[float] = deque(maxlen=RATE_WINDOW)
+        self.calibration = (tray.empty_height_um, tray.card_um)
 
     def load(self, spool: Spool) -> None:
         self.ledger = spool.ledger()
+        stored = spool.get_meta("tray_calibration")
+        if stored:
+            empty, card = stored.split(",")
+            self.calibration = (int(empty), int(card))
+
+    def calibrated(self, spool: Spool, empty_height_um: int, card_um: int) -> None:
+        """The board accepted a calibration: keep it (it outlives restarts)."""
+        self.calibration = (empty_height_um, card_um)
+        spool.set_meta("tray_calibration", f"{empty_height_um},{card_um}")
 
     def picked(self, spool: Spool) -> None:
         self._picks.append(self.clock())
@@ -54,7 +64,7 @@ class StockWatch:
             self.door_open = event.door_open
             self.sensor_low = event.low
             self.estimate = card_estimate(
-                event.height_um, self.tray.empty_height_um, self.tray.card_um
+                event.height_um, *self.calibration
             )
             if event.card_in_path:
                 self.path_since = self.path_since or event.at

@@ -161,3 +161,26 @@ def test_ledger_and_sensor_disagreeing_beyond_tolerance_is_an_alert(
         assert district.wait_for(lambda: "ledger-mismatch-warning" in reasons(district), 5)
         district.command(STATION, "refill", {"count": 50})
         assert district.wait_for(lambda: "ledger-mismatch-warning" not in reasons(district), 5)
+
+
+def test_calibration_by_command_reaches_the_board_and_changes_the_estimate(
+    station_settings, district, tray_sim
+):
+    tray_sim.cards = 100  # 76,000 µm of cards above an empty height of 0
+    with StationThread(station_settings, district):
+        assert district.wait_for(
+            lambda: district.states[STATION]["stock"]["sensor_estimate"] == 100, 5)
+        reply = district.command(STATION, "calibrate", {"empty_height_um": 0, "card_um": 800})
+        assert reply["ok"] is True
+        assert district.wait_for(lambda: any(
+            e["name"] == "calibrate" and e.get("source") == "tray" and e["ok"]
+            for e in district.events_of("command")), 5)
+        assert district.wait_for(  # 76,000 / 800 = 95 cards
+            lambda: district.states[STATION]["stock"]["sensor_estimate"] == 95, 5)
+        refused = district.command(STATION, "calibrate",
+                                   {"empty_height_um": 999_999, "card_um": 800})
+        assert refused["ok"] is True  # sent; the board's own answer is the refusal
+        assert district.wait_for(lambda: any(
+            e["name"] == "calibrate" and e.get("source") == "tray" and not e["ok"]
+            for e in district.events_of("command")), 5)
+    assert tray_sim.calibration == (0, 800)
