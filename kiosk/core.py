@@ -322,6 +322,7 @@ class StationCore:
     def state_document(self) -> dict:
         """The state of mqtt.md without schema/boot_id/seq/ts."""
         reasons = set(self.printer_reasons) | set(self.stock.reasons())
+        reasons |= set(self.desk.receipt_reasons)  # warnings only: they never stop a card
         if self.printer == "connecting":
             reasons.add("connecting-to-device")
         if self.spool_full:

@@ -103,3 +103,26 @@ def test_holding_menu_prints_the_shift_report(panel_settings, district, signed, 
     assert record["record_id"] in receipt.qr_payloads()
     assert "SEIMBANG" in report  # picked = printed + spoiled
     assert any(line.split()[-1:] == ["2"] for line in report.splitlines() if "Dicetak" in line)
+
+
+def test_receipt_paper_out_is_an_alert_and_never_stops_the_card_printer(
+    station_settings, district, signed, tmp_path
+):
+    with ReceiptSimulator(str(tmp_path / "receipt"), paper=False) as receipt:
+        station_settings["receipt"] = {"port": receipt.path, "enabled": True}
+        records = [signed(1), signed(2)]
+        with StationThread(station_settings, district):
+            for record in records:
+                district.publish_record(STATION, record)
+            assert district.wait_for(lambda: all(
+                district.final_state(r["record_id"]) == "completed" for r in records), 15)
+            assert district.wait_for(lambda: "receipt-paper-empty-warning" in district.states[
+                STATION]["printer_state_reasons"], 10)
+            assert receipt.documents() == []
+            receipt.set_paper(True)  # a new roll: the waiting slips come out
+            assert wait_until(lambda: len(receipt.documents()) == 2, 15)
+            assert district.wait_for(lambda: "receipt-paper-empty-warning" not in district.states[
+                STATION]["printer_state_reasons"], 10)
+    raised = [a.get("cleared", False) for a in district.events_of("alert")
+              if a["reason"] == "receipt-paper-empty-warning"]
+    assert raised == [False, True]
