@@ -62,11 +62,12 @@ def _parser() -> argparse.ArgumentParser:
         module.add_arguments(device)
         device.set_defaults(handler=module.run)
 
-    from kiosk import doctor, install
+    from kiosk import doctor, install, pki
 
     for name, module, text in (
         ("install", install, "put user, directories, config, unit and udev rules in place"),
         ("doctor", doctor, "check config, devices, broker, clock, spool and GPIO"),
+        ("pki", pki, "certificates for mutual TLS and the broker's ACL (docs/security.md)"),
     ):
         command = sub.add_parser(name, help=text)
         module.add_arguments(command)
