@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kiosk import events as ev
 from kiosk.config import Config, ConfigError
@@ -26,12 +27,14 @@ from kiosk.panel import DevicePanel, PanelTiming
 from kiosk.panels import PanelData, encode_card
 from kiosk.printer import EvolisPrinter
 from kiosk.printing import PrintWorker
-from kiosk.receipt import ReceiptPrinter
 from kiosk.record import parse_record
 from kiosk.render import render_card
 from kiosk.signing import Verifier
 from kiosk.spool import Spool
 from kiosk.tray import TrayLink
+
+if TYPE_CHECKING:
+    from kiosk.receipt import ReceiptPrinter
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +133,8 @@ class Station:
     def _receipt(self, config: Config) -> ReceiptPrinter | None:
         if not config.receipt.enabled:
             return None
+        from kiosk.receipt import ReceiptPrinter  # python-escpos is heavy: only when used
+
         return ReceiptPrinter(config.receipt.port, self.events.put,
                               language=config.panel.language)
 
