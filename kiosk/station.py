@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TICK_S = 1.0
-PRINTER_ACTIONS = (ev.StartCard, ev.AnswerPick)
 MAX_BATCH = 200
 
 
@@ -172,11 +171,20 @@ class Station:
 
     def _step(self) -> None:
         batch = self._admit(self._take_batch())
+        actions: list = []
         with self.spool.transaction():
-            actions: list = []
             for event in batch:
-                actions.extend(self.core.handle(event))
-            actions.extend(self.core.state_actions())
+                for action in self.core.handle(event):
+                    if isinstance(action, ev.StartCard):
+                        # Before the commit, safely: the printer only gets ready. No blank
+                        # is picked before AnswerPick, which follows a later commit.
+                        self._execute([action])
+                    else:
+                        actions.append(action)
+        # Committed: the printer hears first, then the broker; the state is read after.
+        self._execute([a for a in actions if isinstance(a, ev.AnswerPick)])
+        actions = [a for a in actions if not isinstance(a, ev.AnswerPick)]
+        actions.extend(self.core.state_actions())
         self._execute(actions)
         self.notify("WATCHDOG=1")
         if any(isinstance(a, ev.Publish) and a.topic.endswith("/state") for a in actions):
@@ -233,8 +241,7 @@ class Station:
         return batch
 
     def _execute(self, actions: list) -> None:
-        # The printer is the critical path: it hears first, the broker right after.
-        for action in sorted(actions, key=lambda a: not isinstance(a, PRINTER_ACTIONS)):
+        for action in actions:
             self.executors[type(action)](action)
 
     def _shutdown(self) -> None:
