@@ -219,7 +219,8 @@ class StationCore:
             return []
         if event.picked:
             self.spool.book("spoiled", 1, rid, event.detail)
-            self.spool.update_job(rid, phase=None)
+        # No card of this job is in the printer any more (none was taken, or it is spoiled).
+        self.spool.update_job(rid, phase=None)
         if event.job_error:
             self.set_job(rid, "aborted", event.reasons, event.detail)
         elif event.picked and job.attempts >= self.config.printer.max_attempts:

@@ -376,3 +376,17 @@ def test_a_flood_of_rejections_is_counted_and_evented_but_logged_sparingly(h, ca
     assert h.core.state_document()["counters"]["rejected"] == 60
     logged = [r for r in caplog.records if r.getMessage().startswith("rejected")]
     assert len(logged) == 20
+
+
+def test_a_pick_refused_by_the_printer_leaves_no_doubt_after_a_restart(tmp_path):
+    h = Harness(tmp_path)
+    h.send(ev.PrinterReady())
+    body, _ = h.record(1)
+    rid = body["record_id"]
+    h.send(ev.PickRequested(rid))  # phase "picking" is committed
+    h.send(ev.PrinterFault(("media-empty-error",), "Ss: FEEDER EMPTY"))
+    h.send(ev.CardFailed(rid, ("media-empty-error",), "Ss: FEEDER EMPTY"))
+    h.spool.close()  # the station dies while waiting for blank cards
+    h2 = Harness(tmp_path)
+    job = h2.spool.job(rid)
+    assert (job.state, job.phase) == ("pending", None)  # not "uncertain": no card was taken
