@@ -73,6 +73,11 @@ def _parser() -> argparse.ArgumentParser:
         module.add_arguments(command)
         command.set_defaults(handler=module.run)
 
+    from kiosk import district_cli
+
+    district = sub.add_parser("district", help="the district side: send, watch, cmd, route")
+    district_cli.add_arguments(district)  # sets handler=district_cli.run
+
     render = sub.add_parser("render", help="preview PNG of a record as the printer gets it")
     render.add_argument("record", help="record JSON file")
     render.add_argument("-o", "--output", required=True)
