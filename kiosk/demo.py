@@ -56,7 +56,9 @@ class Demo:
         self.workdir = workdir
         self.cards = cards
         self.card_seconds = card_seconds
-        self.broker = Broker(workdir / "broker").start()
+        self.broker = Broker(workdir / "broker")  # raises MosquittoMissing before anything runs
+        self.station: Station | None = None
+        self.district: DistrictClient | None = None
         self.tray = TraySimulator(str(workdir / "tray"), cards=cards + 40)
         self.printer = PrinterSimulator(str(workdir / "printer"), card_seconds=card_seconds,
                                         feeder=cards + 40, on_pick=self.tray.take_card)
@@ -75,6 +77,7 @@ class Demo:
 
     def start(self) -> None:
         os.environ.setdefault("GPIOZERO_PIN_FACTORY", "mock")  # the panel's pins are simulated
+        self.broker.start()
         self.tray.start()
         self.printer.start()
         self.station = Station(from_dict(self.settings))
@@ -87,9 +90,12 @@ class Demo:
         self.district.command(STATION, "refill", {"count": self.tray.cards})
 
     def stop(self) -> None:
-        self.station.stop()
-        self.thread.join(timeout=20)
-        self.district.close()
+        """Undo whatever `start` got to, in reverse order."""
+        if self.station is not None:
+            self.station.stop()
+            self.thread.join(timeout=20)
+        if self.district is not None:
+            self.district.close()
         self.printer.stop()
         self.tray.stop()
         self.broker.stop()
@@ -145,11 +151,11 @@ def run_demo(*, cards: int = 12, card_seconds: float = 0.5, faults: bool = False
         return 1
     console.print(f"[bold]kiosk demo[/bold]: broker {demo.broker.url}, printer {demo.printer.path},"
                   f" tray {demo.tray.path}, log {workdir / 'demo.log'}")
-    demo.start()
-    if faults:
-        demo.inject_faults()
     started = time.monotonic()
     try:
+        demo.start()
+        if faults:
+            demo.inject_faults()
         progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TimeElapsedColumn(), console=console)
         screen = demo.station.panel.lcd if demo.station.panel else ""
