@@ -55,9 +55,10 @@ def _parser() -> argparse.ArgumentParser:
     sim = sub.add_parser("sim", help="one device simulator on a pseudo-terminal")
     devices = sim.add_subparsers(dest="device", required=True)
     from kiosk.sim import printer as sim_printer
+    from kiosk.sim import receipt as sim_receipt
     from kiosk.sim import tray as sim_tray
 
-    for name, module in (("printer", sim_printer), ("tray", sim_tray)):
+    for name, module in (("printer", sim_printer), ("tray", sim_tray), ("receipt", sim_receipt)):
         device = devices.add_parser(name)
         module.add_arguments(device)
         device.set_defaults(handler=module.run)

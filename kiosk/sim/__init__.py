@@ -1,1 +1,32 @@
 """Device simulators on pseudo-terminals: card printer, tray sensor board, receipt printer."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any
+
+
+def serve_until_signalled(device: AbstractContextManager[Any],
+                          farewell: Callable[[], str] | None = None) -> int:
+    """Run a simulator until SIGINT or SIGTERM, for ``kiosk sim ...``.
+
+    Its port path is the first line on stdout (what a test harness or a person
+    opens); *farewell* may add a last line when it stops.
+    """
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set())
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with device as running:
+            print(running.path, flush=True)
+            while not stop.wait(0.5):
+                pass
+            if farewell:
+                print(farewell(), flush=True)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0

@@ -25,8 +25,10 @@ State-of-fault model (the station relies on it):
 * A command left incomplete for ``receive_timeout`` seconds (the host died mid-download)
   is dropped with ERROR TIME OUT, so the next commands are not eaten as payload.
 
-Everything runs on one serving thread, which is also where ``on_pick`` is called; a
-print (``Se``) holds that thread for ``card_seconds`` as a real printer stops listening.
+Everything runs on one serving thread, which is also where ``on_pick`` is called, and
+``on_command`` (with each command's name and parameters, e.g. ``"Pem;2"``, as it
+arrives and before it is acted on; it may block, delaying the reply); a print (``Se``)
+holds that thread for ``card_seconds`` as a real printer stops listening.
 """
 
 from __future__ import annotations
@@ -35,7 +37,6 @@ import argparse
 import logging
 import queue
 import random
-import signal
 import sys
 import threading
 import time
@@ -55,6 +56,7 @@ from kiosk.evolis import (
     bits_per_pixel,
     decompress_1bit,
 )
+from kiosk.sim import serve_until_signalled
 from kiosk.sim.pty import PtyPort
 
 log = logging.getLogger(__name__)
@@ -141,9 +143,11 @@ class PrinterSimulator:
                  geometry: Geometry = DEFAULT_GEOMETRY, reply_terminator: bytes = b"\r",
                  dump_dir: str | None = None, on_pick: Callable[[], None] | None = None,
                  feeder_near_empty: int = 10, receive_timeout: float = 5.0,
-                 head_max_cards_per_minute: float | None = None) -> None:
+                 head_max_cards_per_minute: float | None = None,
+                 on_command: Callable[[str], None] | None = None) -> None:
         self.card_seconds, self.geometry = card_seconds, geometry
         self.reply_terminator, self.on_pick = reply_terminator, on_pick
+        self.on_command = on_command
         self.dump_dir = Path(dump_dir) if dump_dir else None
         self.hopper_capacity, self.feeder_near_empty = hopper_capacity, feeder_near_empty
         self.head_max_cards_per_minute = head_max_cards_per_minute
@@ -317,6 +321,8 @@ class PrinterSimulator:
         self._reappear_at = None
 
     def _serve(self, cmd: Command, arrived: float) -> None:
+        if self.on_command is not None:  # before anything happens: a test may kill the host
+            self.on_command(";".join([cmd.name, *cmd.params]))
         with self._lock:
             self.commands.append(cmd.name)
             if cmd.name == "Pem" and cmd.params == ("2",):
@@ -561,19 +567,8 @@ def run(args: argparse.Namespace) -> int:
     if not logging.getLogger().handlers:
         logging.basicConfig(stream=sys.stderr, format="%(asctime)s %(message)s")
     log.setLevel(logging.INFO)
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set())
-                for sig in (signal.SIGINT, signal.SIGTERM)}
     printer = PrinterSimulator(
         args.link, card_seconds=args.card_seconds, feeder=args.feeder,
         ribbon_panels=args.ribbon_panels, dump_dir=args.dump,
         reply_terminator=b"\0" if args.nul_replies else b"\r")
-    try:
-        with printer:
-            print(printer.path, flush=True)
-            while not stop.wait(0.5):
-                pass
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return 0
+    return serve_until_signalled(printer)

@@ -10,15 +10,14 @@ command glue (``add_arguments`` / ``run``).
 from __future__ import annotations
 
 import argparse
-import signal
 import threading
 from types import TracebackType
 
+from kiosk.sim import serve_until_signalled
 from kiosk.sim.pty import PtyPort
 
 ESC, GS, DLE, FS, EOT = 0x1B, 0x1D, 0x10, 0x1C, 0x04
 _COMMAND_STARTS = frozenset((ESC, GS, DLE, FS))
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 # DLE EOT n replies: bits 1 and 4 fixed on, 0 and 7 fixed off (ESC/POS reference).
 FIXED_ON = 0x12
@@ -225,16 +224,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run until SIGINT/SIGTERM; the pty path is the first line on stdout."""
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in _STOP_SIGNALS}
-    try:
-        with ReceiptSimulator(args.link, paper=not args.no_paper,
-                              near_end=args.near_end) as sim:
-            print(sim.path, flush=True)
-            while not stop.wait(0.5):
-                pass
-            print(f"{len(sim.documents())} document(s) received", flush=True)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return 0
+    sim = ReceiptSimulator(args.link, paper=not args.no_paper, near_end=args.near_end)
+    return serve_until_signalled(sim, lambda: f"{len(sim.documents())} document(s) received")

@@ -11,13 +11,13 @@ import argparse
 import contextlib
 import queue
 import re
-import signal
 import sys
 import threading
 import time
 from types import TracebackType
 
 from kiosk import nmea
+from kiosk.sim import serve_until_signalled
 from kiosk.sim.pty import PtyPort
 
 SEQ_MODULO = 65536
@@ -26,7 +26,6 @@ _TICK_S = 0.01
 EMPTY_HEIGHT_MAX_UM = 200_000  # calibration limits, the same as the board firmware's
 CARD_UM_MIN, CARD_UM_MAX = 200, 2000
 _INTEGER = re.compile(r"-?[0-9]+")
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def calibration_fault(fields: list[str]) -> str | None:
@@ -315,14 +314,4 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"kiosk sim tray: {exc}", file=sys.stderr)
         return 2
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in _STOP_SIGNALS}
-    try:
-        with sim:
-            print(sim.path, flush=True)
-            while not stop.wait(0.5):
-                pass
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return 0
+    return serve_until_signalled(sim)
