@@ -76,8 +76,10 @@ class PrintWorker:
         self._jobs.put(ev.StartCard(record_id, payload))
 
     def prefetch(self, record_id: str, payload: bytes) -> None:
+        """Render this card ahead; only one is kept (a card is 1.5 MB of panels), so a
+        card rendered for a job that another overtook is dropped."""
         if record_id not in self._renders:
-            self._renders[record_id] = self._pool.submit(self.render, payload)
+            self._renders = {record_id: self._pool.submit(self.render, payload)}
 
     def probe_now(self) -> None:
         """Look at the printer at once (a person says the fault is cleared)."""

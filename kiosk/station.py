@@ -1,6 +1,7 @@
 """The running station: adapters around the core, and the loop between them.
 
-Adapters (broker link, print worker, tray link) put events on one queue. The
+Adapters (broker link, print worker, tray link) put events on one queue (the
+printer's first). The
 station loop takes whatever is waiting, lets the core handle it inside one
 spool transaction, commits, and only then carries out the actions (so an ack
 never leaves before the commit of the record it acknowledges). A tick every
@@ -9,6 +10,7 @@ second drives heartbeats, alert timers and personal-data purging.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import queue
@@ -39,7 +41,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TICK_S = 1.0
-MAX_BATCH = 200
+MAX_BATCH = 32  # events per commit: bounds how long the printer's next answer can wait
+PRINTER_EVENTS = (ev.PickRequested, ev.CardPicked, ev.CardPrinted, ev.CardFailed,
+                  ev.PrinterReady, ev.PrinterFault)
 
 
 def make_renderer(config: Config) -> Callable[[bytes], Sequence[PanelData]]:
@@ -73,12 +77,34 @@ def free_mb(path: str) -> float:
     return stat.f_bavail * stat.f_frsize / 1e6
 
 
+class EventQueue:
+    """The station's one inbox, where the printer's events overtake everything else.
+
+    A burst of records (and the broker's confirmations of their events) must not
+    keep the printer waiting for the answer to its next pick.
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.PriorityQueue[tuple[int, int, object]] = queue.PriorityQueue()
+        self._order = itertools.count()
+
+    def put(self, event: object) -> None:
+        urgent = event is None or isinstance(event, PRINTER_EVENTS)
+        self._queue.put((0 if urgent else 1, next(self._order), event))
+
+    def get(self, timeout: float | None = None) -> object:
+        return self._queue.get(timeout=timeout)[2]
+
+    def get_nowait(self) -> object:
+        return self._queue.get_nowait()[2]
+
+
 class Station:
     """One print station: build it from a config, then ``run()`` until ``stop()``."""
 
     def __init__(self, config: Config, *, notify: Callable[[str], None] | None = None) -> None:
         self.config = config
-        self.events: queue.Queue[object] = queue.Queue()
+        self.events = EventQueue()
         self.spool = Spool(config.station.spool)
         self.core = StationCore(config, self.spool, verifier=make_verifier(config))
         self.link = MqttLink(config, self.events.put)
@@ -171,9 +197,24 @@ class Station:
 
     def _step(self) -> None:
         batch = self._admit(self._take_batch())
+        # The printer's events go first, in a commit of their own: a burst of records
+        # must not keep the printer waiting for its answer.
+        printer = [e for e in batch if isinstance(e, PRINTER_EVENTS)]
+        actions = self._handle(printer) if printer else []
+        others = [e for e in batch if not isinstance(e, PRINTER_EVENTS)]
+        if others:
+            actions += self._handle(others)
+        actions.extend(self.core.state_actions())
+        self._execute(actions)
+        self.notify("WATCHDOG=1")
+        if any(isinstance(a, ev.Publish) and a.topic.endswith("/state") for a in actions):
+            self.notify("STATUS=" + self._status_line())
+
+    def _handle(self, events: list[object]) -> list:
+        """Let the core handle *events* in one commit; returns the actions still to do."""
         actions: list = []
         with self.spool.transaction():
-            for event in batch:
+            for event in events:
                 for action in self.core.handle(event):
                     if isinstance(action, ev.StartCard):
                         # Before the commit, safely: the printer only gets ready. No blank
@@ -181,14 +222,9 @@ class Station:
                         self._execute([action])
                     else:
                         actions.append(action)
-        # Committed: the printer hears first, then the broker; the state is read after.
+        # Committed: the printer hears first.
         self._execute([a for a in actions if isinstance(a, ev.AnswerPick)])
-        actions = [a for a in actions if not isinstance(a, ev.AnswerPick)]
-        actions.extend(self.core.state_actions())
-        self._execute(actions)
-        self.notify("WATCHDOG=1")
-        if any(isinstance(a, ev.Publish) and a.topic.endswith("/state") for a in actions):
-            self.notify("STATUS=" + self._status_line())
+        return [a for a in actions if not isinstance(a, ev.AnswerPick)]
 
     def _status_line(self) -> str:
         """One line for `systemctl status`: state, reasons, queue, stock."""
