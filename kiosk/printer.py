@@ -16,6 +16,7 @@ answers the fault; ``Sk;f`` tells whether the feeder is empty.
 from __future__ import annotations
 
 import contextlib
+import termios
 import time
 from collections.abc import Sequence
 from typing import Protocol
@@ -206,7 +207,8 @@ class EvolisPrinter:
             port.reset_input_buffer()  # stale bytes (line noise) are not this reply
             port.write(frame)
             reply = self._read_reply(port, timeout)
-        except (serial.SerialException, OSError) as exc:
+        except (serial.SerialException, OSError, termios.error) as exc:
+            # termios.error: flushing a tty whose device has gone (it is not an OSError).
             self.close()
             raise PrinterError(("connecting-to-device",), f"port lost during {name}: {exc}",
                                link_lost=True) from exc

@@ -32,6 +32,10 @@ PICK_ANSWER_TIMEOUT = 30.0
 PROBE = ev.ProbePrinter()
 
 
+class RenderFailed(Exception):
+    """The card could not be rendered: the job is bad, the printer is fine."""
+
+
 class PrintWorker:
     """Drives a `CardPrinter` on its own thread; reports with *emit*."""
 
@@ -160,15 +164,22 @@ class PrintWorker:
         if self._reasons:
             self._refuse(job)
             return
+        hooks = _Hooks(self, job)
         try:
-            self.printer.print_card(_Hooks(self, job))
+            self.printer.print_card(hooks)
         except CardError as error:
             self._card_failed(job.record_id, error)
             return
-        except Exception as exc:  # any failure to render is the job's fault, not the station's
-            log.warning("cannot render %s: %s", job.record_id, exc)
+        except RenderFailed as failed:  # the job's fault, not the station's
+            log.warning("cannot render %s: %s", job.record_id, failed)
             self.emit(ev.CardFailed(job.record_id, ("document-format-error",),
-                                    f"cannot render the card: {exc}", job_error=True))
+                                    f"cannot render the card: {failed}", job_error=True))
+            return
+        except Exception as exc:  # a driver fault we did not foresee: assume the worst
+            log.exception("card printer driver failed on %s", job.record_id)
+            self._connected = False
+            self.emit(ev.CardFailed(job.record_id, ("other-error",), f"driver error: {exc}",
+                                    picked=hooks.was_picked, uncertain=hooks.was_picked))
             return
         self.emit(ev.CardPrinted(job.record_id))  # the core commits while the job is closed
         self.printer.finish()
@@ -200,15 +211,20 @@ class _Hooks:
         self.worker = worker
         self.job = job
         self.record_id = job.record_id
+        self.was_picked = False
 
     def panels(self) -> Sequence[PanelData]:
         """Rendered ahead if it was prefetched, else now (the printer is already busy)."""
         ahead = self.worker._renders.pop(self.record_id, None)
-        return ahead.result() if ahead else self.worker.render(self.job.payload)
+        try:
+            return ahead.result() if ahead else self.worker.render(self.job.payload)
+        except Exception as exc:
+            raise RenderFailed(str(exc)) from exc
 
     def may_pick(self) -> bool:
         self.worker.emit(ev.PickRequested(self.record_id))
         return self.worker._await_answer(self.record_id)
 
     def picked(self) -> None:
+        self.was_picked = True
         self.worker.emit(ev.CardPicked(self.record_id))
