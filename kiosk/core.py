@@ -217,6 +217,13 @@ class StationCore:
         if event.uncertain:
             self.set_job(rid, "processing-stopped", (UNCERTAIN,), event.detail)
             return []
+        if event.picked and job.phase != "picked":
+            # No answer to Ss: the blank may be gone. Book the pick the printer never
+            # confirmed, so that picked = printed + spoiled still holds.
+            self.spool.book("pick", 1, rid, "no answer to Ss")
+            self.spool.update_job(rid, attempts=job.attempts + 1)
+            job = self.spool.job(rid) or job
+            self.stock.picked(self.spool)
         if event.picked:
             self.spool.book("spoiled", 1, rid, event.detail)
         # No card of this job is in the printer any more (none was taken, or it is spoiled).

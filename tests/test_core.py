@@ -390,3 +390,15 @@ def test_a_pick_refused_by_the_printer_leaves_no_doubt_after_a_restart(tmp_path)
     h2 = Harness(tmp_path)
     job = h2.spool.job(rid)
     assert (job.state, job.phase) == ("pending", None)  # not "uncertain": no card was taken
+
+
+def test_no_answer_to_ss_books_the_pick_it_spoils(h):
+    h.send(ev.PrinterReady())
+    body, _ = h.record(1)
+    rid = body["record_id"]
+    h.send(ev.PickRequested(rid))
+    h.send(ev.PrinterFault(("connecting-to-device",), "port lost during Ss"))
+    h.send(ev.CardFailed(rid, ("connecting-to-device",), "port lost during Ss", picked=True))
+    ledger = h.spool.ledger()
+    assert (ledger.picks, ledger.spoiled) == (1, 1) and ledger.balanced
+    assert h.spool.job(rid).attempts == 1
