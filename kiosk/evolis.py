@@ -227,11 +227,13 @@ class StreamParser:
         limit = end if end >= 0 else len(buf)
         payload_at = self._payload_start(limit)
         stop = payload_at if payload_at >= 0 else end
-        restart = buf.find(ESC, 1, stop if stop >= 0 else MAX_HEADER)
+        # A header is judged on its first MAX_HEADER bytes only, whether or not more has
+        # arrived yet, so the outcome never depends on how the stream was chunked.
+        restart = buf.find(ESC, 1, min(stop, MAX_HEADER) if stop >= 0 else MAX_HEADER)
         if restart >= 0:
             del buf[:restart]
             return True
-        if stop >= 0:
+        if 0 <= stop <= MAX_HEADER:
             cmd = _split(bytes(buf[1:stop]))
             del buf[:stop + 1]
         elif len(buf) > MAX_HEADER:  # runaway header: answer what we have, skip the rest
