@@ -139,3 +139,76 @@ def median(values: list[float]) -> float:
 
 
 os.environ.setdefault("GPIOZERO_PIN_FACTORY", "mock")
+
+
+# -- helpers of the burst bench and its test (tests/test_burst.py) ---------------------------
+
+
+def signed_payloads(key, count: int, *, start: int = 1) -> list[bytes]:
+    """*count* signed sample records as the district sends them (compact JSON bytes)."""
+    import json
+
+    from kiosk.samples import make_record
+    from kiosk.signing import sign_record
+
+    return [json.dumps(sign_record(make_record(index), key), separators=(",", ":")).encode()
+            for index in range(start, start + count)]
+
+
+def raw_insert_rate(directory: Path, payloads: list[bytes], per_commit: int) -> float:
+    """Rows/s of the same job rows into a bare SQLite file with the spool's schema and
+    pragmas (WAL, synchronous=FULL), one durable commit every *per_commit* rows."""
+    import json
+
+    from kiosk.record import mask_nik
+    from kiosk.spool import SCHEMA
+
+    path = directory / f"raw-{per_commit}.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.executescript(SCHEMA)
+    rows = []
+    for payload in payloads:
+        body = json.loads(payload)
+        rows.append((body["record_id"], body.get("priority", 0), mask_nik(body["nik"]), payload))
+    sql = ("INSERT INTO jobs (record_id, priority, state, nik_masked, payload, received_at,"
+           " updated_at) VALUES (?, ?, 'pending', ?, ?, ?, ?)")
+    start = time.perf_counter()
+    for first in range(0, len(rows), per_commit):
+        now = time.time()
+        db.execute("BEGIN IMMEDIATE")
+        db.executemany(sql, [(*row, now, now) for row in rows[first:first + per_commit]])
+        db.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    db.close()
+    path.unlink()
+    return len(rows) / elapsed
+
+
+def unacknowledged(port: int, client_id: str, wait: float = 2.0) -> int:
+    """Messages the broker still holds unacknowledged for *client_id*'s session: resume the
+    session (no new subscription) and count what the broker delivers again."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    got: list[str] = []
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                         protocol=mqtt.MQTTv5, manual_ack=True)
+    client.on_message = lambda c, u, message: got.append(message.topic)
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 3600
+    client.connect("127.0.0.1", port, clean_start=False, properties=props)
+    client.loop_start()
+    time.sleep(wait)
+    client.disconnect()
+    client.loop_stop()
+    return len(got)
+
+
+def process_figures(pid: int) -> tuple[float, int, int]:
+    """Resident set (MB), open file descriptors and threads of a live process."""
+    status = dict(line.split(":", 1) for line in
+                  Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    rss = int(status["VmRSS"].split()[0]) / 1024
+    return rss, len(os.listdir(f"/proc/{pid}/fd")), int(status["Threads"])

@@ -33,6 +33,7 @@ from kiosk.spool import OutboxItem
 
 log = logging.getLogger(__name__)
 
+RECEIVE_MAXIMUM = 32
 MAX_HANDED = 500  # outbox items in paho's hands at once (paho refuses a reused mid)
 
 
@@ -94,6 +95,9 @@ class MqttLink:
         default_port = 8883 if url.scheme == "mqtts" else 1883
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.config.mqtt.session_expiry_s
+        # Unacknowledged records the broker may push at once. Without it an MQTT 5 client
+        # offers 65,535, and a backlog would wait in the station's memory, not the broker's.
+        props.ReceiveMaximum = RECEIVE_MAXIMUM
         self.client.connect_async(
             url.hostname or "127.0.0.1", url.port or default_port,
             keepalive=self.config.mqtt.keepalive_s, clean_start=False, properties=props,
