@@ -154,8 +154,10 @@ class CommandHandler:
             self.core.spool.book("printed", -1, record_id, f"reprint: {reason}")
             self.core.spool.book("spoiled", 1, record_id, f"reprint: {reason}")
         elif job.state == "processing-stopped" and "uncertain" in job.reasons:
-            if job.phase == "picked":
-                self.core.spool.book("spoiled", 1, record_id, f"uncertain card: {reason}")
+            # As with no reply to Ss: a blank the printer may have taken is counted taken.
+            if job.phase == "picking":
+                self.core.spool.book("pick", 1, record_id, "Ss sent, no reply before the stop")
+            self.core.spool.book("spoiled", 1, record_id, f"uncertain card: {reason}")
         else:
             raise CommandError("not-reprintable",
                                f"{record_id} is {job.state}; only completed or uncertain jobs")
