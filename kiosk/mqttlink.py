@@ -161,6 +161,7 @@ class MqttLink:
                 self._early.add(mid)
                 return
             item_id = self._pending.pop(mid)
+            self._handed.discard(item_id)  # delivered: forget it, or the set grows forever
         if item_id is not None:
             self.emit(ev.Delivered(item_id))
         self._pump()

@@ -50,7 +50,7 @@ class Feeder:
             del self.printer.cards[:]  # the test keeps no card images: 10,000 would not fit
 
 
-@pytest.mark.slow
+@pytest.mark.soak
 @pytest.mark.timeout(1800)
 def test_ten_thousand_cards_leave_memory_descriptors_and_threads_flat(
     tmp_path, station_settings, broker, district_key
