@@ -194,7 +194,7 @@ class CommandHandler:
     def _rebirth(self) -> dict:
         core = self.core
         self.extra.append(ev.Publish(core.topic("availability"), b"online"))
-        self.extra.append(ev.SendOutbox(tuple(core.spool.outbox()), again=True))
+        core.out.resend_all()
         core.out.forget_state()  # the state goes out after this event
         return {}
 

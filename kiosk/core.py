@@ -87,7 +87,7 @@ class StationCore:
             else:
                 self.set_job(job.record_id, "pending", (), "requeued after restart")
         self.stock.load(self.spool)
-        return [ev.SendOutbox(tuple(self.spool.outbox())), *self.out.flush()]
+        return self.out.flush()
 
     def handle(self, event: object) -> list:
         """Everything the station does in answer to one event."""
@@ -138,6 +138,7 @@ class StationCore:
 
     def _on_delivered(self, event: ev.Delivered) -> list:
         self.spool.confirm(event.item_id)
+        self.out.delivered(event.item_id)
         return []
 
     def _on_message(self, msg: ev.MessageArrived) -> list:
@@ -324,8 +325,8 @@ class StationCore:
 
     def state_actions(self) -> list:
         """A retained state publish and a panel view, each only if it changed."""
-        return [a for a in (self.out.state(self.state_document()), self.desk.view_changed())
-                if a]
+        state = self.state_document()
+        return [a for a in (self.out.state(state), self.desk.view_changed(state)) if a]
 
     def state_document(self) -> dict:
         """The state of mqtt.md without schema/boot_id/seq/ts."""

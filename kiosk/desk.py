@@ -102,16 +102,17 @@ class Desk:
 
     # -- the panel view --------------------------------------------------------------------
 
-    def view_changed(self) -> ev.Show | None:
-        view = self.view()
+    def view_changed(self, state: dict | None = None) -> ev.Show | None:
+        view = self.view(state)
         if view == self._last_view:
             return None
         self._last_view = view
         return ev.Show(view)
 
-    def view(self) -> ev.PanelView:
+    def view(self, state: dict | None = None) -> ev.PanelView:
+        """What the panel shows, from *state* (the core's state document) if given."""
         core = self.core
-        state = core.state_document()
+        state = state or core.state_document()
         stock = state["stock"]
         return ev.PanelView(
             printer_state=state["printer_state"],

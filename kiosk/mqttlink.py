@@ -10,6 +10,15 @@ broker redelivers and the spool dedupes.
 Outbox items are handed to paho at most ``MAX_HANDED`` at a time and reported
 `Delivered` when the broker's PUBACK arrives; paho itself resends what is in
 flight after a reconnect. Everything else it hears becomes an event.
+
+Intake is bounded: the station asks for a Receive Maximum of ``RECEIVE_MAXIMUM``
+unacknowledged messages, and the link holds itself to it even when the broker does
+not (Mosquitto 2.0.11 sends a resumed backlog as fast as it can once acks flow,
+docs/proofs.md). A message beyond the window waits in paho's network thread, so
+the rest of the backlog stays in the socket and at the broker, not in memory. If
+the station stops acknowledging for longer than ``stall_s`` (disk full), further
+messages are refused, unacknowledged; once the station has caught up, the link
+reconnects and the broker sends them again.
 """
 
 from __future__ import annotations
@@ -49,11 +58,19 @@ def json_properties(correlation: bytes | None = None) -> Properties:
 class MqttLink:
     """The broker connection of one station; events go to *emit*."""
 
-    def __init__(self, config: Config, emit: Callable[[object], None]) -> None:
+    def __init__(self, config: Config, emit: Callable[[object], None], *,
+                 stall_s: float | None = None) -> None:
         self.config = config
         self.emit = emit
         self.base = config.topic_base
+        # Short enough that paho's loop still pings well within the keepalive.
+        self.stall_s = config.mqtt.keepalive_s / 3 if stall_s is None else stall_s
         self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)
+        self._unacked = 0  # messages of this connection emitted and not yet acked
+        self._refused = 0  # messages of this connection left unacked for the broker to resend
+        self._stopping = False
+        self._life = threading.Lock()  # start, stop and the resuming reconnect
         self._generation = 0
         self._connected = False
         self._pending: dict[int, int | None] = {}  # mid -> outbox item id (None: direct)
@@ -98,20 +115,35 @@ class MqttLink:
         # Unacknowledged records the broker may push at once. Without it an MQTT 5 client
         # offers 65,535, and a backlog would wait in the station's memory, not the broker's.
         props.ReceiveMaximum = RECEIVE_MAXIMUM
-        self.client.connect_async(
-            url.hostname or "127.0.0.1", url.port or default_port,
-            keepalive=self.config.mqtt.keepalive_s, clean_start=False, properties=props,
-        )
-        self.client.loop_start()
+        with self._life:
+            self.client.connect_async(
+                url.hostname or "127.0.0.1", url.port or default_port,
+                keepalive=self.config.mqtt.keepalive_s, clean_start=False, properties=props,
+            )
+            self.client.loop_start()
 
     def stop(self) -> None:
         """Clean shutdown: say ``offline`` (retained) before leaving."""
-        if self._connected:
-            info = self.client.publish(f"{self.base}/availability", b"offline", qos=1,
-                                       retain=True)
-            info.wait_for_publish(timeout=2)
-        self.client.disconnect()
-        self.client.loop_stop()
+        with self._room:
+            self._stopping = True
+            self._room.notify_all()
+        with self._life:
+            if self._connected:
+                info = self.client.publish(f"{self.base}/availability", b"offline", qos=1,
+                                           retain=True)
+                info.wait_for_publish(timeout=2)
+            self.client.disconnect()
+            self.client.loop_stop()
+
+    def _resume(self) -> None:
+        """Reconnect, so that the broker sends again what the link refused."""
+        with self._life:
+            if self._stopping:
+                return
+            log.info("caught up: reconnecting for the messages refused meanwhile")
+            self.client.disconnect()
+            self.client.loop_stop()
+        self.start()
 
     @property
     def connected(self) -> bool:
@@ -124,16 +156,22 @@ class MqttLink:
             log.error("broker refused the connection: %s", reason_code)
             return
         with self._lock:
-            self._generation += 1
+            self._new_connection()
             self._connected = True
             generation = self._generation
         client.subscribe([(f"{self.base}/jobs", 1), (f"{self.base}/cmd/+", 1)])
         log.info("connected to the broker (session present: %s)", flags.session_present)
         self.emit(ev.LinkUp(generation, bool(flags.session_present)))
 
+    def _new_connection(self) -> None:
+        """Under the lock: a new generation; the broker resends what the last one left."""
+        self._generation += 1
+        self._unacked = self._refused = 0
+        self._room.notify_all()
+
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         with self._lock:
-            self._generation += 1
+            self._new_connection()
             self._connected = False
             generation = self._generation
         if reason_code.is_failure:
@@ -143,6 +181,8 @@ class MqttLink:
         self.emit(ev.LinkDown(generation, str(reason_code)))
 
     def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
+        if message.qos and not self._take_room():
+            return  # unacknowledged: the broker sends it again after the next reconnect
         props = message.properties
         self.emit(ev.MessageArrived(
             topic=message.topic,
@@ -166,13 +206,33 @@ class MqttLink:
             self.emit(ev.Delivered(item_id))
         self._pump()
 
+    def _take_room(self) -> bool:
+        """Wait for room in the window of unacknowledged messages; False: refused."""
+        with self._room:
+            if not self._room.wait_for(
+                    lambda: self._unacked < RECEIVE_MAXIMUM or self._stopping, self.stall_s):
+                if not self._refused:
+                    log.warning("the station is not acknowledging: messages are left at the "
+                                "broker until it catches up")
+                self._refused += 1
+                return False
+            self._unacked += 1
+            return True
+
     # -- called from the station thread ----------------------------------------------------
 
     def ack(self, mid: int, generation: int) -> None:
         """PUBACK *mid*, but only on the connection that delivered it."""
-        with self._lock:
-            if mid and generation == self._generation and self._connected:
-                self.client.ack(mid, 1)
+        with self._room:
+            if not (mid and generation == self._generation and self._connected):
+                return
+            self.client.ack(mid, 1)
+            self._unacked -= 1
+            self._room.notify()
+            resume = self._refused and not self._unacked
+            self._refused = 0 if resume else self._refused
+        if resume:
+            threading.Thread(target=self._resume, name="mqtt-resume", daemon=True).start()
 
     def publish(self, topic: str, payload: bytes, *, retain: bool = True) -> None:
         """A direct QoS 1 publish (retained state, availability)."""

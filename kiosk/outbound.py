@@ -5,6 +5,10 @@ writes events and replies to the spool's outbox inside the caller's
 transaction (so they survive a crash and are re-sent until the broker's
 PUBACK), raises each alert once and clears it once, and decides when the
 retained state goes out: on every change, and at least every 30 s.
+
+The broker link gets outbox items in order, at most ``OUTBOX_WINDOW`` unconfirmed at a
+time; the rest wait in the spool, not in memory (a burst of records or a long outage
+can leave tens of thousands of events to send).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from kiosk import events as ev
 from kiosk.spool import Spool
 
 HEARTBEAT_S = 30.0
+OUTBOX_WINDOW = 500  # outbox items handed to the broker link and not yet confirmed
 
 
 def is_alert(reason: str) -> bool:
@@ -33,7 +38,10 @@ class Outbound:
         self.boot_id = boot_id
         self.clock = clock
         self.seq = 0
-        self._outgoing: list = []
+        self._cursor = 0  # the last outbox id handed to the link
+        self._in_flight: set[int] = set()
+        self._more = True  # the outbox may hold items past the cursor
+        self._again = False
         self._alerts: dict[str, str] = json.loads(spool.get_meta("alerts", "{}"))
         self._last_state: dict | None = None
         self._last_state_at = 0.0
@@ -55,7 +63,8 @@ class Outbound:
 
     def outbox(self, topic: str, body: dict, correlation: bytes | None = None) -> None:
         payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-        self._outgoing.append(self.spool.enqueue(topic, payload, correlation))
+        self.spool.enqueue(topic, payload, correlation)
+        self._more = True
 
     def job_event(self, record_id: str, state: str, reasons: tuple[str, ...], detail: str) -> None:
         self.event("job", record_id=record_id, job_state=state, reasons=list(reasons),
@@ -83,11 +92,28 @@ class Outbound:
         self._alerts = active
 
     def flush(self) -> list:
-        """The outbox items written since the last flush, for the broker link."""
-        if not self._outgoing:
+        """The next outbox items for the broker link, as far as the window has room."""
+        room = OUTBOX_WINDOW - len(self._in_flight)
+        if not self._more or room <= 0:
             return []
-        items, self._outgoing = tuple(self._outgoing), []
-        return [ev.SendOutbox(items)]
+        items = self.spool.outbox(after=self._cursor, limit=room)
+        self._more = len(items) == room
+        if not items:
+            return []
+        self._cursor = items[-1].id
+        self._in_flight.update(item.id for item in items)
+        again, self._again = self._again, False
+        return [ev.SendOutbox(tuple(items), again=again)]
+
+    def delivered(self, item_id: int) -> None:
+        """The broker confirmed *item_id*: room for the next one."""
+        self._in_flight.discard(item_id)
+
+    def resend_all(self) -> None:
+        """Send the whole outbox again, from its first item (rebirth)."""
+        self._cursor = 0
+        self._in_flight.clear()
+        self._more = self._again = True
 
     # -- the retained state ----------------------------------------------------------------
 
@@ -100,6 +126,11 @@ class Outbound:
         stamped = self._stamp({"schema": "ektp.state/1", **document})
         payload = json.dumps(stamped, separators=(",", ":")).encode()
         return ev.Publish(self.topic("state"), payload, retain=True)
+
+    @property
+    def last_state(self) -> dict | None:
+        """The state document last published."""
+        return self._last_state
 
     def heartbeat_due(self) -> bool:
         return self.clock() - self._last_state_at >= HEARTBEAT_S

@@ -118,6 +118,10 @@ class Spool:
         self._db.execute("PRAGMA secure_delete=ON")  # freed pages are zeroed: purged data goes
         self._db.executescript(SCHEMA)
         self._depth = 0
+        # Queue counts are read on every step and counting the queue costs O(its length):
+        # a burst of records would count 16,851 rows per commit. Kept here, they are
+        # counted again only after a job changes state, which is rare beside arrivals.
+        self._counts: dict[str, int] | None = None
 
     def close(self) -> None:
         self._db.close()
@@ -138,6 +142,7 @@ class Spool:
             yield
         except BaseException:
             self._db.execute("ROLLBACK")
+            self._counts = None
             raise
         else:
             self._db.execute("COMMIT")
@@ -154,6 +159,8 @@ class Spool:
             " received_at, updated_at) VALUES (?, ?, 'pending', ?, ?, ?, ?)",
             (record_id, priority, nik_masked, payload, now, now),
         )
+        if cursor.rowcount == 1 and self._counts is not None:
+            self._counts["pending"] += 1
         return cursor.rowcount == 1
 
     def job(self, record_id: str) -> Job | None:
@@ -182,12 +189,19 @@ class Spool:
         if changes.get("state") in FINAL_STATES:
             changes["ended_at"] = time.time()
         changes["updated_at"] = time.time()
+        if "state" in changes:
+            self._counts = None
         columns = ", ".join(f"{name} = ?" for name in changes)
         self._db.execute(
             f"UPDATE jobs SET {columns} WHERE record_id = ?", (*changes.values(), record_id)
         )
 
     def queue_counts(self) -> dict[str, int]:
+        if self._counts is None:
+            self._counts = self._count_queue()
+        return dict(self._counts)
+
+    def _count_queue(self) -> dict[str, int]:
         rows = self._db.execute(
             "SELECT state, COUNT(*) FROM jobs WHERE state IN (?, ?, ?, ?) GROUP BY state",
             ACTIVE_STATES,
@@ -253,8 +267,10 @@ class Spool:
         )
         return OutboxItem(int(cursor.lastrowid or 0), topic, payload, response)
 
-    def outbox(self) -> list[OutboxItem]:
-        rows = self._db.execute("SELECT id, topic, payload, response FROM outbox ORDER BY id")
+    def outbox(self, after: int = 0, limit: int = -1) -> list[OutboxItem]:
+        """Unconfirmed items in order: those after id *after*, at most *limit* of them."""
+        rows = self._db.execute("SELECT id, topic, payload, response FROM outbox WHERE id > ?"
+                                " ORDER BY id LIMIT ?", (after, limit))
         return [OutboxItem(*row) for row in rows]
 
     def confirm(self, item_id: int) -> None:

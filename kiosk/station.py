@@ -228,7 +228,7 @@ class Station:
 
     def _status_line(self) -> str:
         """One line for `systemctl status`: state, reasons, queue, stock."""
-        state = self.core.state_document()
+        state = self.core.out.last_state or self.core.state_document()
         reasons = ",".join(state["printer_state_reasons"])
         stock = state["stock"]["remaining"]
         return (f"{state['printer_state']} ({reasons}); queue {state['queue']['pending']};"

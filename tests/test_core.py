@@ -10,6 +10,7 @@ import pytest
 from kiosk import events as ev
 from kiosk.config import from_dict
 from kiosk.core import StationCore
+from kiosk.outbound import OUTBOX_WINDOW
 from kiosk.samples import make_record
 from kiosk.signing import Verifier
 from kiosk.spool import Spool
@@ -402,3 +403,31 @@ def test_no_answer_to_ss_books_the_pick_it_spoils(h):
     ledger = h.spool.ledger()
     assert (ledger.picks, ledger.spoiled) == (1, 1) and ledger.balanced
     assert h.spool.job(rid).attempts == 1
+
+
+def test_the_link_gets_the_outbox_in_order_a_window_at_a_time(tmp_path):
+    """A long outage leaves more events than the window: the rest wait in the spool and
+    follow as the broker confirms, each handed over once and in order."""
+    h = Harness(tmp_path)
+    with h.spool.transaction():
+        for n in range(OUTBOX_WINDOW + 150):
+            h.core.out.event("test", n=n)
+    h.spool.close()
+    h = Harness(tmp_path)
+    (first,) = of(h.start_actions, ev.SendOutbox)
+    assert len(first.items) == OUTBOX_WINDOW
+    assert of(h.send(ev.Tick(0.0)), ev.SendOutbox) == [], "nothing more before confirmations"
+    handed = list(first.items)
+    for item in first.items[:100]:
+        handed += [i for a in of(h.send(ev.Delivered(item.id)), ev.SendOutbox) for i in a.items]
+    numbers = [json.loads(item.payload).get("n") for item in handed]
+    assert numbers == list(range(OUTBOX_WINDOW + 100)), "in order, each once"
+
+
+def test_rebirth_sends_the_whole_outbox_again(h):
+    h.record(1)
+    h.record(2)
+    actions = h.command("rebirth")
+    (again,) = of(actions, ev.SendOutbox)
+    assert again.again
+    assert [item.id for item in again.items] == [item.id for item in h.spool.outbox()]
