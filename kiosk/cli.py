@@ -87,9 +87,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from kiosk.memory import limit_malloc_arenas
     from kiosk.station import Station
     from kiosk.systemd import Notifier
 
+    limit_malloc_arenas()
     notifier = Notifier.from_environment()
     notifier.status("starting")
     config = load(args.config)
