@@ -122,6 +122,9 @@ class Spool:
         # a burst of records would count 16,851 rows per commit. Kept here, they are
         # counted again only after a job changes state, which is rare beside arrivals.
         self._counts: dict[str, int] | None = None
+        # Likewise the ledger's totals: read on every step, summing a ledger that grows by
+        # two rows a card would slow the station down year by year.
+        self._totals: dict[str, int] | None = None
 
     def close(self) -> None:
         self._db.close()
@@ -142,7 +145,7 @@ class Spool:
             yield
         except BaseException:
             self._db.execute("ROLLBACK")
-            self._counts = None
+            self._counts = self._totals = None
             raise
         else:
             self._db.execute("COMMIT")
@@ -239,17 +242,26 @@ class Spool:
             "INSERT INTO ledger (at, kind, count, record_id, detail) VALUES (?, ?, ?, ?, ?)",
             (time.time(), kind, count, record_id, detail),
         )
+        if self._totals is not None:
+            self._totals[kind] += count
+            self._totals["refill-rows"] += kind == "refill"
 
     def ledger(self) -> Ledger:
-        rows = dict(self._db.execute("SELECT kind, SUM(count) FROM ledger GROUP BY kind"))
-        booked = self._db.execute("SELECT 1 FROM ledger WHERE kind = 'refill' LIMIT 1").fetchone()
-        return Ledger(
-            refills=rows.get("refill", 0) or 0,
-            picks=rows.get("pick", 0) or 0,
-            printed=rows.get("printed", 0) or 0,
-            spoiled=rows.get("spoiled", 0) or 0,
-            booked=booked is not None,
-        )
+        if self._totals is None:
+            self._totals = self._sum_ledger()
+        totals = self._totals
+        return Ledger(refills=totals["refill"], picks=totals["pick"],
+                      printed=totals["printed"], spoiled=totals["spoiled"],
+                      booked=totals["refill-rows"] > 0)
+
+    def _sum_ledger(self) -> dict[str, int]:
+        totals = dict.fromkeys(("refill", "pick", "printed", "spoiled", "refill-rows"), 0)
+        rows = self._db.execute("SELECT kind, SUM(count), COUNT(*) FROM ledger GROUP BY kind")
+        for kind, total, count in rows:
+            totals[kind] = total or 0
+            if kind == "refill":
+                totals["refill-rows"] = count
+        return totals
 
     def printed_since(self, since: float) -> int:
         row = self._db.execute(

@@ -431,3 +431,24 @@ def test_rebirth_sends_the_whole_outbox_again(h):
     (again,) = of(actions, ev.SendOutbox)
     assert again.again
     assert [item.id for item in again.items] == [item.id for item in h.spool.outbox()]
+
+
+def test_kept_queue_counts_and_ledger_totals_agree_with_a_fresh_count(h, tmp_path):
+    """The spool keeps both in memory (reading them must not cost O(history)); after
+    cards, a rolled-back transaction and a command they must match a recount."""
+    h.send(ev.PrinterReady())
+    for index in (1, 2, 3):
+        h.record(index)
+    h.print_one(make_record(1)["record_id"])
+    h.command("refill", json.dumps({"count": 5}).encode())
+    with pytest.raises(RuntimeError), h.spool.transaction():
+        h.spool.book("pick", 1, "x")
+        h.spool.add_job("rolled-back", 0, "", b"{}")
+        raise RuntimeError("crash inside a transaction")
+    kept = (h.spool.queue_counts(), h.spool.ledger())
+    fresh = Spool(tmp_path / "spool.db")
+    try:
+        assert kept == (fresh.queue_counts(), fresh.ledger())
+    finally:
+        fresh.close()
+    assert kept[0]["pending"] == 1 and kept[1].printed == 1 and kept[1].refills == 5
