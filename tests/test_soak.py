@@ -2,11 +2,18 @@
 
 ``kiosk run`` prints 10,000 simulated cards, fed a few records at a time as a district
 would on a busy day. Its resident memory, open file descriptors and threads are read from
-``/proc`` after a warm-up (caches filled, every code path taken once) and then every 1,000
-cards; they must stay flat: no descriptor or thread more at the end, and memory within a
-small allowance of the start (a leak of one small object per card would show).
+``/proc`` every 1,000 cards and printed. Descriptors and threads must not grow at all.
+Memory is judged from ``SETTLED`` cards on: the renderer's text caches are bounded LRU
+caches that fill during the first couple of thousand cards (every card brings a new NIK,
+name and address to measure); after that, memory must stay within a small allowance.
 
-CI runs 2,000 cards (about 3 minutes here); the full 10,000 is ``SOAK_CARDS=10000``.
+A leak of a few bytes per event is too small for RSS to show over 10,000 cards, yet it
+grows for ever; the broker link, which handles every event, is checked for that directly
+with tracemalloc (tests/test_mqttlink.py).
+
+The ribbon is monochrome (``k``): the same station code runs around each card in half the
+time of a colour card, which keeps the run within CI's budget (docs/proofs.md also has a
+colour run).
 """
 
 from __future__ import annotations
@@ -22,10 +29,13 @@ from kiosk.sim.printer import PrinterSimulator
 from kiosk.spool import Spool
 from tests.conftest import STATION, StationProcess, wait_until
 
-CARDS = int(__import__("os").environ.get("SOAK_CARDS", 2_000))
-WARM_UP = 300
+CARDS = 10_000
+MARKS = (300, *range(1000, CARDS + 1, 1000))
+SETTLED = 4_000  # cards after which the bounded caches are full
 AHEAD = 6  # records sent but not yet printed
-RSS_ALLOWANCE_MB = 3.0
+RSS_ALLOWANCE_MB = 2.5  # over the last 6,000 cards: about 400 bytes a card
+
+Figures = tuple[int, float, float, int, int]  # cards, seconds, RSS MB, fds, threads
 
 
 class Feeder:
@@ -50,25 +60,24 @@ class Feeder:
             del self.printer.cards[:]  # the test keeps no card images: 10,000 would not fit
 
 
-@pytest.mark.soak
+@pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_ten_thousand_cards_leave_memory_descriptors_and_threads_flat(
     tmp_path, station_settings, broker, district_key
 ):
     printer = PrinterSimulator(str(tmp_path / "soak-printer"), feeder=CARDS + 10,
-                               hopper_capacity=CARDS + 10)
+                               hopper_capacity=CARDS + 10, ribbon_panels=CARDS + 10)
     printer.start()
-    station_settings["printer"]["port"] = printer.path
-    station_settings["printer"]["ribbon"] = __import__("os").environ.get("SOAK_RIBBON", "ymcko")
+    station_settings["printer"].update(port=printer.path, ribbon="k")
     station = StationProcess(station_settings, tmp_path).start()
     district = DistrictClient(broker.url, keep_events=False).wait_connected()
     feeder = Feeder(district, printer, district_key[0])
-    figures: list[tuple[int, float, float, int, int]] = []
+    figures: list[Figures] = []
     started = time.monotonic()
     try:
         assert district.wait_for(lambda: district.availability.get(STATION) == "online", 20)
         feeder.thread.start()
-        for mark in (WARM_UP, *range(1000 if CARDS >= 1000 else CARDS, CARDS + 1, 1000)):
+        for mark in MARKS:
             assert wait_until(lambda mark=mark: printer.printed >= mark, 600, 0.2), (
                 f"{printer.printed} cards printed; {station.log.read_text()[-2000:]}")
             figures.append((mark, time.monotonic() - started,
@@ -78,14 +87,18 @@ def test_ten_thousand_cards_leave_memory_descriptors_and_threads_flat(
         district.close()
         code = station.terminate()
         printer.stop()
-    assert code == 0
     report(figures)
-    (_, _, rss_start, fds_start, threads_start) = figures[0]
-    (_, _, rss_end, fds_end, threads_end) = figures[-1]
-    assert fds_end <= fds_start, figures
-    assert threads_end <= threads_start, figures
-    assert rss_end - rss_start <= RSS_ALLOWANCE_MB, figures
-    spool = Spool(station_settings["station"]["spool"])
+    assert code == 0
+    first, settled, last = figures[0], dict((f[0], f) for f in figures)[SETTLED], figures[-1]
+    assert last[3] <= first[3], "file descriptors grew"
+    assert last[4] <= first[4], "threads grew"
+    assert last[2] - settled[2] <= RSS_ALLOWANCE_MB, (
+        f"RSS grew {last[2] - settled[2]:.1f} MB over {last[0] - settled[0]} cards")
+    check_spool(station_settings["station"]["spool"])
+
+
+def check_spool(path: str) -> None:
+    spool = Spool(path)
     try:
         ledger = spool.ledger()
         assert (ledger.printed, ledger.spoiled, ledger.balanced) == (CARDS, 0, True)
@@ -94,7 +107,11 @@ def test_ten_thousand_cards_leave_memory_descriptors_and_threads_flat(
         spool.close()
 
 
-def report(figures: list[tuple[int, float, float, int, int]]) -> None:
-    print("\ncards  seconds  RSS MB  fds  threads")
+def report(figures: list[Figures]) -> None:
+    print("\n cards  seconds  s/1000  RSS MB  fds  threads")
+    previous = (0, 0.0)
     for cards, seconds, rss, fds, threads in figures:
-        print(f"{cards:5d}  {seconds:7.0f}  {rss:6.1f}  {fds:3d}  {threads:7d}")
+        per_thousand = (seconds - previous[1]) / (cards - previous[0]) * 1000
+        print(f"{cards:6d}  {seconds:7.0f}  {per_thousand:6.0f}  {rss:6.1f}  {fds:3d}"
+              f"  {threads:7d}")
+        previous = (cards, seconds)
