@@ -55,6 +55,9 @@ def json_properties(correlation: bytes | None = None) -> Properties:
     return props
 
 
+_JSON = json_properties()  # read-only once made: paho only packs it
+
+
 class MqttLink:
     """The broker connection of one station; events go to *emit*."""
 
@@ -236,7 +239,7 @@ class MqttLink:
 
     def publish(self, topic: str, payload: bytes, *, retain: bool = True) -> None:
         """A direct QoS 1 publish (retained state, availability)."""
-        props = json_properties() if payload.startswith(b"{") else None
+        props = _JSON if payload.startswith(b"{") else None
         info = self.client.publish(topic, payload, qos=1, retain=retain, properties=props)
         self._track(info, None)
 
@@ -255,7 +258,8 @@ class MqttLink:
                 if not self._waiting or len(self._pending) >= MAX_HANDED:
                     return
                 item = self._waiting.popleft()
-            props = json_properties(item.response)
+            # Building paho's Properties costs more than the publish: share the plain one.
+            props = _JSON if item.response is None else json_properties(item.response)
             info = self.client.publish(item.topic, item.payload, qos=1, properties=props)
             if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
                 with self._lock:
