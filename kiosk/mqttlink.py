@@ -111,19 +111,23 @@ class MqttLink:
     # -- life cycle ---------------------------------------------------------------------
 
     def start(self) -> None:
+        with self._life:
+            self._connect()
+
+    def _connect(self) -> None:
+        """Under ``_life``: connect in the background; paho's thread retries until it can."""
         url = urlsplit(self.config.mqtt.url)
         default_port = 8883 if url.scheme == "mqtts" else 1883
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.config.mqtt.session_expiry_s
-        # Unacknowledged records the broker may push at once. Without it an MQTT 5 client
-        # offers 65,535, and a backlog would wait in the station's memory, not the broker's.
+        # Unacknowledged records the broker may push at once; without it an MQTT 5 client
+        # offers 65,535. The link holds itself to it as well (_take_room).
         props.ReceiveMaximum = RECEIVE_MAXIMUM
-        with self._life:
-            self.client.connect_async(
-                url.hostname or "127.0.0.1", url.port or default_port,
-                keepalive=self.config.mqtt.keepalive_s, clean_start=False, properties=props,
-            )
-            self.client.loop_start()
+        self.client.connect_async(
+            url.hostname or "127.0.0.1", url.port or default_port,
+            keepalive=self.config.mqtt.keepalive_s, clean_start=False, properties=props,
+        )
+        self.client.loop_start()
 
     def stop(self) -> None:
         """Clean shutdown: say ``offline`` (retained) before leaving."""
@@ -146,7 +150,7 @@ class MqttLink:
             log.info("caught up: reconnecting for the messages refused meanwhile")
             self.client.disconnect()
             self.client.loop_stop()
-        self.start()
+            self._connect()
 
     @property
     def connected(self) -> bool:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 
 from kiosk import events as ev
-from kiosk.spool import Spool
+from kiosk.spool import OutboxItem, Spool
 
 HEARTBEAT_S = 30.0
 OUTBOX_WINDOW = 500  # outbox items handed to the broker link and not yet confirmed
@@ -40,7 +40,8 @@ class Outbound:
         self.seq = 0
         self._cursor = 0  # the last outbox id handed to the link
         self._in_flight: set[int] = set()
-        self._more = True  # the outbox may hold items past the cursor
+        self._more = True  # the outbox may hold items past the cursor, not in _fresh
+        self._fresh: list[OutboxItem] = []  # written since the last flush, right after it
         self._again = False
         self._alerts: dict[str, str] = json.loads(spool.get_meta("alerts", "{}"))
         self._last_state: dict | None = None
@@ -63,8 +64,12 @@ class Outbound:
 
     def outbox(self, topic: str, body: dict, correlation: bytes | None = None) -> None:
         payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-        self.spool.enqueue(topic, payload, correlation)
-        self._more = True
+        item = self.spool.enqueue(topic, payload, correlation)
+        # Usually the link is keeping up: hand this one over without reading it back.
+        if not self._more and len(self._in_flight) + len(self._fresh) < OUTBOX_WINDOW:
+            self._fresh.append(item)
+        else:
+            self._more = True
 
     def job_event(self, record_id: str, state: str, reasons: tuple[str, ...], detail: str) -> None:
         self.event("job", record_id=record_id, job_state=state, reasons=list(reasons),
@@ -94,10 +99,13 @@ class Outbound:
     def flush(self) -> list:
         """The next outbox items for the broker link, as far as the window has room."""
         room = OUTBOX_WINDOW - len(self._in_flight)
-        if not self._more or room <= 0:
+        if self._fresh:
+            items, self._fresh = self._fresh, []
+        elif self._more and room > 0:
+            items = self.spool.outbox(after=self._cursor, limit=room)
+            self._more = len(items) == room
+        else:
             return []
-        items = self.spool.outbox(after=self._cursor, limit=room)
-        self._more = len(items) == room
         if not items:
             return []
         self._cursor = items[-1].id
@@ -113,6 +121,7 @@ class Outbound:
         """Send the whole outbox again, from its first item (rebirth)."""
         self._cursor = 0
         self._in_flight.clear()
+        self._fresh.clear()
         self._more = self._again = True
 
     # -- the retained state ----------------------------------------------------------------
