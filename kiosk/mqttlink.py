@@ -9,7 +9,8 @@ broker redelivers and the spool dedupes.
 
 Outbox items are handed to paho at most ``MAX_HANDED`` at a time and reported
 `Delivered` when the broker's PUBACK arrives; paho itself resends what is in
-flight after a reconnect. Everything else it hears becomes an event.
+flight after a reconnect. Only the station thread publishes, so events leave in
+the outbox's order. Everything else it hears becomes an event.
 
 Intake is bounded: the station asks for a Receive Maximum of ``RECEIVE_MAXIMUM``
 unacknowledged messages, and the link holds itself to it even when the broker does
@@ -43,7 +44,9 @@ from kiosk.spool import OutboxItem
 log = logging.getLogger(__name__)
 
 RECEIVE_MAXIMUM = 32
-MAX_HANDED = 500  # outbox items in paho's hands at once (paho refuses a reused mid)
+# Messages in paho's hands at once (paho refuses a reused mid). Above the station's
+# outbox window (kiosk/outbound.py), so that it only binds on direct publishes.
+MAX_HANDED = 1000
 
 
 def json_properties(correlation: bytes | None = None) -> Properties:
@@ -211,7 +214,8 @@ class MqttLink:
             self._handed.discard(item_id)  # delivered: forget it, or the set grows forever
         if item_id is not None:
             self.emit(ev.Delivered(item_id))
-        self._pump()
+        # No pumping here: a publish from this thread could overtake one the station
+        # thread is making, and events must leave in outbox order.
 
     def _take_room(self) -> bool:
         """Wait for room in the window of unacknowledged messages; False: refused."""
@@ -246,6 +250,7 @@ class MqttLink:
         props = _JSON if payload.startswith(b"{") else None
         info = self.client.publish(topic, payload, qos=1, retain=retain, properties=props)
         self._track(info, None)
+        self._pump()
 
     def send(self, items: Iterable[OutboxItem], *, again: bool = False) -> None:
         """Hand outbox items to the broker; each is reported `Delivered` on PUBACK."""

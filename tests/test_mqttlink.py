@@ -16,6 +16,7 @@ from kiosk import events as ev
 from kiosk import mqttlink
 from kiosk.config import from_dict
 from kiosk.mqttlink import RECEIVE_MAXIMUM, MqttLink
+from kiosk.outbound import OUTBOX_WINDOW
 from kiosk.spool import OutboxItem
 from tests.conftest import wait_until
 
@@ -177,3 +178,32 @@ def _traced_in(filename: str) -> int:
     """Bytes allocated by the lines of *filename* and still alive."""
     stats = tracemalloc.take_snapshot().statistics("filename")
     return sum(stat.size for stat in stats if stat.traceback[0].filename == filename)
+
+
+def test_events_leave_in_outbox_order_while_confirmations_come_back(station_settings, broker):
+    """The station hands events over in batches, as its outbox window allows, while the
+    broker's PUBACKs for earlier ones arrive on paho's thread: the district must see them
+    in outbox order."""
+    seen: list[int] = []
+    watcher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    watcher.on_message = lambda c, u, message: seen.append(int(message.payload[6:-1]))
+    watcher.connect("127.0.0.1", broker.port)
+    watcher.loop_start()
+    total = 3000
+    try:
+        with Listener(station_settings) as listener:
+            topic = listener.link.base + "/events"
+            watcher.subscribe(topic, 1)
+            time.sleep(0.3)
+            confirmed = 0
+            for first in range(0, total, 50):
+                while first - confirmed >= OUTBOX_WINDOW:
+                    listener.next(ev.Delivered)
+                    confirmed += 1
+                listener.link.send([OutboxItem(i + 1, topic, f'{{"n": {i}}}'.encode(), None)
+                                    for i in range(first, first + 50)])
+            assert wait_until(lambda: len(seen) >= total, 20), f"{len(seen)} of {total}"
+    finally:
+        watcher.disconnect()
+        watcher.loop_stop()
+    assert seen == list(range(total))
