@@ -22,6 +22,7 @@ from kiosk.spool import OutboxItem, Spool
 
 HEARTBEAT_S = 30.0
 OUTBOX_WINDOW = 500  # outbox items handed to the broker link and not yet confirmed
+REFILL = 50  # read the spool for more once this many are confirmed (not one by one)
 
 
 def is_alert(reason: str) -> bool:
@@ -101,7 +102,7 @@ class Outbound:
         room = OUTBOX_WINDOW - len(self._in_flight)
         if self._fresh:
             items, self._fresh = self._fresh, []
-        elif self._more and room > 0:
+        elif self._more and room >= REFILL:
             items = self.spool.outbox(after=self._cursor, limit=room)
             self._more = len(items) == room
         else:
