@@ -240,8 +240,9 @@ class MqttLink:
             self.client.ack(mid, 1)
             self._unacked -= 1
             self._room.notify()
-            resume = self._refused and not self._unacked
-            self._refused = 0 if resume else self._refused
+            resume = self._refused > 0 and self._unacked == 0
+            if resume:
+                self._refused = 0
         if resume:
             threading.Thread(target=self._resume, name="mqtt-resume", daemon=True).start()
 
