@@ -178,13 +178,19 @@ def test_jam_spoils_the_card_stops_the_job_and_reprints_it_when_cleared(h):
     assert [a.get("cleared", False) for a in h.events("alert")] == [False, True]
 
 
-def test_empty_feeder_at_pick_stops_without_spoiling(h):
+def fail_at_pick(h, reason: str, detail: str, *, picked: bool = False) -> str:
+    """A record whose pick (``Ss``) fails with *reason*; its record_id."""
     h.send(ev.PrinterReady())
     body, _ = h.record(1)
     rid = body["record_id"]
     h.send(ev.PickRequested(rid))
-    h.send(ev.PrinterFault(("media-empty-error",), "Ss: FEEDER EMPTY"))
-    h.send(ev.CardFailed(rid, ("media-empty-error",), "Ss: FEEDER EMPTY"))
+    h.send(ev.PrinterFault((reason,), detail))
+    h.send(ev.CardFailed(rid, (reason,), detail, picked=picked))
+    return rid
+
+
+def test_empty_feeder_at_pick_stops_without_spoiling(h):
+    rid = fail_at_pick(h, "media-empty-error", "Ss: FEEDER EMPTY")
     assert h.spool.job(rid).state == "processing-stopped"
     assert h.spool.ledger().picks == 0
     assert [a.record_id for a in of(h.send(ev.PrinterReady()), ev.StartCard)] == [rid]
@@ -394,12 +400,7 @@ def test_a_pick_refused_by_the_printer_leaves_no_doubt_after_a_restart(tmp_path)
 
 
 def test_no_answer_to_ss_books_the_pick_it_spoils(h):
-    h.send(ev.PrinterReady())
-    body, _ = h.record(1)
-    rid = body["record_id"]
-    h.send(ev.PickRequested(rid))
-    h.send(ev.PrinterFault(("connecting-to-device",), "port lost during Ss"))
-    h.send(ev.CardFailed(rid, ("connecting-to-device",), "port lost during Ss", picked=True))
+    rid = fail_at_pick(h, "connecting-to-device", "port lost during Ss", picked=True)
     ledger = h.spool.ledger()
     assert (ledger.picks, ledger.spoiled) == (1, 1) and ledger.balanced
     assert h.spool.job(rid).attempts == 1
