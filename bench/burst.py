@@ -8,7 +8,7 @@ signature, about 14.5 KB each) and the station is started again. It spools every
 the commit. The broker is configured to let out 20 unacknowledged messages at a time
 (``max_inflight_messages 20``, and the station asks for a Receive Maximum of 32), but
 Mosquitto 2.0.11 stops holding to that once acknowledgements flow: the backlog comes as
-fast as the broker can send it, and the station's own intake window (kiosk/mqttlink.py)
+fast as the broker can send it, and the station's own intake window (kiosk/station/mqttlink.py)
 keeps it in the socket and at the broker. Meanwhile the printer prints at a real
 printer's pace.
 
@@ -52,15 +52,15 @@ from paho.mqtt.properties import Properties
 from rich.console import Console
 from rich.table import Table
 
-from kiosk.district import DistrictClient
-from kiosk.record import parse_record
-from kiosk.signing import Verifier
+from kiosk.contract.record import parse_record
+from kiosk.contract.signing import Verifier
+from kiosk.district.client import DistrictClient
 from kiosk.sim.printer import PrinterSimulator
 from kiosk.sim.tray import TraySimulator
-from kiosk.station import MAX_BATCH
+from kiosk.station.loop import MAX_BATCH
 
 BACKLOG = 16_851  # seeds/README.md: E-KTP waiting to be printed in Majalengka
-IN_FLIGHT = 20  # kiosk/broker.py: max_inflight_messages
+IN_FLIGHT = 20  # kiosk/sim/broker.py: max_inflight_messages
 
 
 class Burst:

@@ -22,8 +22,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kiosk.broker import Broker  # noqa: E402
-from kiosk.signing import generate_key_pair, load_private_key  # noqa: E402
+from kiosk.contract.signing import generate_key_pair, load_private_key  # noqa: E402
+from kiosk.sim.broker import Broker  # noqa: E402
 
 STATION, DISTRICT = "bench-01", "3210"
 
@@ -148,8 +148,8 @@ def signed_payloads(key, count: int, *, start: int = 1) -> list[bytes]:
     """*count* signed sample records as the district sends them (compact JSON bytes)."""
     import json
 
-    from kiosk.samples import make_record
-    from kiosk.signing import sign_record
+    from kiosk.contract.signing import sign_record
+    from kiosk.sim.samples import make_record
 
     return [json.dumps(sign_record(make_record(index), key), separators=(",", ":")).encode()
             for index in range(start, start + count)]
@@ -160,8 +160,8 @@ def raw_insert_rate(directory: Path, payloads: list[bytes], per_commit: int) -> 
     pragmas (WAL, synchronous=FULL), one durable commit every *per_commit* rows."""
     import json
 
-    from kiosk.record import mask_nik
-    from kiosk.spool import SCHEMA
+    from kiosk.contract.record import mask_nik
+    from kiosk.station.spool import SCHEMA
 
     path = directory / f"raw-{per_commit}.db"
     db = sqlite3.connect(path, isolation_level=None)

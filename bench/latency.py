@@ -17,10 +17,10 @@ from harness import World, broker_latency, fsync_commit, ms, percentile, stop
 from rich.console import Console
 from rich.table import Table
 
-from kiosk.district import DistrictClient
-from kiosk.samples import make_record
-from kiosk.signing import sign_record
+from kiosk.contract.signing import sign_record
+from kiosk.district.client import DistrictClient
 from kiosk.sim.printer import PrinterSimulator
+from kiosk.sim.samples import make_record
 from kiosk.sim.tray import TraySimulator
 
 

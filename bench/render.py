@@ -24,10 +24,10 @@ from PIL import Image, ImageDraw, ImageFont
 from rich.console import Console
 from rich.table import Table
 
-from kiosk.evolis import Geometry, bits_per_pixel
-from kiosk.panels import encode_card, pack_colour, render_preview
-from kiosk.record import Record
-from kiosk.render import FONT_SOURCE, render_card
+from kiosk.card.encode import encode_card, pack_colour, render_preview
+from kiosk.card.render import FONT_SOURCE, render_card
+from kiosk.contract.record import Record
+from kiosk.devices.printer.evolis.protocol import Geometry, bits_per_pixel
 
 GIVEN = ("SITI", "DEWI", "ASEP", "DEDE", "UJANG", "NENG", "AGUS", "YANTI", "CECEP", "LILIS")
 FAMILY = ("NURHALIZA", "HIDAYAT", "KURNIAWAN", "RAHMAWATI", "SUPRIATNA", "SUHERMAN",

@@ -32,10 +32,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from rich.console import Console
 from rich.table import Table
 
-from kiosk.district import DistrictClient
-from kiosk.samples import make_record
-from kiosk.signing import sign_record
+from kiosk.contract.signing import sign_record
+from kiosk.district.client import DistrictClient
 from kiosk.sim.printer import PrinterSimulator
+from kiosk.sim.samples import make_record
 from kiosk.sim.tray import TraySimulator
 
 STATIONS = ("st-1", "st-2", "st-3")
@@ -55,7 +55,7 @@ class District:
             device.start()
         self.processes = [self._station(name) for name in STATIONS]
         self.processes.append(self._spawn("router", [
-            "-m", "kiosk.district_cli", "route", "--url", self.world.broker.url,
+            "-m", "kiosk.district.cli", "route", "--url", self.world.broker.url,
             "--district", DISTRICT, "--db", str(self.world.dir / "router.db"),
             "--release-after", "0"]))
         self.client = DistrictClient(self.world.broker.url, district=DISTRICT).wait_connected()

@@ -21,14 +21,14 @@ from harness import World, ms, peak_rss_mb, percentile, stop
 from rich.console import Console
 from rich.table import Table
 
-from kiosk import evolis
-from kiosk.district import DistrictClient
-from kiosk.panels import encode_card
-from kiosk.record import parse_record
-from kiosk.render import render_card
-from kiosk.samples import make_record
-from kiosk.signing import sign_record
+from kiosk.card.encode import encode_card
+from kiosk.card.render import render_card
+from kiosk.contract.record import parse_record
+from kiosk.contract.signing import sign_record
+from kiosk.devices.printer.evolis import protocol as evolis
+from kiosk.district.client import DistrictClient
 from kiosk.sim.printer import PrinterSimulator
+from kiosk.sim.samples import make_record
 from kiosk.sim.tray import TraySimulator
 
 

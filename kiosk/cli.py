@@ -13,8 +13,8 @@ import sys
 from collections.abc import Sequence
 
 from kiosk import __version__
-from kiosk.config import ConfigError, load
-from kiosk.logsetup import setup_logging
+from kiosk.ops.logsetup import setup_logging
+from kiosk.station.config import ConfigError, load
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -63,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
         module.add_arguments(device)
         device.set_defaults(handler=module.run)
 
-    from kiosk import doctor, install, pki
+    from kiosk.ops import doctor, install, pki
 
     for name, module, text in (
         ("install", install, "put user, directories, config, unit and udev rules in place"),
@@ -74,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
         module.add_arguments(command)
         command.set_defaults(handler=module.run)
 
-    from kiosk import district_cli
+    from kiosk.district import cli as district_cli
 
     district = sub.add_parser("district", help="the district side: send, watch, cmd, route")
     district_cli.add_arguments(district)  # sets handler=district_cli.run
@@ -87,9 +87,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from kiosk.memory import limit_malloc_arenas
-    from kiosk.station import Station
-    from kiosk.systemd import Notifier
+    from kiosk.ops.memory import limit_malloc_arenas
+    from kiosk.ops.systemd import Notifier
+    from kiosk.station.loop import Station
 
     limit_malloc_arenas()
     notifier = Notifier.from_environment()
@@ -103,22 +103,22 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from kiosk.report import print_status
+    from kiosk.ops.status import print_status
 
     print_status(load(args.config))
     return EXIT_OK
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from kiosk.demo import run_demo
+    from kiosk.sim.demo import run_demo
 
     return run_demo(cards=args.cards, card_seconds=args.card_seconds, faults=args.faults)
 
 
 def _render(args: argparse.Namespace) -> int:
-    from kiosk.panels import render_preview
-    from kiosk.record import Rejected, parse_record
-    from kiosk.render import RenderError
+    from kiosk.card.encode import render_preview
+    from kiosk.card.render import RenderError
+    from kiosk.contract.record import Rejected, parse_record
 
     try:
         with open(args.record, "rb") as handle:

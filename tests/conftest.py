@@ -17,14 +17,14 @@ import pytest
 
 os.environ.setdefault("GPIOZERO_PIN_FACTORY", "mock")
 
-from kiosk.broker import Broker, MosquittoMissing, find_mosquitto
-from kiosk.config import from_dict
-from kiosk.district import DistrictClient
-from kiosk.samples import make_record
-from kiosk.signing import generate_key_pair, load_private_key, sign_record
+from kiosk.contract.signing import generate_key_pair, load_private_key, sign_record
+from kiosk.district.client import DistrictClient
+from kiosk.sim.broker import Broker, MosquittoMissing, find_mosquitto
 from kiosk.sim.printer import PrinterSimulator
+from kiosk.sim.samples import make_record
 from kiosk.sim.tray import TraySimulator
-from kiosk.station import Station
+from kiosk.station.config import from_dict
+from kiosk.station.loop import Station
 
 STATION = "st-1"
 DISTRICT = "3210"

@@ -9,7 +9,7 @@ import sys
 import pytest
 import serial
 
-from kiosk import nmea
+from kiosk.devices.tray import nmea
 
 
 def start(*argv: str) -> subprocess.Popen:
@@ -70,8 +70,8 @@ def test_bad_configuration_exits_2_naming_the_key(tmp_path):
 def test_status_shows_the_spool_without_personal_data(tmp_path):
     import json
 
-    from kiosk.samples import make_record
-    from kiosk.spool import Spool
+    from kiosk.sim.samples import make_record
+    from kiosk.station.spool import Spool
 
     record = make_record(1)
     spool = Spool(tmp_path / "spool.db")

@@ -47,7 +47,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from kiosk.evolis import (
+from kiosk.devices.printer.evolis.protocol import (
     ERROR_REASONS,
     OK,
     Command,

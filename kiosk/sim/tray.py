@@ -16,7 +16,7 @@ import threading
 import time
 from types import TracebackType
 
-from kiosk import nmea
+from kiosk.devices.tray import nmea
 from kiosk.sim import serve_until_signalled
 from kiosk.sim.pty import PtyPort
 

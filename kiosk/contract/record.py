@@ -1,0 +1,328 @@
+"""Print-ready E-KTP records: the shape the station works with and the validation of
+incoming job payloads (see mqtt.md, Job).
+
+`parse_record` turns the raw bytes of an MQTT job message into a `Record` or raises
+`Rejected` with a machine code and a human detail. Details name the field and the
+problem but never echo field values, so they can go into events and logs as they are.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import re
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+from PIL import Image
+
+if TYPE_CHECKING:
+    from kiosk.contract.signing import Verifier
+
+FIELD_NAMES: tuple[str, ...] = (
+    "provinsi", "kabupaten", "nama", "tempat_lahir", "tanggal_lahir", "jenis_kelamin",
+    "gol_darah", "alamat", "rt_rw", "kel_desa", "kecamatan", "agama", "status_perkawinan",
+    "pekerjaan", "kewarganegaraan", "berlaku_hingga", "tempat_terbit", "tanggal_terbit",
+)
+
+
+@dataclass(frozen=True)
+class Record:
+    """One validated record, images already decoded from base64."""
+
+    record_id: str
+    nik: str
+    fields: Mapping[str, str]
+    photo_jpeg: bytes
+    signature_png: bytes
+    priority: int = 0
+    sig: Mapping[str, str] | None = field(default=None, compare=False)
+
+
+SCHEMA = "ektp.record/1"
+MAX_PAYLOAD_BYTES = 256 * 1024
+MAX_DEPTH = 8  # a valid record nests 2 deep (record > fields / sig)
+MAX_FIELD_CHARS = 200
+# What the card layout can carry (kiosk/card/render.py fits these, shrinking and wrapping):
+# a longer value is rejected when the record arrives, not found unprintable later.
+FIELD_MAX_CHARS = {
+    "provinsi": 60, "kabupaten": 60, "nama": 120, "tempat_lahir": 50, "jenis_kelamin": 16,
+    "gol_darah": 2, "alamat": 120, "rt_rw": 7, "kel_desa": 60, "kecamatan": 60, "agama": 60,
+    "status_perkawinan": 60, "pekerjaan": 60, "kewarganegaraan": 60, "berlaku_hingga": 60,
+    "tempat_terbit": 32,
+}
+PRIORITY_RANGE = (-1000, 1000)
+MIN_BIRTH_YEAR = 1900
+PHOTO_MAX_BYTES = 64 * 1024
+SIGNATURE_MAX_BYTES = 16 * 1024
+PHOTO_MAX_SIDE = 2000
+SIGNATURE_MAX_SIDE = 2000
+
+TOP_LEVEL_KEYS = frozenset(
+    {"schema", "record_id", "nik", "fields", "photo_jpeg", "signature_png", "priority", "sig"}
+)
+SIG_KEYS = frozenset({"alg", "key_id", "value"})
+JENIS_KELAMIN = ("LAKI-LAKI", "PEREMPUAN")
+GOL_DARAH = ("A", "B", "AB", "O", "-")
+
+_RECORD_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_NIK = re.compile(r"[0-9]{16}")
+_RT_RW = re.compile(r"[0-9]{3}/[0-9]{3}")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+# C0/C1 controls and unpaired surrogates have no place on a printed card.
+_BAD_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_IMAGES = (  # member, format, magic bytes, byte limit, side limit
+    ("photo_jpeg", "JPEG", b"\xff\xd8\xff", PHOTO_MAX_BYTES, PHOTO_MAX_SIDE),
+    ("signature_png", "PNG", b"\x89PNG\r\n\x1a\n", SIGNATURE_MAX_BYTES, SIGNATURE_MAX_SIDE),
+)
+
+
+class Rejected(Exception):
+    """An incoming record that must be acknowledged, never printed, and reported.
+
+    `code` is the machine code of the `rejected` event, `detail` the human text,
+    `record_id` the record's id when it was readable and well-formed, else None.
+    """
+
+    def __init__(self, code: str, detail: str, record_id: str | None = None) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+        self.record_id = record_id
+
+
+def known_record_id(obj: object) -> str | None:
+    """The record_id of a decoded payload if it is present and well-formed, else None."""
+    rid = obj.get("record_id") if isinstance(obj, dict) else None
+    return rid if isinstance(rid, str) and _RECORD_ID.fullmatch(rid) else None
+
+
+def mask_nik(nik: str) -> str:
+    """Hide all but the last four digits of a NIK ("************1234") for logs and events."""
+    if len(nik) < 8:
+        return "*" * len(nik)
+    return "*" * (len(nik) - 4) + nik[-4:]
+
+
+def record_summary(record: Record) -> dict[str, str]:
+    """What may be said about a record outside the spool: its id and its masked NIK."""
+    return {"record_id": record.record_id, "nik": mask_nik(record.nik)}
+
+
+def parse_record(
+    payload: bytes,
+    *,
+    max_bytes: int = MAX_PAYLOAD_BYTES,
+    verifier: Verifier | None = None,
+    today: date | None = None,
+) -> Record:
+    """Validate one job payload and return its `Record`; raise `Rejected` otherwise.
+
+    Checks run in this order, the first failure wins: size, JSON, object, nesting depth,
+    schema, signature (only with a verifier), fields, NIK consistency, images.
+    `today` (default: the local date) bounds tanggal_lahir; tests pin it.
+    """
+    if len(payload) > max_bytes:
+        raise Rejected("too-large", f"payload is {len(payload)} bytes, over {max_bytes}")
+    obj = _load_json(payload)
+    checker = _Checker(obj, known_record_id(obj))
+    if obj.get("schema") != SCHEMA:
+        raise checker.reject("unknown-schema", f"schema is not {SCHEMA!r}")
+    if verifier is not None:
+        verifier.verify(obj)
+    return checker.record(today or date.today())
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Duplicate keys would let the signer and the station read different records.
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        counts = Counter(key for key, _ in pairs)
+        dup = next(key for key, n in counts.items() if n > 1)
+        raise ValueError(f"duplicate key {_show(dup)}")
+    return obj
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _load_json(payload: bytes) -> dict[str, Any]:
+    try:
+        text = bytes(payload).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Rejected("not-json", f"not UTF-8 (byte {exc.start})") from None
+    try:
+        obj = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+    except RecursionError:
+        raise Rejected("too-deep", f"JSON nests deeper than {MAX_DEPTH} levels") from None
+    except ValueError as exc:  # bad syntax, duplicate keys, over-long integers, NaN/Infinity
+        raise Rejected("not-json", str(exc)) from None
+    if not isinstance(obj, dict):
+        raise Rejected("not-object", f"payload is a JSON {type(obj).__name__}, not an object")
+    if _deeper_than(obj, MAX_DEPTH):
+        raise Rejected("too-deep", f"JSON nests deeper than {MAX_DEPTH} levels",
+                       known_record_id(obj))
+    return obj
+
+
+def _deeper_than(obj: object, limit: int) -> bool:
+    """Whether `obj` holds more than `limit` levels of nested objects/arrays (itself included)."""
+    if isinstance(obj, dict):
+        children: Any = obj.values()
+    elif isinstance(obj, list):
+        children = obj
+    else:
+        return False
+    return limit == 0 or any(_deeper_than(c, limit - 1) for c in children)
+
+
+def _show(text: str) -> str:
+    """A key name for a detail message: quoted and cut short."""
+    return repr(text[:40] + ("…" if len(text) > 40 else ""))
+
+
+class _Checker:
+    """The field-by-field validation of one decoded record object."""
+
+    def __init__(self, obj: dict[str, Any], record_id: str | None) -> None:
+        self.obj = obj
+        self.record_id = record_id
+
+    def reject(self, code: str, detail: str) -> Rejected:
+        return Rejected(code, detail, self.record_id)
+
+    def invalid(self, path: str, problem: str) -> Rejected:
+        return self.reject("invalid-field", f"{path}: {problem}")
+
+    def record(self, today: date) -> Record:
+        obj = self.obj
+        if extra := sorted(obj.keys() - TOP_LEVEL_KEYS):
+            raise self.invalid(_show(extra[0]), "unknown top-level key")
+        rid = self.string(obj, "record_id", _RECORD_ID, "not 1-64 of [A-Za-z0-9._-]")
+        nik = self.string(obj, "nik", _NIK, "not 16 digits")
+        fields = self.fields(today)
+        priority = self.priority()
+        sig = self.sig()
+        self.nik_agrees(nik, fields)
+        photo, signature = (self.image(*spec) for spec in _IMAGES)
+        return Record(rid, nik, fields, photo, signature, priority, sig)
+
+    def string(self, where: dict[str, Any], key: str, pattern: re.Pattern[str] | None,
+               problem: str, path: str = "") -> str:
+        path = path or key
+        if key not in where:
+            raise self.invalid(path, "missing")
+        value = where[key]
+        if not isinstance(value, str):
+            raise self.invalid(path, f"not a string ({type(value).__name__})")
+        if pattern is not None and not pattern.fullmatch(value):
+            raise self.invalid(path, problem)
+        return value
+
+    def fields(self, today: date) -> dict[str, str]:
+        raw = self.obj.get("fields")
+        if not isinstance(raw, dict):
+            raise self.invalid("fields", "missing" if raw is None else "not an object")
+        if extra := sorted(raw.keys() - set(FIELD_NAMES)):
+            raise self.invalid(f"fields.{_show(extra[0])}", "unknown field")
+        out = {name: self.text_field(raw, name) for name in FIELD_NAMES}
+        self.choice(out, "jenis_kelamin", JENIS_KELAMIN)
+        self.choice(out, "gol_darah", GOL_DARAH)
+        if not _RT_RW.fullmatch(out["rt_rw"]):
+            raise self.invalid("fields.rt_rw", "not NNN/NNN")
+        born = self.date(out, "tanggal_lahir")
+        issued = self.date(out, "tanggal_terbit")
+        if born > today:
+            raise self.invalid("fields.tanggal_lahir", "in the future")
+        if born.year < MIN_BIRTH_YEAR:
+            raise self.invalid("fields.tanggal_lahir", f"before {MIN_BIRTH_YEAR}")
+        if issued < born:
+            raise self.invalid("fields.tanggal_terbit", "before tanggal_lahir")
+        return out
+
+    def text_field(self, raw: dict[str, Any], name: str) -> str:
+        path = f"fields.{name}"
+        value = self.string(raw, name, None, "", path)
+        if not value.strip():
+            raise self.invalid(path, "empty")
+        limit = FIELD_MAX_CHARS.get(path.removeprefix("fields."), MAX_FIELD_CHARS)
+        if len(value) > limit:
+            raise self.invalid(path, f"{len(value)} characters, over {limit}")
+        if _BAD_CHARS.search(value):
+            raise self.invalid(path, "contains control characters or unpaired surrogates")
+        return value
+
+    def choice(self, fields: dict[str, str], name: str, allowed: tuple[str, ...]) -> None:
+        if fields[name] not in allowed:
+            raise self.invalid(f"fields.{name}", f"not one of {'|'.join(allowed)}")
+
+    def date(self, fields: dict[str, str], name: str) -> date:
+        if not _DATE.fullmatch(fields[name]):
+            raise self.invalid(f"fields.{name}", "not a date YYYY-MM-DD")
+        try:
+            return date.fromisoformat(fields[name])
+        except ValueError:
+            raise self.invalid(f"fields.{name}", "not a calendar date") from None
+
+    def priority(self) -> int:
+        value = self.obj.get("priority", 0)
+        if type(value) is not int:  # bool is an int subclass and is refused
+            raise self.invalid("priority", f"not an integer ({type(value).__name__})")
+        low, high = PRIORITY_RANGE
+        if not low <= value <= high:
+            raise self.invalid("priority", f"outside {low}..{high}")
+        return value
+
+    def sig(self) -> dict[str, str] | None:
+        if "sig" not in self.obj:
+            return None
+        sig = self.obj["sig"]
+        if not isinstance(sig, dict):
+            raise self.invalid("sig", "not an object")
+        if extra := sorted(sig.keys() - SIG_KEYS):
+            raise self.invalid(f"sig.{_show(extra[0])}", "unknown key")
+        return {key: self.string(sig, key, None, "", f"sig.{key}") for key in sorted(SIG_KEYS)}
+
+    def nik_agrees(self, nik: str, fields: dict[str, str]) -> None:
+        born = date.fromisoformat(fields["tanggal_lahir"])
+        woman = fields["jenis_kelamin"] == "PEREMPUAN"
+        day, month, year = int(nik[6:8]), int(nik[8:10]), int(nik[10:12])
+        if day == born.day + (0 if woman else 40):
+            raise self.reject("nik-mismatch", "nik: birth-day digits (7-8) encode "
+                              f"{'LAKI-LAKI' if woman else 'PEREMPUAN'}, "
+                              f"jenis_kelamin is {fields['jenis_kelamin']}")
+        if day != born.day + (40 if woman else 0):
+            raise self.reject("nik-mismatch", "nik: birth-day digits (7-8) disagree with "
+                              "tanggal_lahir" + (" (day + 40 for PEREMPUAN)" if woman else ""))
+        if month != born.month:
+            raise self.reject("nik-mismatch",
+                              "nik: birth-month digits (9-10) disagree with tanggal_lahir")
+        if year != born.year % 100:
+            raise self.reject("nik-mismatch",
+                              "nik: birth-year digits (11-12) disagree with tanggal_lahir")
+
+    def image(self, key: str, fmt: str, magic: bytes, max_bytes: int, max_side: int) -> bytes:
+        text = self.string(self.obj, key, None, "")
+        try:
+            data = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise self.reject("bad-image", f"{key}: not base64") from None
+        if len(data) > max_bytes:
+            raise self.reject("bad-image", f"{key}: {len(data)} bytes, over {max_bytes}")
+        if not data.startswith(magic):
+            raise self.reject("bad-image", f"{key}: not a {fmt} (magic bytes)")
+        try:
+            with Image.open(io.BytesIO(data), formats=(fmt,)) as img:
+                width, height = img.size
+        except Exception as exc:  # Pillow raises many types on hostile headers
+            raise self.reject("bad-image", f"{key}: unreadable {fmt} header "
+                              f"({type(exc).__name__})") from None
+        if max(width, height) > max_side or min(width, height) < 1:
+            raise self.reject("bad-image", f"{key}: {width}x{height} px, over {max_side} a side")
+        return data

@@ -1,0 +1,241 @@
+"""The card-printer driver: the Evolis command language over a serial port.
+
+`CardPrinter` is the small interface the rest of the station uses, so another
+printer family (a CUPS queue, Zebra, Fargo) is another class with the same
+four methods. `EvolisPrinter` implements it per card-printer.md: every command
+must be answered ``OK`` before the next is sent, with a timeout per command
+class (2 s settings and reads, 30 s per download, print time + 10 s for
+``Se``). The port is whatever ``serial.serial_for_url`` opens: a device, a
+pty, ``socket://``, ``spy://``.
+
+Fault probing relies on the printer's status model (see kiosk/sim/printer.py):
+while a blocking fault stands (jam, cover, ribbon, head) every P/S/D command
+answers the fault; ``Sk;f`` tells whether the feeder is empty.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import termios
+import time
+from collections.abc import Sequence
+from typing import Protocol
+
+import serial
+
+from kiosk.card.encode import PanelData
+from kiosk.devices.printer.evolis import protocol as evolis
+from kiosk.transports import register as _register  # noqa: F401  (usblp://)
+
+SETTING_TIMEOUT = 2.0
+DOWNLOAD_TIMEOUT = 30.0
+PRINT_MARGIN = 10.0
+FEEDER_EMPTY_CODES = ("1", "2", "3")
+
+
+class PrinterError(Exception):
+    """The printer could not do what was asked.
+
+    ``reasons`` are IPP printer-state-reasons; ``link_lost`` means the port
+    failed or stopped answering, so the driver must reconnect.
+    """
+
+    def __init__(self, reasons: tuple[str, ...], detail: str, *, link_lost: bool = False):
+        super().__init__(detail)
+        self.reasons = reasons
+        self.detail = detail
+        self.link_lost = link_lost
+
+
+class CardError(PrinterError):
+    """A card sequence failed; ``picked``: a blank was taken; ``uncertain``: it may be printed."""
+
+    def __init__(self, cause: PrinterError, *, picked: bool, uncertain: bool = False):
+        super().__init__(cause.reasons, cause.detail, link_lost=cause.link_lost)
+        self.picked = picked
+        self.uncertain = uncertain
+
+
+class CardHooks(Protocol):
+    def panels(self) -> Sequence[PanelData]:
+        """The card's panels; waited for only after the printer is prepared."""
+
+    def may_pick(self) -> bool:
+        """Asked just before a blank is picked; False withdraws the card."""
+
+    def picked(self) -> None:
+        """The blank is in the printer."""
+
+
+class CardPrinter(Protocol):
+    def connect(self) -> str: ...
+    def close(self) -> None: ...
+    def check(self) -> tuple[str, ...]: ...
+    def print_card(self, hooks: CardHooks) -> None: ...
+    def finish(self) -> None: ...
+
+
+class EvolisPrinter:
+    """An Evolis-language card printer at *url* (e.g. ``/dev/kiosk-printer``)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        baud: int = 115200,
+        ribbon: str = "ymcko",
+        print_seconds: float = 30.0,
+        setting_timeout: float = SETTING_TIMEOUT,
+        download_timeout: float = DOWNLOAD_TIMEOUT,
+    ) -> None:
+        self.url = url
+        self.baud = baud
+        self.ribbon = ribbon
+        self.print_timeout = print_seconds + PRINT_MARGIN
+        self.setting_timeout = setting_timeout
+        self.download_timeout = download_timeout
+        self._port: serial.SerialBase | None = None
+
+    def connect(self) -> str:
+        """Open the port and identify the printer; PrinterError if it does not answer."""
+        self.close()
+        try:
+            self._port = serial.serial_for_url(self.url, baudrate=self.baud, timeout=0.05)
+        except (serial.SerialException, OSError, ValueError) as exc:
+            raise PrinterError(("connecting-to-device",), f"cannot open {self.url}: {exc}",
+                               link_lost=True) from exc
+        kind = self._ask("Rtp")
+        firmware = self._ask("Rfv")
+        return f"{kind} firmware {firmware}"
+
+    def close(self) -> None:
+        if self._port is not None:
+            with contextlib.suppress(serial.SerialException, OSError):
+                self._port.close()
+            self._port = None
+
+    def check(self) -> tuple[str, ...]:
+        """Reasons the printer cannot take a card now; () when it can."""
+        try:
+            self._ok("Pem", 0)
+        except PrinterError as error:
+            if error.link_lost:
+                raise
+            return error.reasons
+        feeder = self._ask("Sk", "f")
+        return ("media-empty-error",) if feeder in FEEDER_EMPTY_CODES else ()
+
+    def print_card(self, hooks: CardHooks) -> None:
+        """One card, front only; raises CardError on any failure, call `finish` after success.
+
+        The printer is prepared while the card may still be rendering; an
+        exception from ``hooks.panels()`` ends the job before a blank is picked.
+        """
+        try:
+            self._ok("Pem", 2)
+            self._ok("Pr", self.ribbon)
+            self._ok("Pmi", "F")
+        except PrinterError as error:
+            self._end_quietly()
+            raise CardError(error, picked=False) from error
+        try:
+            panels = hooks.panels()
+        except Exception:
+            self._end_quietly()
+            raise
+        if not hooks.may_pick():
+            self._end_quietly()
+            raise CardError(PrinterError((), "pick withdrawn by the station"), picked=False)
+        self._pick()
+        hooks.picked()
+        try:
+            self._ok("Sr")
+            for panel in panels:
+                self._download(panel)
+        except PrinterError as error:
+            self._end_quietly()
+            raise CardError(error, picked=True) from error
+        self._end_card()
+
+    def _pick(self) -> None:
+        try:
+            self._ok("Ss")
+        except PrinterError as error:
+            # No answer: the blank may have been taken; count it, never print on it.
+            self._end_quietly()
+            raise CardError(error, picked=error.link_lost) from error
+
+    def _end_card(self) -> None:
+        try:
+            self._ok("Se", timeout=self.print_timeout)
+        except PrinterError as error:
+            self._end_quietly()
+            raise CardError(error, picked=True, uncertain=error.link_lost) from error
+
+    def finish(self) -> None:
+        """Close the job after a printed card (``Pem;0``); the card is out whatever this says."""
+        self._end_quietly()
+
+    def _download(self, panel: PanelData) -> None:
+        if panel.compressed:
+            frame = evolis.download_compressed(panel.panel, panel.data)
+        else:
+            frame = evolis.download(panel.panel, panel.code, panel.data)
+        self._transact(frame, self.download_timeout, expect_ok=True)
+
+    def _end_quietly(self) -> None:
+        """Hand error handling back to the printer; a failure here changes nothing."""
+        if self._port is None:
+            return
+        with contextlib.suppress(PrinterError):
+            self._ok("Pem", 0)
+
+    def _ok(self, name: str, *params: str | int, timeout: float | None = None) -> None:
+        self._transact(evolis.command(name, *params), timeout or self.setting_timeout,
+                       expect_ok=True)
+
+    def _ask(self, name: str, *params: str | int) -> str:
+        return self._transact(evolis.command(name, *params), self.setting_timeout,
+                              expect_ok=False)
+
+    def _transact(self, frame: bytes, timeout: float, *, expect_ok: bool) -> str:
+        port = self._port
+        if port is None:
+            raise PrinterError(("connecting-to-device",), "port not open", link_lost=True)
+        name = frame[1:].split(b";", 1)[0].split(b"\r", 1)[0].decode("ascii", "replace")
+        try:
+            port.reset_input_buffer()  # stale bytes (line noise) are not this reply
+            port.write(frame)
+            reply = self._read_reply(port, timeout)
+        except (serial.SerialException, OSError, termios.error) as exc:
+            # termios.error: flushing a tty whose device has gone (it is not an OSError).
+            self.close()
+            raise PrinterError(("connecting-to-device",), f"port lost during {name}: {exc}",
+                               link_lost=True) from exc
+        if reply is None:
+            self.close()
+            raise PrinterError(("timed-out-error",), f"no reply to {name} within {timeout:g} s",
+                               link_lost=True)
+        if (expect_ok and reply != evolis.OK) or reply in evolis.ERROR_REASONS:
+            raise PrinterError((evolis.reason_for_reply(reply),), f"{name}: {reply}")
+        return reply
+
+    @staticmethod
+    def _read_reply(port: serial.SerialBase, timeout: float) -> str | None:
+        """One reply, ended by CR or NUL; printable ASCII only (noise dropped)."""
+        deadline = time.monotonic() + timeout
+        buffer = bytearray()
+        while True:
+            chunk = port.read(port.in_waiting or 1)
+            if chunk:
+                buffer += chunk
+                text = bytes(buffer).lstrip(b"\r\n\x00")
+                for end, byte in enumerate(text):
+                    if byte in (0x0D, 0x00):
+                        return _printable(text[:end])
+            elif time.monotonic() > deadline:
+                return None
+
+
+def _printable(raw: bytes) -> str:
+    return "".join(chr(b) for b in raw if 0x20 <= b < 0x7F).strip()

@@ -1,0 +1,263 @@
+"""``kiosk district ...``: the district side on the command line.
+
+- ``send FILE``: publish records from JSON lines or CSV to the district inbox
+  (the router's), or with ``--station`` straight to one station; signed with
+  ``--key``; checked like a station checks them first (``--no-check`` skips).
+- ``watch``: a live table of the district's stations from their retained
+  availability and state (``--once`` prints it once).
+- ``cmd STATION NAME [k=v ...]``: one MQTT 5 command; the reply is printed.
+- ``route``: the durable router (kiosk/district/router.py).
+
+Record files are read by kiosk/district/recordfile.py (its docstring gives the CSV
+columns). ``k=v`` values are read as JSON when they parse (``count=5`` is a
+number), else as text (``'k="5"'`` forces text).
+
+Exit codes: 0 ok, 2 bad usage or input (the message names file and line),
+1 other failure (no reply, broker gone, a command answered ``ok: false``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections import deque
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+SEND_WINDOW = 100  # records handed to paho before waiting for the oldest PUBACK
+
+
+class InputError(Exception):
+    """A record file that cannot be sent as it is (bad usage: exit 2)."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add send/watch/cmd/route to the ``district`` sub-parser."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--url", default="mqtt://127.0.0.1:1883", help="district broker")
+    common.add_argument("--district", default="3210", help="district code")
+    common.add_argument("--root", default="ektp/v1", help="topic root")
+    common.add_argument("--tls-ca", help="CA file for mqtts:// (server verification)")
+    common.add_argument("--tls-cert", help="client certificate (mTLS)")
+    common.add_argument("--tls-key", help="client certificate key (mTLS)")
+    common.add_argument("--username")
+    common.add_argument("--password-file")
+    sub = parser.add_subparsers(dest="district_command", required=True)
+
+    send = sub.add_parser("send", parents=[common], help="publish records (JSON lines or CSV)")
+    send.add_argument("file", help="records: .jsonl (one JSON object a line) or .csv")
+    send.add_argument("--key", help="Ed25519 private key (PEM): sign every record with it")
+    send.add_argument("--station", help="send to this station instead of the district inbox")
+    send.add_argument("--format", choices=("auto", "jsonl", "csv"), default="auto")
+    send.add_argument("--no-check", action="store_true", help="send without checking records")
+    send.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a PUBACK")
+
+    watch = sub.add_parser("watch", parents=[common], help="live table of the stations")
+    watch.add_argument("--once", action="store_true", help="print the table once and exit")
+    watch.add_argument("--interval", type=float, default=1.0, help="refresh period (s)")
+
+    cmd = sub.add_parser("cmd", parents=[common], help="one command, MQTT 5 request/response")
+    cmd.add_argument("station")
+    cmd.add_argument("name", help="status, pause, resume, cancel, reprint, refill, drain, ...")
+    cmd.add_argument("args", nargs="*", metavar="k=v", help="arguments (values read as JSON)")
+    cmd.add_argument("--timeout", type=float, default=10.0)
+
+    route = sub.add_parser("route", parents=[common], help="the durable router of the inbox")
+    route.add_argument("--db", default="router.db", help="the router's SQLite file")
+    route.add_argument("--client-id", help="MQTT client id (default {district}-router)")
+    route.add_argument("--release-after", type=float, default=300.0, metavar="S",
+                       help="release the unstarted records of a station unable to print for"
+                            " S seconds (0: never)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the parsed ``kiosk district`` sub-command; returns the exit code."""
+    from kiosk.district.recordfile import RecordFileError
+
+    handlers = {"send": _send, "watch": _watch, "cmd": _cmd, "route": _route}
+    try:
+        return handlers[args.district_command](args)
+    except (InputError, RecordFileError) as error:
+        print(f"kiosk district: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except (TimeoutError, RuntimeError) as error:
+        print(f"kiosk district: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m kiosk.district.cli ...`` (the same as ``kiosk district ...``)."""
+    parser = argparse.ArgumentParser(prog="kiosk district")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def _credentials(args: argparse.Namespace):
+    from kiosk.district.client import Credentials
+
+    return Credentials(args.tls_ca, args.tls_cert, args.tls_key, args.username,
+                       args.password_file)
+
+
+def _client(args: argparse.Namespace):
+    from kiosk.district.client import DistrictClient
+
+    try:
+        client = DistrictClient(args.url, district=args.district, root=args.root,
+                                persistent=False, credentials=_credentials(args),
+                                keep_events=False)
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    try:
+        return client.wait_connected()
+    except TimeoutError:
+        client.close()
+        raise TimeoutError(f"cannot reach the broker at {args.url}") from None
+
+
+# -- send ------------------------------------------------------------------------------
+
+
+def _send(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from kiosk.district.recordfile import read_records
+
+    path = Path(args.file)
+    fmt = None if args.format == "auto" else args.format
+    sign = _signer(args.key)
+    total = sum(1 for _ in _checked(path, fmt, sign, check=not args.no_check))
+    client = _client(args)
+    topic = client.topic(args.station, "jobs") if args.station else client.inbox_topic
+    console = Console(stderr=True)
+    try:
+        if not args.station and not client.wait_for(lambda: "_router" in client.availability, 1):
+            console.print("[yellow]warning: no router has announced itself on this district;"
+                          " the broker keeps inbox records only for a router's session")
+        in_flight: deque = deque()
+        with Progress(console=console) as progress:
+            task = progress.add_task(f"sending to {topic}", total=total)
+            for _, record in read_records(path, fmt):
+                in_flight.append(client.publish(topic, sign(record)))
+                while in_flight and (len(in_flight) > SEND_WINDOW or in_flight[0].is_published()):
+                    _confirmed(in_flight.popleft(), args.timeout)
+                    progress.advance(task)
+            while in_flight:
+                _confirmed(in_flight.popleft(), args.timeout)
+                progress.advance(task)
+    finally:
+        client.close()
+    print(f"{total} records sent to {topic}")
+    return EXIT_OK
+
+
+def _confirmed(info, timeout: float) -> None:
+    info.wait_for_publish(timeout)
+    if not info.is_published():
+        raise TimeoutError(f"the broker did not confirm a record within {timeout} s")
+
+
+def _signer(key_path: str | None):
+    if key_path is None:
+        return lambda record: record
+    from kiosk.contract.signing import load_private_key, sign_record
+
+    try:
+        key = load_private_key(key_path)
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    return lambda record: sign_record(record, key)
+
+
+def _checked(path: Path, fmt: str | None, sign, *, check: bool) -> Iterator[dict]:
+    """The records of the file, each checked as a station would (signature aside)."""
+    from kiosk.contract.record import Rejected, parse_record
+    from kiosk.district.recordfile import read_records
+
+    for line, record in read_records(path, fmt):
+        if check:
+            try:
+                parse_record(json.dumps(sign(record), ensure_ascii=False).encode())
+            except (Rejected, ValueError, TypeError) as error:
+                raise InputError(f"{path}:{line}: {error}") from None
+        yield record
+
+
+# -- cmd, watch, route --------------------------------------------------------------------
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    body = {}
+    for item in args.args:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"argument {item!r} is not k=v")
+        try:
+            body[key] = json.loads(value)
+        except ValueError:
+            body[key] = value
+    client = _client(args)
+    try:
+        reply = client.command(args.station, args.name, body, timeout=args.timeout)
+    finally:
+        client.close()
+    print(json.dumps(reply, indent=2, ensure_ascii=False))
+    return EXIT_OK if reply.get("ok") is True else EXIT_FAILURE
+
+
+def _watch(args: argparse.Namespace) -> int:
+    import time
+
+    from rich.console import Console
+    from rich.live import Live
+
+    from kiosk.district.view import station_table
+
+    client = _client(args)
+    console = Console()
+    try:
+        client.settle()
+        if args.once:
+            console.print(station_table(client))
+            return EXIT_OK
+        with Live(station_table(client), console=console, auto_refresh=False) as live:
+            while True:
+                time.sleep(args.interval)
+                live.update(station_table(client), refresh=True)
+    finally:
+        client.close()
+
+
+def _route(args: argparse.Namespace) -> int:
+    import signal
+    import sqlite3
+
+    from kiosk.district.router import Router
+
+    try:
+        router = Router(args.url, args.db, district=args.district, root=args.root,
+                        client_id=args.client_id, release_after_s=args.release_after or None,
+                        credentials=_credentials(args))
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    except (OSError, sqlite3.Error) as error:
+        raise InputError(f"cannot open the router's store {args.db}: {error}") from None
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: router.stop())
+    router.run()
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

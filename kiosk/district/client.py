@@ -1,0 +1,259 @@
+"""The district side of the MQTT contract, as a client library.
+
+`DistrictClient` publishes print-ready records to stations or to the district
+inbox (where the router takes them), sends commands (MQTT 5 request/response:
+ResponseTopic + CorrelationData) and keeps what the stations publish: the
+latest retained state and availability of each, and every event in arrival
+order. The demo, the tests, the benches and the ``kiosk district`` commands
+all speak to stations through it. `make_client`, `connect_client`,
+`Credentials` and `json_object` are what it shares with the router.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from kiosk.district.routing import is_station
+from kiosk.station.mqttlink import json_properties
+
+SCHEMES = {"mqtt": 1883, "mqtts": 8883}
+
+
+class CommandTimeout(TimeoutError):
+    pass
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """TLS (``mqtts://`` URLs: server verified, optional client certificate) and login."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    username: str | None = None
+    password_file: str | None = None
+
+    def apply(self, client: mqtt.Client, url: str) -> None:
+        if urlsplit(url).scheme == "mqtts":
+            client.tls_set(ca_certs=self.ca_file, certfile=self.cert_file,
+                           keyfile=self.key_file, cert_reqs=ssl.CERT_REQUIRED)
+        if self.username:
+            password = Path(self.password_file).read_text().strip() if self.password_file else None
+            client.username_pw_set(self.username, password)
+
+
+def make_client(client_id: str, *, url: str, manual_ack: bool = False,
+                credentials: Credentials | None = None) -> mqtt.Client:
+    """A paho MQTT 5 client with back-off 1 s → 30 s and the URL's TLS/login set up."""
+    if urlsplit(url).scheme not in SCHEMES:
+        raise ValueError(f"broker URL must start with mqtt:// or mqtts://, not {url!r}")
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                         protocol=mqtt.MQTTv5, manual_ack=manual_ack)
+    client.reconnect_delay_set(1, 30)
+    (credentials or Credentials()).apply(client, url)
+    return client
+
+
+def connect_client(client: mqtt.Client, url: str, *, session_expiry_s: int,
+                   keepalive: int = 30) -> None:
+    """Connect in the background; a session that expires (> 0) is kept across connects."""
+    target = urlsplit(url)
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = session_expiry_s
+    client.connect_async(target.hostname or "127.0.0.1", target.port or SCHEMES[target.scheme],
+                         keepalive=keepalive, clean_start=session_expiry_s == 0,
+                         properties=props)
+
+
+class DistrictClient:
+    """Speaks to every station of one district on one broker.
+
+    ``persistent=True`` keeps a broker session (QoS 1 subscriptions survive
+    disconnects, so events sent while this client was away still arrive).
+    ``keep_events=False`` keeps states and availability only (for long watches).
+    Topics below ``{root}/{district}/`` that are not station ids (the router's
+    ``_router``) are kept under their own name too.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        district: str = "3210",
+        root: str = "ektp/v1",
+        client_id: str | None = None,
+        persistent: bool = True,
+        credentials: Credentials | None = None,
+        keep_events: bool = True,
+    ) -> None:
+        self.district = district
+        self.prefix = f"{root}/{district}"
+        self.inbox_topic = f"{self.prefix}/inbox"
+        self.client_id = client_id or f"district-{uuid.uuid4().hex[:12]}"
+        self.reply_topic = f"{self.prefix}/_replies/{self.client_id}"
+        self.keep_events = keep_events
+        self.events: list[dict] = []
+        self.states: dict[str, dict] = {}
+        self.availability: dict[str, str] = {}
+        self.last_message_at = 0.0
+        self._replies: dict[bytes, dict] = {}
+        self._cond = threading.Condition()
+        self._connected = threading.Event()
+        self.client = make_client(self.client_id, url=url, credentials=credentials)
+        self.client.reconnect_delay_set(1, 4)
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_message = self._on_message
+        self.client.on_disconnect = lambda *args: self._connected.clear()
+        connect_client(self.client, url, session_expiry_s=3600 if persistent else 0)
+        self.client.loop_start()
+
+    def wait_connected(self, timeout: float = 10.0) -> DistrictClient:
+        """Wait until connected and subscribed (records and commands sent now are seen)."""
+        if not self._connected.wait(timeout):
+            raise TimeoutError("district client could not connect to the broker")
+        return self
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def __enter__(self) -> DistrictClient:
+        return self.wait_connected()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- paho callbacks ----------------------------------------------------------------
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            return
+        client.subscribe([
+            (f"{self.prefix}/+/events", 1),
+            (f"{self.prefix}/+/state", 1),
+            (f"{self.prefix}/+/availability", 1),
+            (self.reply_topic, 1),
+        ])
+
+    def _on_subscribe(self, *args: object) -> None:
+        self.last_message_at = time.monotonic()  # retained messages follow the SUBACK
+        self._connected.set()
+
+    def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
+        station, _, leaf = message.topic[len(self.prefix) + 1:].partition("/")
+        with self._cond:
+            self.last_message_at = time.monotonic()
+            if message.topic == self.reply_topic:
+                correlation = getattr(message.properties, "CorrelationData", b"")
+                self._replies[correlation] = json_object(message.payload) or {}
+            elif leaf == "availability":
+                self.availability[station] = message.payload.decode(errors="replace")
+            elif leaf == "state":
+                body = json_object(message.payload)
+                if body is None:  # retained state cleared
+                    self.states.pop(station, None)
+                else:
+                    self.states[station] = body
+            elif leaf == "events" and self.keep_events and (body := json_object(message.payload)):
+                self.events.append({"station": station, **body})
+            self._cond.notify_all()
+
+    # -- talking to stations -------------------------------------------------------------
+
+    def topic(self, station: str, leaf: str) -> str:
+        return f"{self.prefix}/{station}/{leaf}"
+
+    def publish(self, topic: str, payload: dict | bytes) -> mqtt.MQTTMessageInfo:
+        """QoS 1 JSON publish without waiting; ``.wait_for_publish()`` waits for PUBACK."""
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        return self.client.publish(topic, data, qos=1, properties=json_properties())
+
+    def publish_record(self, station: str, record: dict | bytes, timeout: float = 10.0) -> float:
+        """Send one record to a station (QoS 1); returns time.monotonic() before it left."""
+        sent_at = time.monotonic()
+        self.publish(self.topic(station, "jobs"), record).wait_for_publish(timeout)
+        return sent_at
+
+    def send_inbox(self, record: dict | bytes, timeout: float = 10.0) -> float:
+        """Send one record to the district inbox, for the router; as `publish_record`."""
+        sent_at = time.monotonic()
+        self.publish(self.inbox_topic, record).wait_for_publish(timeout)
+        return sent_at
+
+    def command(self, station: str, name: str, args: dict | None = None,
+                timeout: float = 10.0) -> dict:
+        """Send a command and wait for its reply."""
+        correlation = uuid.uuid4().bytes
+        props = json_properties(correlation)
+        props.ResponseTopic = self.reply_topic
+        self.client.publish(self.topic(station, f"cmd/{name}"), json.dumps(args or {}).encode(),
+                            qos=1, properties=props)
+        if not self.wait_for(lambda: correlation in self._replies, timeout):
+            raise CommandTimeout(f"no reply to {name} from {station} within {timeout} s")
+        with self._cond:
+            return self._replies.pop(correlation)
+
+    # -- watching --------------------------------------------------------------------
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not predicate():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(min(left, 0.2))
+            return True
+
+    def settle(self, quiet: float = 0.3, timeout: float = 3.0) -> None:
+        """Wait until nothing arrived for *quiet* seconds (retained messages are in)."""
+        deadline = time.monotonic() + timeout
+        self._connected.wait(timeout)
+        while time.monotonic() < deadline:
+            if time.monotonic() - self.last_message_at >= quiet:
+                return
+            time.sleep(quiet / 3)
+
+    def stations(self) -> list[str]:
+        """Station ids seen (availability or state), sorted."""
+        with self._cond:
+            return sorted(name for name in self.availability.keys() | self.states.keys()
+                          if is_station(name))
+
+    def job_events(self, record_id: str) -> list[dict]:
+        with self._cond:
+            return [e for e in self.events if e["type"] == "job" and e["record_id"] == record_id]
+
+    def job_states(self, record_id: str) -> list[str]:
+        return [e["job_state"] for e in self.job_events(record_id)]
+
+    def final_state(self, record_id: str) -> str | None:
+        states = self.job_states(record_id)
+        return states[-1] if states else None
+
+    def events_of(self, kind: str) -> list[dict]:
+        with self._cond:
+            return [e for e in self.events if e["type"] == kind]
+
+
+def json_object(payload: bytes) -> dict | None:
+    """The payload as a JSON object, or None when it is not one."""
+    try:
+        body = json.loads(payload)
+    except ValueError:  # includes UnicodeDecodeError
+        return None
+    return body if isinstance(body, dict) else None

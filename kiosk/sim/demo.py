@@ -1,0 +1,210 @@
+"""``kiosk demo``: the whole station in simulation, in one terminal.
+
+A Mosquitto of its own on a free loopback port, the printer and tray
+simulators on pseudo-terminals, the real station, and a district that books
+a refill and then feeds the sample records (seeds/records.jsonl, then
+generated ones), signed with a demo key, at about the pace the printer takes
+them. A progress bar counts cards out; the end is a summary with the time per
+card and the latency from publish to the printer's first byte.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from kiosk.contract.signing import generate_key_pair, load_private_key, sign_record
+from kiosk.district.client import DistrictClient
+from kiosk.sim.broker import Broker, MosquittoMissing
+from kiosk.sim.printer import PrinterSimulator
+from kiosk.sim.samples import make_record
+from kiosk.sim.tray import TraySimulator
+from kiosk.station.config import from_dict
+from kiosk.station.loop import Station
+
+STATION, DISTRICT = "demo-01", "3210"
+SEEDS = Path(__file__).resolve().parents[2] / "seeds" / "records.jsonl"
+
+
+def sample_records(count: int) -> list[dict]:
+    """The seeds first, then generated records with the same generator."""
+    records = []
+    if SEEDS.exists():
+        records = [json.loads(line) for line in SEEDS.read_text().splitlines() if line.strip()]
+    index = len(records) + 1
+    while len(records) < count:
+        records.append(make_record(index))
+        index += 1
+    return records[:count]
+
+
+class Demo:
+    """Owns the simulated world; `run` plays it and returns the figures."""
+
+    def __init__(self, workdir: Path, cards: int, card_seconds: float) -> None:
+        self.workdir = workdir
+        self.cards = cards
+        self.card_seconds = card_seconds
+        self.broker = Broker(workdir / "broker")  # raises MosquittoMissing before anything runs
+        self.station: Station | None = None
+        self.district: DistrictClient | None = None
+        self.tray = TraySimulator(str(workdir / "tray"), cards=cards + 40)
+        self.printer = PrinterSimulator(str(workdir / "printer"), card_seconds=card_seconds,
+                                        feeder=cards + 40, on_pick=self.tray.take_card)
+        (workdir / "keys").mkdir()
+        private, public = generate_key_pair(workdir / "keys")
+        self.key = load_private_key(private)
+        self.settings = {
+            "station": {"district": DISTRICT, "id": STATION, "spool": str(workdir / "spool.db")},
+            "mqtt": {"url": self.broker.url},
+            "printer": {"port": self.printer.path, "print_seconds": card_seconds + 5,
+                        "poll_s": 0.5, "resync_s": 6.0},
+            "tray": {"port": self.tray.path, "low_threshold": 10},
+            "panel": {"lcd": "terminal"},
+            "security": {"trusted_keys": [str(public)]},
+        }
+
+    def start(self) -> None:
+        os.environ.setdefault("GPIOZERO_PIN_FACTORY", "mock")  # the panel's pins are simulated
+        self.broker.start()
+        self.tray.start()
+        self.printer.start()
+        self.station = Station(from_dict(self.settings))
+        self.thread = threading.Thread(target=self.station.run, name="station", daemon=True)
+        self.thread.start()
+        self.district = DistrictClient(self.broker.url, district=DISTRICT).wait_connected()
+        if not self.district.wait_for(lambda: self.district.availability.get(STATION) == "online",
+                                      15):
+            raise RuntimeError("the station did not come online")
+        self.district.command(STATION, "refill", {"count": self.tray.cards})
+
+    def stop(self) -> None:
+        """Undo whatever `start` got to, in reverse order."""
+        if self.station is not None:
+            self.station.stop()
+            self.thread.join(timeout=20)
+        if self.district is not None:
+            self.district.close()
+        self.printer.stop()
+        self.tray.stop()
+        self.broker.stop()
+
+    def inject_faults(self) -> None:
+        """A jam at the third card and an empty feeder later; the 'operator' fixes both."""
+        self.printer.inject("Se", "CARD JAM", times=1)
+
+        def operator() -> None:
+            while self.printer.fault is None and self.printer.printed < 2:
+                time.sleep(0.1)
+            time.sleep(2.0)
+            self.printer.clear_jam()
+            while self.printer.printed < min(self.cards - 1, 5):
+                time.sleep(0.1)
+            left = self.printer.feeder
+            self.printer.load_cards(-left)
+            time.sleep(3.0)
+            self.printer.load_cards(left)
+
+        threading.Thread(target=operator, daemon=True).start()
+
+    def feed(self, progress: Progress) -> list[float]:
+        task = progress.add_task("kartu tercetak / cards printed", total=self.cards)
+        sent: list[float] = []
+        records = [sign_record(r, self.key) for r in sample_records(self.cards)]
+        ids = [r["record_id"] for r in records]
+        for record in records:
+            sent.append(self.district.publish_record(STATION, record))
+            self._wait(progress, task, ids, pause=self.card_seconds * 2 + 0.1)  # arrives idle
+        while not self._done(ids):
+            self._wait(progress, task, ids, pause=0.2)
+        progress.update(task, completed=self.cards)
+        return sent
+
+    def _wait(self, progress: Progress, task, ids: list[str], pause: float) -> None:
+        time.sleep(pause)
+        done = sum(1 for rid in ids if self.district.final_state(rid) == "completed")
+        progress.update(task, completed=done)
+
+    def _done(self, ids: list[str]) -> bool:
+        return all(self.district.final_state(rid) in ("completed", "aborted") for rid in ids)
+
+
+def run_demo(*, cards: int = 12, card_seconds: float = 0.5, faults: bool = False) -> int:
+    console = Console()
+    workdir = Path(tempfile.mkdtemp(prefix="kiosk-demo-"))
+    _log_to(workdir / "demo.log")
+    try:
+        demo = Demo(workdir, cards, card_seconds)
+    except MosquittoMissing as missing:
+        console.print(f"[red]{missing}[/red]")
+        return 1
+    console.print(f"[bold]kiosk demo[/bold]: broker {demo.broker.url}, printer {demo.printer.path},"
+                  f" tray {demo.tray.path}, log {workdir / 'demo.log'}")
+    started = time.monotonic()
+    try:
+        demo.start()
+        if faults:
+            demo.inject_faults()
+        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), console=console)
+        screen = demo.station.panel.lcd if demo.station.panel else ""
+        with Live(Group(screen, progress), console=console, refresh_per_second=8):
+            sent = demo.feed(progress)
+        elapsed = time.monotonic() - started
+        ledger = demo.station.spool.ledger()
+        console.print(summary(demo, sent, elapsed, ledger))
+    finally:
+        demo.stop()
+    return 0
+
+
+def _log_to(path: Path) -> None:
+    """The terminal belongs to the progress bar; the station's log goes to a file."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+def first_bytes(sent: list[float], starts: list[float]) -> list[float]:
+    """Publish → first printer byte for each record: the first job start after it was sent."""
+    latencies, cursor = [], 0
+    for at in sent:
+        while cursor < len(starts) and starts[cursor] < at:
+            cursor += 1
+        if cursor < len(starts):
+            latencies.append(starts[cursor] - at)
+            cursor += 1
+    return latencies
+
+
+def summary(demo: Demo, sent: list[float], elapsed: float, ledger) -> Table:
+    cards = demo.printer.cards
+    per_card = [card.printed_at - card.picked_at for card in cards]
+    latencies = first_bytes(sent, demo.printer.job_first_byte_at)
+    table = Table(title="Ringkasan / summary", show_header=False)
+    table.add_row("cards printed", str(ledger.printed))
+    table.add_row("blank cards spoiled", str(ledger.spoiled))
+    table.add_row("ledger balanced", "yes" if ledger.balanced else "NO")
+    table.add_row("run time", f"{elapsed:.1f} s")
+    if per_card:
+        table.add_row("time per card, picked → out (median)",
+                      f"{statistics.median(per_card):.2f} s")
+    if latencies:
+        table.add_row("publish → first printer byte (median)",
+                      f"{statistics.median(latencies) * 1000:.1f} ms")
+    return table

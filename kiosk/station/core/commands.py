@@ -1,0 +1,221 @@
+"""District commands (mqtt.md, Commands): argument checks, effects, replies.
+
+Each command is answered on its MQTT 5 ResponseTopic with the request's
+CorrelationData, through the durable outbox, and audited as a ``command``
+event. Unknown or malformed requests get ``ok: false`` with a precise error.
+Besides mqtt.md's table the station knows ``confirm`` (an ``uncertain`` card
+did come out: book it printed), ``accept`` (undo ``drain``), ``shift-report``
+(print the blank-card ledger on the receipt printer) and ``calibrate`` (the tray
+board's empty height and card thickness; the board's answer follows as a second
+``command`` event). The same commands run
+for the operator at the device through `local`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from kiosk.station.core import events as ev
+
+if TYPE_CHECKING:
+    from kiosk.station.core.machine import StationCore
+
+MAX_REFILL = 10_000
+
+
+class CommandError(Exception):
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+class CommandHandler:
+    """Runs commands against a `StationCore`; actions it needs go to ``extra``."""
+
+    ARGS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "status": (), "pause": (), "resume": (), "drain": (), "accept": (), "release": (),
+        "rebirth": (), "cancel": ("record_id",), "confirm": ("record_id",),
+        "reprint": ("record_id", "reason"), "refill": ("count",), "shift-report": (),
+        "calibrate": ("empty_height_um", "card_um"),
+    }
+
+    def __init__(self, core: StationCore) -> None:
+        self.core = core
+        self.extra: list = []
+
+    def run(self, name: str, payload: bytes, response_topic: str | None,
+            correlation: bytes | None) -> None:
+        """A command from the district; the reply goes to its ResponseTopic."""
+        try:
+            args = self._arguments(name, payload)
+        except CommandError as error:
+            reply = {"ok": False, "error": error.code, "detail": error.detail}
+            self._audit(name, {}, "district", reply)
+        else:
+            reply = self._execute(name, args, "district")
+        if response_topic:
+            self.core.out.outbox(response_topic, reply, correlation or b"")
+
+    def local(self, name: str, args: dict[str, Any]) -> list:
+        """The same command asked for at the device; returns the actions it needs."""
+        self._execute(name, args, "device")
+        extra, self.extra = self.extra, []
+        return extra
+
+    def _execute(self, name: str, args: dict[str, Any], source: str) -> dict:
+        try:
+            method = getattr(self, "_" + name.replace("-", "_"))
+            reply = {"ok": True, **(method(**args) or {})}
+        except CommandError as error:
+            reply = {"ok": False, "error": error.code, "detail": error.detail}
+        self._audit(name, args, source, reply)
+        return reply
+
+    def _audit(self, name: str, args: dict[str, Any], source: str, reply: dict) -> None:
+        self.core.out.event("command", name=name, args=_audit(args), source=source,
+                        ok=reply["ok"], error=reply.get("error"), detail=reply.get("detail", ""))
+
+    def _arguments(self, name: str, payload: bytes) -> dict[str, Any]:
+        if name not in self.ARGS:
+            raise CommandError("unknown-command", f"no command named {name!r}")
+        try:
+            body = json.loads(payload.decode("utf-8")) if payload.strip() else {}
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CommandError("bad-request", f"request is not JSON: {exc}") from exc
+        if not isinstance(body, dict):
+            raise CommandError("bad-request", "request must be a JSON object")
+        wanted = self.ARGS[name]
+        extra = sorted(set(body) - set(wanted))
+        if extra:
+            raise CommandError("bad-arguments", f"{name} takes no argument {extra[0]!r}")
+        missing = [key for key in wanted if key not in body]
+        if missing:
+            raise CommandError("bad-arguments", f"{name} needs {missing[0]!r}")
+        return body
+
+    # -- the commands -------------------------------------------------------------------
+
+    def _status(self) -> dict:
+        queue = [
+            {"record_id": job.record_id, "job_state": job.state, "reasons": list(job.reasons),
+             "priority": job.priority}
+            for job in self.core.spool.jobs("pending", "pending-held", "processing",
+                                            "processing-stopped")
+        ]
+        return {"state": {"schema": "ektp.state/1", **self.core.state_document()},
+                "jobs": queue}
+
+    def _pause(self) -> dict:
+        self.core.paused = True
+        return {"detail": "no new card will be taken; the card in the printer finishes"}
+
+    def _resume(self) -> dict:
+        self.core.paused = False
+        return {}
+
+    def _drain(self) -> dict:
+        self.core.accepting = False
+        return {"detail": "new records are refused; the queue finishes"}
+
+    def _accept(self) -> dict:
+        self.core.accepting = True
+        return {}
+
+    def _cancel(self, record_id: str) -> dict:
+        job = self._job(record_id)
+        if job.state in ("completed", "canceled", "aborted"):
+            raise CommandError("job-finished", f"{record_id} is already {job.state}")
+        if job.phase is not None or (record_id == self.core.current and job.state == "processing"):
+            raise CommandError("job-printing", f"{record_id} is in the printer")
+        if self.core.current == record_id:
+            self.core.current = None
+        self.core.set_job(record_id, "canceled", ("canceled-by-operator",), "canceled by command")
+        return {}
+
+    def _confirm(self, record_id: str) -> dict:
+        job = self._uncertain(record_id)
+        if job.phase == "picking":
+            self.core.spool.book("pick", 1, record_id, "confirmed after an uncertain end")
+        self.core.spool.book("printed", 1, record_id, "confirmed after an uncertain end")
+        self.core.spool.update_job(record_id, phase=None)
+        self.core.set_job(record_id, "completed", (), "confirmed: the card came out")
+        return {}
+
+    def _reprint(self, record_id: str, reason: str) -> dict:
+        if not isinstance(reason, str) or not reason:
+            raise CommandError("bad-arguments", "reason must be a non-empty string")
+        job = self._job(record_id)
+        if job.payload is None:
+            raise CommandError("personal-data-purged",
+                               f"{record_id}: personal data was removed; send the record again")
+        if job.state == "completed":
+            self.core.spool.book("printed", -1, record_id, f"reprint: {reason}")
+            self.core.spool.book("spoiled", 1, record_id, f"reprint: {reason}")
+        elif job.state == "processing-stopped" and "uncertain" in job.reasons:
+            # As with no reply to Ss: a blank the printer may have taken is counted taken.
+            if job.phase == "picking":
+                self.core.spool.book("pick", 1, record_id, "Ss sent, no reply before the stop")
+            self.core.spool.book("spoiled", 1, record_id, f"uncertain card: {reason}")
+        else:
+            raise CommandError("not-reprintable",
+                               f"{record_id} is {job.state}; only completed or uncertain jobs")
+        self.core.spool.update_job(record_id, phase=None, attempts=0)
+        self.core.set_job(record_id, "pending", (), f"reprint requested: {reason}")
+        return {}
+
+    def _refill(self, count: int) -> dict:
+        if not isinstance(count, int) or isinstance(count, bool) or not 0 < count <= MAX_REFILL:
+            raise CommandError("bad-arguments", f"count must be an integer 1..{MAX_REFILL}")
+        self.core.spool.book("refill", count, None, "refill by command")
+        self.core.stock.refilled(self.core.spool)
+        return {"remaining": self.core.spool.ledger().remaining}
+
+    def _release(self) -> dict:
+        released = []
+        for job in self.core.spool.jobs("pending", "pending-held"):
+            self.core.set_job(job.record_id, "canceled", ("released",),
+                               "released to the district for another station")
+            released.append(job.record_id)
+        return {"released": released}
+
+    def _calibrate(self, empty_height_um: int, card_um: int) -> dict:
+        for name, value in (("empty_height_um", empty_height_um), ("card_um", card_um)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise CommandError("bad-arguments", f"{name} must be a whole number of µm")
+        self.extra.append(ev.CalibrateTray(empty_height_um, card_um))
+        return {"detail": "sent to the tray board; its answer follows as a command event"}
+
+    def _shift_report(self) -> dict:
+        self.extra.append(self.core.desk.shift_report())
+        return {"detail": "shift report sent to the receipt printer"}
+
+    def _rebirth(self) -> dict:
+        core = self.core
+        self.extra.append(ev.Publish(core.topic("availability"), b"online"))
+        core.out.resend_all()
+        core.out.forget_state()  # the state goes out after this event
+        return {}
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _job(self, record_id: object):
+        if not isinstance(record_id, str):
+            raise CommandError("bad-arguments", "record_id must be a string")
+        job = self.core.spool.job(record_id)
+        if job is None:
+            raise CommandError("unknown-record", f"no job {record_id!r} on this station")
+        return job
+
+    def _uncertain(self, record_id: object):
+        job = self._job(record_id)
+        if not (job.state == "processing-stopped" and "uncertain" in job.reasons):
+            raise CommandError("not-uncertain", f"{record_id} is {job.state}, not uncertain")
+        return job
+
+
+def _audit(args: dict) -> dict:
+    """Arguments safe to publish: short scalars only."""
+    return {key: value for key, value in args.items() if isinstance(value, int | str)
+            and len(str(value)) <= 64}

@@ -1,0 +1,146 @@
+"""The front desk: what the office staff see and do at the device.
+
+`Desk` belongs to the core. It turns operator intents from the panel (pause,
+retry, resolve an uncertain card, book a refill, ask for the shift report)
+into the same effects as the district's commands, builds the `PanelView` the
+LCD and lights show, and asks the receipt printer for handover slips and
+shift reports. Receipt troubles are alerts only: they never stop the card
+printer.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING
+
+from kiosk.station.core import events as ev
+
+if TYPE_CHECKING:
+    from kiosk.station.core.machine import StationCore
+
+INTENT_COMMANDS = {
+    "confirm-uncertain": "confirm",
+    "reprint-uncertain": "reprint",
+    "refill": "refill",
+    "shift-report": "shift-report",
+}
+
+
+def mask_name(name: str) -> str:
+    """First word whole, the others to their initial: 'SITI C*** A*****'."""
+    words = name.split()
+    return " ".join(words[:1] + [w[0] + "*" * (len(w) - 1) for w in words[1:]])
+
+
+class Desk:
+    """Operator intents, the panel view, slips and shift reports for one core."""
+
+    def __init__(self, core: StationCore) -> None:
+        self.core = core
+        self.receipt_reasons: dict[str, str] = {}
+        self._names: dict[str, str] = {}
+        self._last_view: ev.PanelView | None = None
+
+    # -- operator intents ----------------------------------------------------------------
+
+    def on_intent(self, intent: ev.OperatorIntent) -> list:
+        core = self.core
+        if intent.kind == "pause-toggle":
+            core.paused = not core.paused
+            core.out.event("command", name="pause" if core.paused else "resume", args={},
+                       source="device", ok=True, error=None, detail="")
+            return []
+        if intent.kind == "retry":
+            return [ev.ProbePrinter()]
+        name = INTENT_COMMANDS.get(intent.kind)
+        if name is None:
+            return []  # "silence" and the like belong to the panel itself
+        return core.commands.local(name, self._arguments(intent))
+
+    def _arguments(self, intent: ev.OperatorIntent) -> dict:
+        uncertain = self.uncertain()
+        record_id = intent.record_id or (uncertain[0] if uncertain else "")
+        if intent.kind == "confirm-uncertain":
+            return {"record_id": record_id}
+        if intent.kind == "reprint-uncertain":
+            return {"record_id": record_id, "reason": "no card came out (checked at the device)"}
+        if intent.kind == "refill":
+            return {"count": intent.count}
+        return {}
+
+    def uncertain(self) -> list[str]:
+        jobs = self.core.spool.jobs("processing-stopped")
+        return [job.record_id for job in jobs if "uncertain" in job.reasons]
+
+    # -- receipt printer -------------------------------------------------------------------
+
+    def on_receipt_fault(self, event: ev.ReceiptFault) -> list:
+        self.receipt_reasons = {reason: event.detail or reason for reason in event.reasons}
+        return []
+
+    def slip(self, record_id: str) -> list:
+        """A handover slip for a printed card, when a receipt printer is configured."""
+        if not self.core.config.receipt.enabled:
+            return []
+        job = self.core.spool.job(record_id)
+        if job is None or job.payload is None:
+            return []
+        body = json.loads(job.payload)
+        return [ev.PrintSlip(record_id=record_id, nik_last4=body["nik"][-4:],
+                             name=body["fields"]["nama"], station=self.core.config.station.id,
+                             printed_at=_now(self.core.clock()))]
+
+    def shift_report(self) -> ev.PrintShiftReport:
+        ledger = self.core.spool.ledger()
+        return ev.PrintShiftReport(
+            station=self.core.config.station.id, generated_at=_now(self.core.clock()),
+            refills=ledger.refills, picked=ledger.picks, printed=ledger.printed,
+            spoiled=ledger.spoiled, remaining=ledger.remaining,
+            rejected=int(self.core.spool.get_meta("rejected", "0")),
+        )
+
+    # -- the panel view --------------------------------------------------------------------
+
+    def view_changed(self, state: dict | None = None) -> ev.Show | None:
+        view = self.view(state)
+        if view == self._last_view:
+            return None
+        self._last_view = view
+        return ev.Show(view)
+
+    def view(self, state: dict | None = None) -> ev.PanelView:
+        """What the panel shows, from *state* (the core's state document) if given."""
+        core = self.core
+        state = state or core.state_document()
+        stock = state["stock"]
+        return ev.PanelView(
+            printer_state=state["printer_state"],
+            reasons=tuple(state["printer_state_reasons"]),
+            paused=core.paused,
+            accepting=core.accepting,
+            queue_pending=state["queue"]["pending"],
+            stock_remaining=stock["remaining"],
+            minutes_to_empty=stock["minutes_to_empty"],
+            current_record=core.current,
+            current_name_masked=self._masked_name(core.current),
+            uncertain=tuple(self.uncertain()),
+            broker_connected=core.generation is not None,
+            tray_online=core.stock.tray_online,
+            printed=state["counters"]["printed"],
+            spoiled=state["counters"]["spoiled"],
+        )
+
+    def _masked_name(self, record_id: str | None) -> str | None:
+        if record_id is None:
+            return None
+        if record_id not in self._names:
+            job = self.core.spool.job(record_id)
+            if job is None or job.payload is None:
+                return None
+            self._names = {record_id: mask_name(json.loads(job.payload)["fields"]["nama"])}
+        return self._names[record_id]
+
+
+def _now(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))

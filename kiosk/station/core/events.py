@@ -1,0 +1,265 @@
+"""What the station core hears (events) and what it asks for (actions).
+
+Adapters turn the outside world into events (a message arrived, the printer
+answered, a button was held) and carry out actions (acknowledge, publish,
+start a card). Both are plain frozen dataclasses so the core is tested by
+feeding events and reading the actions back, with no thread or device.
+Tray events come from `kiosk.devices.tray.driver` and are consumed as they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# -- events: the broker link -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MessageArrived:
+    """A QoS 1 message on jobs or cmd/…; ``generation`` names its connection."""
+
+    topic: str
+    payload: bytes
+    mid: int
+    generation: int
+    response_topic: str | None = None
+    correlation: bytes | None = None
+
+
+@dataclass(frozen=True)
+class LinkUp:
+    generation: int
+    session_present: bool
+
+
+@dataclass(frozen=True)
+class LinkDown:
+    generation: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """The broker confirmed (PUBACK) an outbox item."""
+
+    item_id: int
+
+
+# -- events: the card printer --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PrinterReady:
+    """The printer answered and has no fault: it can take a card."""
+
+    info: str = ""
+
+
+@dataclass(frozen=True)
+class PrinterFault:
+    """The printer cannot print now; ``reasons`` are IPP keywords."""
+
+    reasons: tuple[str, ...]
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class PickRequested:
+    """The driver is about to send ``Ss`` for this job and waits for a yes or no."""
+
+    record_id: str
+
+
+@dataclass(frozen=True)
+class CardPicked:
+    record_id: str
+
+
+@dataclass(frozen=True)
+class CardPrinted:
+    record_id: str
+
+
+@dataclass(frozen=True)
+class CardFailed:
+    """The card sequence ended without a printed card.
+
+    ``picked``: a blank was taken (it is spoiled). ``uncertain``: ``Se`` was
+    sent and never answered, so the card may have come out. ``job_error``: the
+    job itself is bad (cannot be rendered) and must not be retried.
+    """
+
+    record_id: str
+    reasons: tuple[str, ...]
+    detail: str
+    picked: bool = False
+    uncertain: bool = False
+    job_error: bool = False
+
+
+# -- events: time and people -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tick:
+    now: float
+
+
+@dataclass(frozen=True)
+class ButtonPressed:
+    button: str
+
+
+@dataclass(frozen=True)
+class ButtonHeld:
+    button: str
+
+
+# -- actions ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ack:
+    mid: int
+    generation: int
+
+
+@dataclass(frozen=True)
+class Publish:
+    """A direct publish (retained state, availability): not through the outbox."""
+
+    topic: str
+    payload: bytes
+    retain: bool = True
+
+
+@dataclass(frozen=True)
+class SendOutbox:
+    """Hand these outbox items to the broker link (it reports `Delivered`)."""
+
+    items: tuple = field(default_factory=tuple)
+    again: bool = False  # resend even if already handed over (rebirth)
+
+
+@dataclass(frozen=True)
+class StartCard:
+    record_id: str
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class Prefetch:
+    """Render this job now so it is ready when the printer frees up."""
+
+    record_id: str
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class AnswerPick:
+    record_id: str
+    allow: bool
+
+
+@dataclass(frozen=True)
+class PurgePersonalData:
+    """Remove the records of jobs that ended before *before* (epoch s), outside the batch."""
+
+    before: float
+
+
+@dataclass(frozen=True)
+class CalibrateTray:
+    """Send the calibration to the tray board (it answers within 2 s, off the loop)."""
+
+    empty_height_um: int
+    card_um: int
+
+
+@dataclass(frozen=True)
+class TrayCalibrated:
+    """The tray board's answer to `CalibrateTray`."""
+
+    ok: bool
+    empty_height_um: int
+    card_um: int
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class ProbePrinter:
+    """Look at the printer now instead of at the next poll (the OK button)."""
+
+
+@dataclass(frozen=True)
+class Show:
+    """What the device panel (LCD, LEDs, buzzer) should show."""
+
+    view: object
+
+
+# -- the device panel and the receipt printer ---------------------------------------
+
+
+@dataclass(frozen=True)
+class PanelView:
+    """Everything the LCD, LEDs and buzzer show; no personal data beyond a masked name."""
+
+    printer_state: str  # idle | processing | stopped
+    reasons: tuple[str, ...]  # IPP keywords; ("none",) when all is well
+    paused: bool = False
+    accepting: bool = True
+    queue_pending: int = 0
+    stock_remaining: int | None = None
+    minutes_to_empty: float | None = None
+    current_record: str | None = None
+    current_name_masked: str | None = None
+    uncertain: tuple[str, ...] = ()  # record ids waiting for a person's decision
+    broker_connected: bool = False
+    tray_online: bool | None = None
+    printed: int = 0
+    spoiled: int = 0
+
+
+@dataclass(frozen=True)
+class OperatorIntent:
+    """What a person asked for at the device (the panel turns buttons into these).
+
+    kind: "pause-toggle", "retry", "silence", "confirm-uncertain", "reprint-uncertain",
+    "refill" (with count), "shift-report".
+    """
+
+    kind: str
+    record_id: str | None = None
+    count: int | None = None
+
+
+@dataclass(frozen=True)
+class ReceiptFault:
+    """The receipt printer's condition changed; () when it is fine again."""
+
+    reasons: tuple[str, ...]
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class PrintSlip:
+    """A handover slip for a printed card (last 4 NIK digits only)."""
+
+    record_id: str
+    nik_last4: str
+    name: str
+    station: str
+    printed_at: str  # RFC 3339 UTC
+
+
+@dataclass(frozen=True)
+class PrintShiftReport:
+    station: str
+    generated_at: str
+    refills: int
+    picked: int
+    printed: int
+    spoiled: int
+    remaining: int | None
+    rejected: int

@@ -1,0 +1,360 @@
+"""The station's decisions: events in, actions out, the spool as memory.
+
+`StationCore` owns the job lifecycle (pending → processing → completed, with
+processing-stopped while the printer is faulted, aborted when the job itself is
+bad), the blank-card ledger bookings, the rule that a record is acknowledged
+only after its commit, and the choice of which card prints next. It has no
+thread and touches no device: the station loop feeds it events and carries out
+the actions it returns, after committing the spool transaction they belong to.
+
+The crash rule: a job is marked ``phase='picking'`` durably before ``Ss`` is
+sent. A job found in ``picking`` or ``picked`` at start-up may have come out of
+the printer, so it becomes processing-stopped with reason ``uncertain`` and
+waits for a person (the OK button, or the district's ``reprint``/``confirm``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+
+from kiosk import __version__
+from kiosk.contract.record import Rejected, mask_nik, parse_record
+from kiosk.devices.tray.driver import TrayBooted, TrayFrame, TrayOffline, TrayOnline
+from kiosk.ops.logsetup import LogThrottle
+from kiosk.station.config import Config
+from kiosk.station.core import events as ev
+from kiosk.station.core.commands import CommandHandler
+from kiosk.station.core.desk import Desk
+from kiosk.station.core.outbound import Outbound
+from kiosk.station.core.stock import StockWatch
+from kiosk.station.spool import Spool
+
+log = logging.getLogger(__name__)
+
+PURGE_EVERY_S = 60.0
+REJECT_LOG_PER_MINUTE = 20
+
+
+UNCERTAIN = "uncertain"
+
+
+class StationCore:
+    """Decides what the station does next; see the module docstring."""
+
+    def __init__(
+        self,
+        config: Config,
+        spool: Spool,
+        *,
+        verifier: object | None = None,
+        boot_id: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.spool = spool
+        self.verifier = verifier
+        self.boot_id = boot_id or str(uuid.uuid4())
+        self.clock = clock
+        self.out = Outbound(spool, config.topic_base, self.boot_id, clock)
+        self.generation: int | None = None
+        self.printer = "connecting"  # connecting | idle | busy | fault
+        self.printer_reasons: tuple[str, ...] = ()
+        self.printer_detail = ""
+        self.current: str | None = None
+        self.prefetched: str | None = None
+        self.paused = False
+        self.accepting = True
+        self.spool_full = False  # set by the station loop from the disk's free space
+        self.stock = StockWatch(config.tray)
+        self.commands = CommandHandler(self)
+        self.desk = Desk(self)
+        self._next_purge = 0.0
+        self._reject_log = LogThrottle(REJECT_LOG_PER_MINUTE)
+
+    # -- entry points ------------------------------------------------------------
+
+    def start(self) -> list:
+        """Recover after a (possibly unclean) stop; returns the first actions."""
+        for job in self.spool.jobs("processing", "processing-stopped"):
+            if job.phase in ("picking", "picked"):
+                if UNCERTAIN not in job.reasons:
+                    self.set_job(job.record_id, "processing-stopped", (UNCERTAIN,),
+                                  "station restarted while this card was in the printer;"
+                                  " check whether it came out")
+            else:
+                self.set_job(job.record_id, "pending", (), "requeued after restart")
+        self.stock.load(self.spool)
+        return self.out.flush()
+
+    def handle(self, event: object) -> list:
+        """Everything the station does in answer to one event."""
+        actions = self._route(event)
+        actions.extend(self._dispatch())
+        self.out.sync_alerts(self._active_alerts())
+        actions.extend(self.out.flush())
+        return actions
+
+    def _route(self, event: object) -> list:
+        handlers: dict[type, Callable[[any], list]] = {
+            ev.MessageArrived: self._on_message,
+            ev.LinkUp: self._on_link_up,
+            ev.LinkDown: self._on_link_down,
+            ev.Delivered: self._on_delivered,
+            ev.PrinterReady: self._on_printer_ready,
+            ev.PrinterFault: self._on_printer_fault,
+            ev.PickRequested: self._on_pick_requested,
+            ev.CardPicked: self._on_card_picked,
+            ev.CardPrinted: self._on_card_printed,
+            ev.CardFailed: self._on_card_failed,
+            ev.Tick: self._on_tick,
+            ev.OperatorIntent: self.desk.on_intent,
+            ev.ReceiptFault: self.desk.on_receipt_fault,
+            ev.TrayCalibrated: self._on_tray_calibrated,
+            TrayFrame: self._on_tray,
+            TrayOnline: self._on_tray,
+            TrayOffline: self._on_tray,
+            TrayBooted: self._on_tray,
+        }
+        handler = handlers.get(type(event))
+        if handler is None:
+            log.warning("ignored unknown event %r", event)
+            return []
+        return handler(event)
+
+    # -- the broker link -------------------------------------------------------------
+
+    def _on_link_up(self, event: ev.LinkUp) -> list:
+        self.generation = event.generation
+        state = self.out.state(self.state_document(), force=True)
+        return [ev.Publish(self.topic("availability"), b"online"), state]
+
+    def _on_link_down(self, event: ev.LinkDown) -> list:
+        if self.generation == event.generation:
+            self.generation = None
+        return []
+
+    def _on_delivered(self, event: ev.Delivered) -> list:
+        self.spool.confirm(event.item_id)
+        self.out.delivered(event.item_id)
+        return []
+
+    def _on_message(self, msg: ev.MessageArrived) -> list:
+        if msg.topic == self.topic("jobs"):
+            self._take_record(msg.payload)
+        elif msg.topic.startswith(self.topic("cmd/")):
+            name = msg.topic[len(self.topic("cmd/")):]
+            self.commands.run(name, msg.payload, msg.response_topic, msg.correlation)
+        else:
+            log.warning("message on unexpected topic %s", msg.topic)
+        actions, self.commands.extra = self.commands.extra, []
+        # The ack follows the commit of everything above (the station commits first).
+        return [*actions, ev.Ack(msg.mid, msg.generation)]
+
+    def _take_record(self, payload: bytes) -> None:
+        try:
+            record = parse_record(payload, verifier=self.verifier)
+        except Rejected as rejected:
+            self.reject(rejected.code, rejected.detail, rejected.record_id)
+            return
+        if not self.accepting:
+            self.reject("not-accepting", "the station is draining; route it elsewhere",
+                        record.record_id)
+            return
+        if self.spool.add_job(record.record_id, record.priority, mask_nik(record.nik), payload):
+            self.out.job_event(record.record_id, "pending", (), "spooled")
+        else:
+            log.info("record %s seen before: acknowledged and ignored", record.record_id)
+
+    def reject(self, code: str, detail: str, record_id: str | None) -> None:
+        self.spool.bump("rejected")
+        if self._reject_log.allow(time.monotonic()):
+            log.warning("rejected %s: %s (%s)", record_id or "record", code, detail)
+        self.out.event("rejected", record_id=record_id, error=code, detail=detail)
+
+    # -- the printer -----------------------------------------------------------------
+
+    def _on_printer_ready(self, event: ev.PrinterReady) -> list:
+        self._set_printer("idle", ())
+        return []
+
+    def _on_printer_fault(self, event: ev.PrinterFault) -> list:
+        self._set_printer("fault", event.reasons, event.detail)
+        return []
+
+    def _on_pick_requested(self, event: ev.PickRequested) -> list:
+        job = self.spool.job(event.record_id)
+        allow = (
+            not self.paused and event.record_id == self.current and job is not None
+            and job.state == "processing"
+        )
+        if allow:
+            self.spool.update_job(event.record_id, phase="picking")
+        return [ev.AnswerPick(event.record_id, allow)]
+
+    def _on_card_picked(self, event: ev.CardPicked) -> list:
+        job = self.spool.job(event.record_id)
+        attempts = (job.attempts if job else 0) + 1
+        self.spool.update_job(event.record_id, phase="picked", attempts=attempts)
+        self.spool.book("pick", 1, event.record_id)
+        self.stock.picked(self.spool)
+        return self._prefetch()
+
+    def _on_card_printed(self, event: ev.CardPrinted) -> list:
+        self.spool.book("printed", 1, event.record_id)
+        self.spool.update_job(event.record_id, phase=None)
+        self.set_job(event.record_id, "completed", (), "card printed")
+        self._release_printer(event.record_id)
+        return self.desk.slip(event.record_id)
+
+    def _on_card_failed(self, event: ev.CardFailed) -> list:
+        rid = event.record_id
+        job = self.spool.job(rid)
+        self._release_printer(rid)
+        if job is None:
+            return []
+        if event.uncertain:
+            self.set_job(rid, "processing-stopped", (UNCERTAIN,), event.detail)
+            return []
+        if event.picked and job.phase != "picked":
+            # No answer to Ss: the blank may be gone. Book the pick the printer never
+            # confirmed, so that picked = printed + spoiled still holds.
+            self.spool.book("pick", 1, rid, "no answer to Ss")
+            self.spool.update_job(rid, attempts=job.attempts + 1)
+            job = self.spool.job(rid) or job
+            self.stock.picked(self.spool)
+        if event.picked:
+            self.spool.book("spoiled", 1, rid, event.detail)
+        # No card of this job is in the printer any more (none was taken, or it is spoiled).
+        self.spool.update_job(rid, phase=None)
+        if event.job_error:
+            self.set_job(rid, "aborted", event.reasons, event.detail)
+        elif event.picked and job.attempts >= self.config.printer.max_attempts:
+            self.set_job(rid, "aborted", event.reasons,
+                          f"{job.attempts} blank cards spoiled; giving up: {event.detail}")
+        elif job.state == "processing" and (event.reasons or event.picked):
+            spoiled = " (card spoiled; it will be printed again)" if event.picked else ""
+            self.set_job(rid, "processing-stopped", event.reasons, event.detail + spoiled)
+            self.current = rid  # it goes first once the printer is back
+        elif job.state == "processing":
+            self.set_job(rid, "pending", (), event.detail)
+        return []
+
+    def _release_printer(self, record_id: str) -> None:
+        if self.current == record_id:
+            self.current = None
+        if self.printer == "busy":
+            self.printer = "idle"
+
+    def _set_printer(self, status: str, reasons: tuple[str, ...], detail: str = "") -> None:
+        busy = status == "idle" and self.printer == "busy"
+        self.printer = "busy" if busy else status
+        self.printer_reasons = tuple(reasons)
+        self.printer_detail = detail
+
+    def _dispatch(self) -> list:
+        if self.printer != "idle" or self.paused:
+            return []
+        job = self.spool.job(self.current) if self.current else None
+        if job is None or job.state != "processing-stopped" or UNCERTAIN in job.reasons:
+            job = self.spool.next_pending()
+        if job is None or job.payload is None:
+            return []
+        self.current = job.record_id
+        self.printer = "busy"
+        self.set_job(job.record_id, "processing", (), "sent to the card printer")
+        return [ev.StartCard(job.record_id, job.payload)]
+
+    def _prefetch(self) -> list:
+        """Render the next card while this one prints (never in the gap between cards)."""
+        upcoming = self.spool.next_pending()
+        if upcoming is None or upcoming.payload is None or upcoming.record_id == self.prefetched:
+            return []
+        self.prefetched = upcoming.record_id
+        return [ev.Prefetch(upcoming.record_id, upcoming.payload)]
+
+    # -- the tray and the clock --------------------------------------------------------
+
+    def _on_tray(self, event: object) -> list:
+        self.stock.on_tray(event, self)
+        return []
+
+    def _on_tray_calibrated(self, event: ev.TrayCalibrated) -> list:
+        if event.ok:
+            self.stock.calibrated(self.spool, event.empty_height_um, event.card_um)
+        detail = "tray board calibrated" if event.ok else f"tray board refused: {event.reason}"
+        self.out.event("command", name="calibrate", source="tray",
+                       args={"empty_height_um": event.empty_height_um, "card_um": event.card_um},
+                       ok=event.ok, error=None if event.ok else "tray-refused", detail=detail)
+        return []
+
+    def _on_tick(self, event: ev.Tick) -> list:
+        self.stock.on_tick(event.now, self)
+        actions: list = self._purge_due(self.clock())
+        if self.out.heartbeat_due():
+            actions.append(self.out.state(self.state_document(), force=True))
+        return actions
+
+    def _purge_due(self, now: float) -> list:
+        """Personal data goes keep_personal_data_h after a job ends (checked often enough)."""
+        keep_s = self.config.security.keep_personal_data_h * 3600
+        if now < self._next_purge:
+            return []
+        self._next_purge = now + min(PURGE_EVERY_S, keep_s / 4)
+        return [ev.PurgePersonalData(now - keep_s)]
+
+    # -- publishing ------------------------------------------------------------------
+
+    def topic(self, leaf: str) -> str:
+        return self.out.topic(leaf)
+
+    def set_job(self, record_id: str, state: str, reasons: tuple[str, ...], detail: str) -> None:
+        """Move a job to *state* and tell the district."""
+        self.spool.update_job(record_id, state=state, reasons=reasons, detail=detail)
+        self.out.job_event(record_id, state, reasons, detail)
+
+    def _active_alerts(self) -> dict[str, str]:
+        active = {r: self.printer_detail or r for r in self.printer_reasons}
+        active.update(self.stock.reasons())
+        active.update(self.desk.receipt_reasons)
+        if self.spool_full:
+            active["spool-area-full-error"] = "the spool's disk is nearly full: records wait"
+        return active
+
+    def state_actions(self) -> list:
+        """A retained state publish and a panel view, each only if it changed."""
+        state = self.state_document()
+        return [a for a in (self.out.state(state), self.desk.view_changed(state)) if a]
+
+    def state_document(self) -> dict:
+        """The state of mqtt.md without schema/boot_id/seq/ts."""
+        reasons = set(self.printer_reasons) | set(self.stock.reasons())
+        reasons |= set(self.desk.receipt_reasons)  # warnings only: they never stop a card
+        if self.printer == "connecting":
+            reasons.add("connecting-to-device")
+        if self.spool_full:
+            reasons.add("spool-area-full-error")
+        if self.paused:
+            reasons.add("paused")
+        if self.printer == "busy":
+            printer_state = "processing"
+        elif self.printer != "idle" or self.paused:
+            printer_state = "stopped"
+        else:
+            printer_state = "idle"
+        ledger = self.spool.ledger()
+        return {
+            "printer_state": printer_state,
+            "printer_state_reasons": sorted(reasons) or ["none"],
+            "accepting_jobs": self.accepting and not self.spool_full,
+            "queue": self.spool.queue_counts(),
+            "stock": self.stock.document(ledger),
+            "counters": {
+                "printed": ledger.printed,
+                "spoiled": ledger.spoiled,
+                "rejected": int(self.spool.get_meta("rejected", "0")),
+            },
+            "version": __version__,
+        }

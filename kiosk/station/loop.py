@@ -1,0 +1,293 @@
+"""The running station: adapters around the core, and the loop between them.
+
+Adapters (broker link, print worker, tray link) put events on one queue (the
+printer's first). The
+station loop takes whatever is waiting, lets the core handle it inside one
+spool transaction, commits, and only then carries out the actions (so an ack
+never leaves before the commit of the record it acknowledges). A tick every
+second drives heartbeats, alert timers and personal-data purging.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from kiosk.card.encode import PanelData, encode_card
+from kiosk.card.render import render_card
+from kiosk.contract.record import parse_record
+from kiosk.contract.signing import Verifier
+from kiosk.devices.panel.buttons import DevicePanel, PanelTiming
+from kiosk.devices.panel.lcd import open_lcd
+from kiosk.devices.printer.evolis.driver import EvolisPrinter
+from kiosk.devices.tray.driver import TrayLink
+from kiosk.station.config import Config, ConfigError
+from kiosk.station.core import events as ev
+from kiosk.station.core.machine import StationCore
+from kiosk.station.mqttlink import MqttLink
+from kiosk.station.printing import PrintWorker
+from kiosk.station.spool import Spool
+
+if TYPE_CHECKING:
+    from kiosk.devices.receipt import ReceiptPrinter
+
+log = logging.getLogger(__name__)
+
+TICK_S = 1.0
+MAX_BATCH = 32  # events per commit: bounds how long the printer's next answer can wait
+PRINTER_EVENTS = (ev.PickRequested, ev.CardPicked, ev.CardPrinted, ev.CardFailed,
+                  ev.PrinterReady, ev.PrinterFault)
+
+
+def make_renderer(config: Config) -> Callable[[bytes], Sequence[PanelData]]:
+    """Spooled record JSON → the panels the printer gets."""
+    printer = config.printer
+
+    def render(payload: bytes) -> Sequence[PanelData]:
+        record = parse_record(payload)  # verified when it arrived
+        card = render_card(record)
+        return encode_card(card, ribbon=printer.ribbon, colour_bits=printer.colour_bits,
+                           rotate=printer.rotate)
+
+    return render
+
+
+def make_verifier(config: Config) -> Verifier:
+    """Trusted district keys; a missing key file is a configuration error when required."""
+    security = config.security
+    if not security.require_signed_jobs:
+        present = [path for path in security.trusted_keys if Path(path).is_file()]
+        return Verifier.from_pem_files(present, required=False)
+    try:
+        return Verifier.from_pem_files(security.trusted_keys, required=True)
+    except ValueError as error:
+        raise ConfigError("security.trusted_keys", str(error)) from error
+
+
+def free_mb(path: str) -> float:
+    """Free space for an unprivileged writer on the filesystem holding *path*."""
+    stat = os.statvfs(Path(path).parent)
+    return stat.f_bavail * stat.f_frsize / 1e6
+
+
+class EventQueue:
+    """The station's one inbox, where the printer's events overtake everything else.
+
+    A burst of records (and the broker's confirmations of their events) must not
+    keep the printer waiting for the answer to its next pick.
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.PriorityQueue[tuple[int, int, object]] = queue.PriorityQueue()
+        self._order = itertools.count()
+
+    def put(self, event: object) -> None:
+        urgent = event is None or isinstance(event, PRINTER_EVENTS)
+        self._queue.put((0 if urgent else 1, next(self._order), event))
+
+    def get(self, timeout: float | None = None) -> object:
+        return self._queue.get(timeout=timeout)[2]
+
+    def get_nowait(self) -> object:
+        return self._queue.get_nowait()[2]
+
+
+class Station:
+    """One print station: build it from a config, then ``run()`` until ``stop()``."""
+
+    def __init__(self, config: Config, *, notify: Callable[[str], None] | None = None) -> None:
+        self.config = config
+        self.events = EventQueue()
+        self.spool = Spool(config.station.spool)
+        self.core = StationCore(config, self.spool, verifier=make_verifier(config))
+        self.link = MqttLink(config, self.events.put)
+        printer = EvolisPrinter(
+            config.printer.port, baud=config.printer.baud, ribbon=config.printer.ribbon,
+            print_seconds=config.printer.print_seconds,
+            setting_timeout=config.printer.setting_timeout_s,
+            download_timeout=config.printer.download_timeout_s,
+        )
+        self.worker = PrintWorker(printer, make_renderer(config), self.events.put,
+                                  poll_s=config.printer.poll_s,
+                                  resync_s=config.printer.resync_s)
+        self.tray = TrayLink(config.tray.port, self.events.put) if config.tray.enabled else None
+        self.receipt = self._receipt(config)
+        self.panel = self._panel(config)
+        self.notify = notify or (lambda status: None)
+        self._stop = threading.Event()
+        self._next_tick = 0.0
+        self._held: list[object] = []
+        self.executors: dict[type, Callable[[object], None]] = {
+            ev.Ack: lambda a: self.link.ack(a.mid, a.generation),
+            ev.Publish: lambda a: self.link.publish(a.topic, a.payload, retain=a.retain),
+            ev.SendOutbox: lambda a: self.link.send(a.items, again=a.again),
+            ev.StartCard: lambda a: self.worker.start_card(a.record_id, a.payload),
+            ev.Prefetch: lambda a: self.worker.prefetch(a.record_id, a.payload),
+            ev.AnswerPick: lambda a: self.worker.answer_pick(a.record_id, a.allow),
+            ev.Show: lambda a: self.panel and self.panel.show(a.view),
+            ev.ProbePrinter: lambda a: self.worker.probe_now(),
+            ev.PurgePersonalData: self._purge,
+            ev.CalibrateTray: self._calibrate,
+            ev.PrintSlip: lambda a: self.receipt and self.receipt.slip(a),
+            ev.PrintShiftReport: lambda a: self.receipt and self.receipt.shift_report(a),
+        }
+
+    def _calibrate(self, action: ev.CalibrateTray) -> None:
+        """The board answers within 2 s: wait for it off the loop."""
+        def ask() -> None:
+            if self.tray is None:
+                ok, reason = False, "no tray board configured"
+            else:
+                ok, reason = self.tray.calibrate(action.empty_height_um, action.card_um)
+            self.events.put(ev.TrayCalibrated(ok, action.empty_height_um, action.card_um, reason))
+
+        threading.Thread(target=ask, name="tray-calibrate", daemon=True).start()
+
+    def _purge(self, action: ev.PurgePersonalData) -> None:
+        purged = self.spool.purge_personal_data(action.before)
+        if purged:
+            log.info("personal data of %d finished jobs removed from the spool", purged)
+
+    def _receipt(self, config: Config) -> ReceiptPrinter | None:
+        if not config.receipt.enabled:
+            return None
+        from kiosk.devices.receipt import ReceiptPrinter  # python-escpos is heavy: only when used
+
+        return ReceiptPrinter(config.receipt.port, self.events.put,
+                              language=config.panel.language)
+
+    def _panel(self, config: Config) -> DevicePanel | None:
+        """The buttons, lights and LCD; a station without them still prints."""
+        if not config.panel.enabled:
+            return None
+        try:
+            return DevicePanel(config.panel, self.events.put, lcd=open_lcd(config.panel.lcd),
+                               timing=PanelTiming(hold_s=config.panel.hold_s))
+        except Exception as error:  # no GPIO here, pins taken, no I2C: run headless
+            log.warning("device panel unavailable, running without it: %s", error)
+            return None
+
+    def run(self) -> None:
+        with self.spool.transaction():
+            actions = self.core.start()
+        self.link.start()
+        self.worker.start()
+        if self.tray:
+            self.tray.start()
+        if self.receipt:
+            self.receipt.start()
+        self._execute(actions)
+        self.notify("READY=1")
+        try:
+            while not self._stop.is_set():
+                self._step()
+        finally:
+            self._shutdown()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.events.put(None)
+
+    def _step(self) -> None:
+        batch = self._admit(self._take_batch())
+        # The printer's events go first, in a commit of their own: a burst of records
+        # must not keep the printer waiting for its answer.
+        printer = [e for e in batch if isinstance(e, PRINTER_EVENTS)]
+        actions = self._handle(printer) if printer else []
+        others = [e for e in batch if not isinstance(e, PRINTER_EVENTS)]
+        if others:
+            actions += self._handle(others)
+        actions.extend(self.core.state_actions())
+        self._execute(actions)
+        self.notify("WATCHDOG=1")
+        if any(isinstance(a, ev.Publish) and a.topic.endswith("/state") for a in actions):
+            self.notify("STATUS=" + self._status_line())
+
+    def _handle(self, events: list[object]) -> list:
+        """Let the core handle *events* in one commit; returns the actions still to do."""
+        actions: list = []
+        with self.spool.transaction():
+            for event in events:
+                for action in self.core.handle(event):
+                    if isinstance(action, ev.StartCard):
+                        # Before the commit, safely: the printer only gets ready. No blank
+                        # is picked before AnswerPick, which follows a later commit.
+                        self._execute([action])
+                    else:
+                        actions.append(action)
+        # Committed: the printer hears first.
+        self._execute([a for a in actions if isinstance(a, ev.AnswerPick)])
+        return [a for a in actions if not isinstance(a, ev.AnswerPick)]
+
+    def _status_line(self) -> str:
+        """One line for `systemctl status`: state, reasons, queue, stock."""
+        state = self.core.out.last_state or self.core.state_document()
+        reasons = ",".join(state["printer_state_reasons"])
+        stock = state["stock"]["remaining"]
+        return (f"{state['printer_state']} ({reasons}); queue {state['queue']['pending']};"
+                f" stock {'?' if stock is None else stock}")
+
+    def _take_batch(self) -> list[object]:
+        now = time.monotonic()
+        if now >= self._next_tick:
+            self._next_tick = now + TICK_S
+            return [ev.Tick(time.time()), *self._drain()]
+        try:
+            first = self.events.get(timeout=self._next_tick - now)
+        except queue.Empty:
+            return []
+        return [event for event in (first, *self._drain()) if event is not None]
+
+    def _admit(self, batch: list[object]) -> list[object]:
+        """Records wait at the broker, unacknowledged, while the spool's disk is nearly full.
+
+        Everything else (printer progress, commands) still goes through: it is small,
+        and the reserve of ``station.min_free_mb`` is there for it.
+        """
+        full = free_mb(self.spool.path) < self.config.station.min_free_mb
+        if full != self.core.spool_full:
+            log.log(logging.ERROR if full else logging.INFO, "spool disk %s",
+                    "nearly full: records are left at the broker" if full else "has room again")
+            self.core.spool_full = full
+        if full:
+            self._held.extend(e for e in batch if self._is_record(e))
+            return [e for e in batch if not self._is_record(e)]
+        held, self._held = self._held, []
+        return held + batch
+
+    def _is_record(self, event: object) -> bool:
+        return isinstance(event, ev.MessageArrived) and event.topic == self.core.topic("jobs")
+
+    def _drain(self) -> list[object]:
+        batch: list[object] = []
+        while len(batch) < MAX_BATCH:
+            try:
+                event = self.events.get_nowait()
+            except queue.Empty:
+                break
+            if event is not None:
+                batch.append(event)
+        return batch
+
+    def _execute(self, actions: list) -> None:
+        for action in actions:
+            self.executors[type(action)](action)
+
+    def _shutdown(self) -> None:
+        self.notify("STOPPING=1")
+        self.worker.stop()
+        if self.tray:
+            self.tray.stop()
+        if self.receipt:
+            self.receipt.stop()
+        if self.panel:
+            self.panel.close()
+        self.link.stop()
+        self.spool.close()

@@ -1,0 +1,230 @@
+"""The print worker: one thread that owns the card printer.
+
+It connects (and reconnects when the port vanishes or stops answering),
+watches for faults and their clearing, renders cards ahead of time on a
+second thread, and runs each card the core starts. Everything it learns goes
+back to the core as events; it decides nothing about jobs.
+
+Wiring::
+
+    worker = PrintWorker(EvolisPrinter("/dev/kiosk-printer"), render, queue.put)
+    worker.start()
+    worker.start_card("rec-1", payload)      # from a StartCard action
+    worker.answer_pick("rec-1", True)        # from an AnswerPick action
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from kiosk.card.encode import PanelData
+from kiosk.devices.printer.evolis.driver import CardError, CardPrinter, PrinterError
+from kiosk.station.core import events as ev
+
+log = logging.getLogger(__name__)
+
+Renderer = Callable[[bytes], Sequence[PanelData]]
+PICK_ANSWER_TIMEOUT = 30.0
+PROBE = ev.ProbePrinter()
+
+
+class RenderFailed(Exception):
+    """The card could not be rendered: the job is bad, the printer is fine."""
+
+
+class PrintWorker:
+    """Drives a `CardPrinter` on its own thread; reports with *emit*."""
+
+    def __init__(
+        self,
+        printer: CardPrinter,
+        render: Renderer,
+        emit: Callable[[object], None],
+        *,
+        poll_s: float = 1.0,
+        idle_check_s: float = 5.0,
+        resync_s: float = 6.0,
+    ) -> None:
+        self.printer = printer
+        self.render = render
+        self.emit = emit
+        self.poll_s = poll_s
+        self.idle_check_s = idle_check_s
+        self.resync_s = resync_s
+        self._jobs: queue.Queue[ev.StartCard | ev.ProbePrinter | None] = queue.Queue()
+        self._answers: queue.Queue[ev.AnswerPick] = queue.Queue()
+        self._renders: dict[str, Future] = {}
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="render")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="printer", daemon=True)
+        self._connected = False
+        self._reasons: tuple[str, ...] | None = None
+
+    # -- called from the station thread -------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._jobs.put(None)
+        self._thread.join(timeout=15)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.printer.close()
+
+    def start_card(self, record_id: str, payload: bytes) -> None:
+        self._jobs.put(ev.StartCard(record_id, payload))
+
+    def prefetch(self, record_id: str, payload: bytes) -> None:
+        """Render this card ahead; only one is kept (a card is 1.5 MB of panels), so a
+        card rendered for a job that another overtook is dropped."""
+        if record_id not in self._renders:
+            self._renders = {record_id: self._pool.submit(self.render, payload)}
+
+    def probe_now(self) -> None:
+        """Look at the printer at once (a person says the fault is cleared)."""
+        self._jobs.put(PROBE)
+
+    def answer_pick(self, record_id: str, allow: bool) -> None:
+        self._answers.put(ev.AnswerPick(record_id, allow))
+
+    # -- the printer thread ---------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if not self._connected:
+                self._connect()
+                continue
+            wait = self.poll_s if self._reasons else self.idle_check_s
+            try:
+                job = self._jobs.get(timeout=wait)
+            except queue.Empty:
+                self._check()
+                continue
+            if job is PROBE:
+                self._check()
+            elif job is not None:
+                self._print(job)
+
+    def _connect(self) -> None:
+        try:
+            info = self.printer.connect()
+        except PrinterError as error:
+            self._report(error.reasons or ("connecting-to-device",), error.detail)
+            self._fail_waiting_jobs()
+            # A printer that opened but did not answer may be waiting for the rest of a
+            # download from a host that died: stay silent until its receive timeout ends it.
+            silent = "timed-out-error" in error.reasons
+            self._stop.wait(self.resync_s if silent else self.poll_s)
+            return
+        log.info("card printer connected: %s", info)
+        self._connected = True
+        self._check()
+
+    def _check(self) -> None:
+        try:
+            reasons = self.printer.check()
+        except PrinterError as error:
+            self._lost(error)
+            return
+        if reasons:
+            self._report(reasons, "printer reports " + ", ".join(reasons))
+        elif self._reasons != ():
+            self._reasons = ()
+            self.emit(ev.PrinterReady())
+
+    def _report(self, reasons: tuple[str, ...], detail: str) -> None:
+        if reasons != self._reasons:
+            self._reasons = reasons
+            log.warning("card printer: %s", detail)
+            self.emit(ev.PrinterFault(reasons, detail))
+
+    def _lost(self, error: PrinterError) -> None:
+        self._connected = False
+        self._report(error.reasons, error.detail)
+
+    def _fail_waiting_jobs(self) -> None:
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(job, ev.StartCard):
+                self._refuse(job)
+
+    def _refuse(self, job: ev.StartCard) -> None:
+        reasons = self._reasons or ("connecting-to-device",)
+        self.emit(ev.CardFailed(job.record_id, reasons, "the printer is not ready"))
+
+    def _print(self, job: ev.StartCard) -> None:
+        if self._reasons:
+            self._refuse(job)
+            return
+        hooks = _Hooks(self, job)
+        try:
+            self.printer.print_card(hooks)
+        except CardError as error:
+            self._card_failed(job.record_id, error)
+            return
+        except RenderFailed as failed:  # the job's fault, not the station's
+            log.warning("cannot render %s: %s", job.record_id, failed)
+            self.emit(ev.CardFailed(job.record_id, ("document-format-error",),
+                                    f"cannot render the card: {failed}", job_error=True))
+            return
+        except Exception as exc:  # a driver fault we did not foresee: assume the worst
+            log.exception("card printer driver failed on %s", job.record_id)
+            self._connected = False
+            self.emit(ev.CardFailed(job.record_id, ("other-error",), f"driver error: {exc}",
+                                    picked=hooks.was_picked, uncertain=hooks.was_picked))
+            return
+        self.emit(ev.CardPrinted(job.record_id))  # the core commits while the job is closed
+        self.printer.finish()
+
+    def _card_failed(self, record_id: str, error: CardError) -> None:
+        if error.reasons:
+            self._reasons = error.reasons
+            self.emit(ev.PrinterFault(error.reasons, error.detail))
+        self.emit(ev.CardFailed(record_id, error.reasons, error.detail, picked=error.picked,
+                                uncertain=error.uncertain))
+        if error.link_lost:
+            self._connected = False
+
+    def _await_answer(self, record_id: str) -> bool:
+        while not self._stop.is_set():
+            try:
+                answer = self._answers.get(timeout=PICK_ANSWER_TIMEOUT)
+            except queue.Empty:
+                return False
+            if answer.record_id == record_id:
+                return answer.allow
+        return False
+
+
+class _Hooks:
+    """The pick handshake between the driver and the core, for one card."""
+
+    def __init__(self, worker: PrintWorker, job: ev.StartCard) -> None:
+        self.worker = worker
+        self.job = job
+        self.record_id = job.record_id
+        self.was_picked = False
+
+    def panels(self) -> Sequence[PanelData]:
+        """Rendered ahead if it was prefetched, else now (the printer is already busy)."""
+        ahead = self.worker._renders.pop(self.record_id, None)
+        try:
+            return ahead.result() if ahead else self.worker.render(self.job.payload)
+        except Exception as exc:
+            raise RenderFailed(str(exc)) from exc
+
+    def may_pick(self) -> bool:
+        self.worker.emit(ev.PickRequested(self.record_id))
+        return self.worker._await_answer(self.record_id)
+
+    def picked(self) -> None:
+        self.was_picked = True
+        self.worker.emit(ev.CardPicked(self.record_id))

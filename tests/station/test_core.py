@@ -1,0 +1,468 @@
+"""The station core on its own: events in, actions and spool rows out; no threads, no devices."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from kiosk.contract.signing import Verifier
+from kiosk.sim.samples import make_record
+from kiosk.station.config import from_dict
+from kiosk.station.core import events as ev
+from kiosk.station.core.machine import StationCore
+from kiosk.station.core.outbound import OUTBOX_WINDOW
+from kiosk.station.spool import Spool
+
+BASE = "ektp/v1/3210/st-1"
+
+
+def config(tmp_path, **printer):
+    return from_dict({
+        "station": {"district": "3210", "id": "st-1", "spool": str(tmp_path / "spool.db")},
+        "printer": printer,
+        "security": {"require_signed_jobs": False, "trusted_keys": []},
+    })
+
+
+class Harness:
+    """A core plus the spool, with the station loop's commit-then-act order."""
+
+    def __init__(self, tmp_path, **printer) -> None:
+        self.tmp_path = tmp_path
+        self.printer = printer
+        self.spool = Spool(tmp_path / "spool.db")
+        self.core = StationCore(config(tmp_path, **printer), self.spool,
+                                verifier=Verifier([], required=False))
+        self.mid = 0
+        self.start_actions = self._commit(self.core.start)
+
+    def _commit(self, fn, *args):
+        with self.spool.transaction():
+            return fn(*args)
+
+    def send(self, event):
+        return self._commit(self.core.handle, event)
+
+    def record(self, index=1, **changes):
+        body = make_record(index)
+        body.update(changes)
+        self.mid += 1
+        payload = json.dumps(body).encode()
+        return body, self.send(ev.MessageArrived(f"{BASE}/jobs", payload, self.mid, 1))
+
+    def command(self, name, body=b"{}", correlation=b"c1"):
+        self.mid += 1
+        return self.send(ev.MessageArrived(f"{BASE}/cmd/{name}", body, self.mid, 1,
+                                           response_topic="reply/here", correlation=correlation))
+
+    def events(self, kind=None):
+        found = []
+        for item in self.spool.outbox():
+            body = json.loads(item.payload)
+            if item.topic == f"{BASE}/events" and (kind is None or body["type"] == kind):
+                found.append(body)
+        return found
+
+    def job_states(self, record_id):
+        return [e["job_state"] for e in self.events("job") if e["record_id"] == record_id]
+
+    def replies(self):
+        return [(item.response, json.loads(item.payload)) for item in self.spool.outbox()
+                if item.topic == "reply/here"]
+
+    def print_one(self, record_id):
+        """The worker's side of a good card."""
+        answer = self.send(ev.PickRequested(record_id))
+        assert ev.AnswerPick(record_id, True) in answer
+        self.send(ev.CardPicked(record_id))
+        return self.send(ev.CardPrinted(record_id))
+
+
+def of(actions, kind):
+    return [a for a in actions if isinstance(a, kind)]
+
+
+@pytest.fixture
+def h(tmp_path):
+    return Harness(tmp_path)
+
+
+def test_record_is_spooled_before_it_is_acked_and_starts_when_printer_ready(h):
+    body, actions = h.record(1)
+    assert of(actions, ev.Ack) == [ev.Ack(1, 1)]
+    assert of(actions, ev.StartCard) == []  # the printer has not said it is ready
+    assert h.spool.job(body["record_id"]).state == "pending"
+    assert h.job_states(body["record_id"]) == ["pending"]
+    actions = h.send(ev.PrinterReady())
+    start = of(actions, ev.StartCard)
+    assert [a.record_id for a in start] == [body["record_id"]]
+    assert h.job_states(body["record_id"]) == ["pending", "processing"]
+
+
+def test_card_lifecycle_books_pick_and_print_then_starts_the_next(h):
+    h.send(ev.PrinterReady())
+    first, _ = h.record(1)
+    second, _ = h.record(2)
+    actions = h.print_one(first["record_id"])
+    assert [a.record_id for a in of(actions, ev.StartCard)] == [second["record_id"]]
+    assert h.job_states(first["record_id"]) == ["pending", "processing", "completed"]
+    ledger = h.spool.ledger()
+    assert (ledger.picks, ledger.printed, ledger.spoiled) == (1, 1, 0)
+    assert h.spool.job(first["record_id"]).phase is None
+
+
+def test_same_record_twice_is_acked_and_spooled_once(h):
+    body, _ = h.record(1)
+    _, actions = h.record(1)
+    assert of(actions, ev.Ack) == [ev.Ack(2, 1)]
+    assert h.job_states(body["record_id"]) == ["pending"]
+
+
+@pytest.mark.parametrize(("change", "code"), [
+    ({"schema": "ektp.record/9"}, "unknown-schema"),
+    ({"nik": "123"}, "invalid-field"),
+    ({"photo_jpeg": "!!!"}, "bad-image"),
+])
+def test_bad_record_is_acked_rejected_and_counted(h, change, code):
+    body, actions = h.record(1, **change)
+    assert of(actions, ev.Ack)
+    rejected = h.events("rejected")
+    assert [r["error"] for r in rejected] == [code]
+    assert make_record(1)["photo_jpeg"][:40] not in json.dumps(rejected)  # never the photo
+    assert h.core.state_document()["counters"]["rejected"] == 1
+    assert h.spool.job(body["record_id"]) is None
+
+
+def test_not_json_is_rejected_without_a_record_id(h):
+    h.mid += 1
+    h.send(ev.MessageArrived(f"{BASE}/jobs", b"\xff{not json", h.mid, 1))
+    (rejected,) = h.events("rejected")
+    assert rejected["error"] == "not-json" and rejected["record_id"] is None
+
+
+def test_higher_priority_prints_first_then_arrival_order(h):
+    low, _ = h.record(1)
+    high, _ = h.record(2, priority=5)
+    also_low, _ = h.record(3)
+    order = []
+    actions = h.send(ev.PrinterReady())
+    while (start := of(actions, ev.StartCard)):
+        order.append(start[0].record_id)
+        actions = h.print_one(start[0].record_id)
+    assert order == [high["record_id"], low["record_id"], also_low["record_id"]]
+
+
+def test_jam_spoils_the_card_stops_the_job_and_reprints_it_when_cleared(h):
+    h.send(ev.PrinterReady())
+    body, _ = h.record(1)
+    rid = body["record_id"]
+    h.send(ev.PickRequested(rid))
+    h.send(ev.CardPicked(rid))
+    h.send(ev.PrinterFault(("media-jam-error",), "Se: CARD JAM"))
+    actions = h.send(ev.CardFailed(rid, ("media-jam-error",), "Se: CARD JAM", picked=True))
+    assert of(actions, ev.StartCard) == []
+    assert h.spool.job(rid).state == "processing-stopped"
+    state = h.core.state_document()
+    assert state["printer_state"] == "stopped"
+    assert "media-jam-error" in state["printer_state_reasons"]
+    assert [a["reason"] for a in h.events("alert")] == ["media-jam-error"]
+    actions = h.send(ev.PrinterReady())
+    assert [a.record_id for a in of(actions, ev.StartCard)] == [rid]
+    h.print_one(rid)
+    assert h.job_states(rid) == ["pending", "processing", "processing-stopped", "processing",
+                                 "completed"]
+    ledger = h.spool.ledger()
+    assert (ledger.picks, ledger.printed, ledger.spoiled) == (2, 1, 1) and ledger.balanced
+    assert [a.get("cleared", False) for a in h.events("alert")] == [False, True]
+
+
+def fail_at_pick(h, reason: str, detail: str, *, picked: bool = False) -> str:
+    """A record whose pick (``Ss``) fails with *reason*; its record_id."""
+    h.send(ev.PrinterReady())
+    body, _ = h.record(1)
+    rid = body["record_id"]
+    h.send(ev.PickRequested(rid))
+    h.send(ev.PrinterFault((reason,), detail))
+    h.send(ev.CardFailed(rid, (reason,), detail, picked=picked))
+    return rid
+
+
+def test_empty_feeder_at_pick_stops_without_spoiling(h):
+    rid = fail_at_pick(h, "media-empty-error", "Ss: FEEDER EMPTY")
+    assert h.spool.job(rid).state == "processing-stopped"
+    assert h.spool.ledger().picks == 0
+    assert [a.record_id for a in of(h.send(ev.PrinterReady()), ev.StartCard)] == [rid]
+
+
+def test_too_many_spoiled_cards_abort_the_job(tmp_path):
+    h = Harness(tmp_path, max_attempts=2)
+    h.send(ev.PrinterReady())
+    body, _ = h.record(1)
+    rid = body["record_id"]
+    for _ in range(2):
+        h.send(ev.PickRequested(rid))
+        h.send(ev.CardPicked(rid))
+        h.send(ev.CardFailed(rid, ("media-jam-error",), "CARD JAM", picked=True))
+        h.send(ev.PrinterReady())
+    assert h.spool.job(rid).state == "aborted"
+    assert h.spool.ledger().spoiled == 2
+
+
+def test_bad_job_is_aborted_and_the_queue_goes_on(h):
+    h.send(ev.PrinterReady())
+    bad, _ = h.record(1)
+    good, _ = h.record(2)
+    actions = h.send(ev.CardFailed(bad["record_id"], ("document-format-error",), "cannot render",
+                                   job_error=True))
+    assert h.spool.job(bad["record_id"]).state == "aborted"
+    assert [a.record_id for a in of(actions, ev.StartCard)] == [good["record_id"]]
+
+
+def test_restart_with_a_card_in_the_printer_makes_it_uncertain_and_never_reprints_it(tmp_path):
+    h = Harness(tmp_path)
+    h.send(ev.PrinterReady())
+    body, _ = h.record(1)
+    other, _ = h.record(2)
+    rid = body["record_id"]
+    h.send(ev.PickRequested(rid))
+    h.send(ev.CardPicked(rid))
+    h.spool.close()  # the process dies here
+
+    h2 = Harness(tmp_path)
+    job = h2.spool.job(rid)
+    assert (job.state, job.reasons) == ("processing-stopped", ("uncertain",))
+    actions = h2.send(ev.PrinterReady())
+    assert [a.record_id for a in of(actions, ev.StartCard)] == [other["record_id"]]
+    h2.print_one(other["record_id"])
+    assert h2.spool.job(rid).state == "processing-stopped"  # still waiting for a person
+    h2.command("confirm", json.dumps({"record_id": rid}).encode())
+    assert h2.spool.job(rid).state == "completed"
+    ledger = h2.spool.ledger()
+    assert (ledger.picks, ledger.printed, ledger.spoiled) == (2, 2, 0) and ledger.balanced
+
+
+def test_restart_before_any_card_was_picked_requeues_the_job(tmp_path):
+    h = Harness(tmp_path)
+    h.send(ev.PrinterReady())
+    body, _ = h.record(1)
+    h.spool.close()
+    h2 = Harness(tmp_path)
+    assert h2.spool.job(body["record_id"]).state == "pending"
+    assert [a.record_id for a in of(h2.send(ev.PrinterReady()), ev.StartCard)] == [
+        body["record_id"]]
+
+
+def test_uncertain_card_reprinted_by_command_counts_a_spoiled_blank(tmp_path):
+    h = Harness(tmp_path)
+    h.send(ev.PrinterReady())
+    body, _ = h.record(1)
+    rid = body["record_id"]
+    h.send(ev.PickRequested(rid))
+    h.send(ev.CardPicked(rid))
+    h.send(ev.CardFailed(rid, ("timed-out-error",), "no reply to Se", picked=True,
+                         uncertain=True))
+    assert h.spool.job(rid).reasons == ("uncertain",)
+    h.send(ev.PrinterFault(("timed-out-error",), "no reply to Se"))
+    h.command("reprint", json.dumps({"record_id": rid, "reason": "no card came out"}).encode())
+    actions = h.send(ev.PrinterReady())
+    assert [a.record_id for a in of(actions, ev.StartCard)] == [rid]
+    h.print_one(rid)
+    ledger = h.spool.ledger()
+    assert (ledger.picks, ledger.printed, ledger.spoiled) == (2, 1, 1) and ledger.balanced
+
+
+def test_pause_withdraws_the_pick_and_resume_restarts(h):
+    h.send(ev.PrinterReady())
+    body, _ = h.record(1)
+    rid = body["record_id"]
+    h.command("pause")
+    assert ev.AnswerPick(rid, False) in h.send(ev.PickRequested(rid))
+    assert of(h.send(ev.CardFailed(rid, (), "pick withdrawn")), ev.StartCard) == []
+    assert h.spool.job(rid).state == "pending"
+    assert "paused" in h.core.state_document()["printer_state_reasons"]
+    actions = h.command("resume")
+    assert [a.record_id for a in of(actions, ev.StartCard)] == [rid]
+
+
+def test_commands_reply_with_correlation_and_are_audited(h):
+    h.command("refill", b'{"count": 120}', correlation=b"abc")
+    h.command("nope", correlation=b"def")
+    h.command("refill", b'{"count": "many"}', correlation=b"ghi")
+    replies = h.replies()
+    assert replies[0] == (b"abc", {"ok": True, "remaining": 120})
+    assert replies[1][0] == b"def" and replies[1][1]["error"] == "unknown-command"
+    assert replies[2][1]["ok"] is False and replies[2][1]["error"] == "bad-arguments"
+    audits = h.events("command")
+    assert [(a["name"], a["ok"]) for a in audits] == [
+        ("refill", True), ("nope", False), ("refill", False)]
+    assert h.core.state_document()["stock"]["remaining"] == 120
+
+
+def test_release_hands_back_unstarted_jobs(h):
+    h.send(ev.PrinterReady())
+    first, _ = h.record(1)
+    second, _ = h.record(2)
+    h.command("release")
+    assert h.spool.job(first["record_id"]).state == "processing"  # already in the printer
+    job = h.spool.job(second["record_id"])
+    assert (job.state, job.reasons) == ("canceled", ("released",))
+    assert h.replies()[0][1] == {"ok": True, "released": [second["record_id"]]}
+
+
+def test_drain_refuses_new_records_with_a_reason(h):
+    h.command("drain")
+    _, actions = h.record(1)
+    assert of(actions, ev.Ack)
+    assert [r["error"] for r in h.events("rejected")] == ["not-accepting"]
+    assert h.core.state_document()["accepting_jobs"] is False
+
+
+def test_cancel_only_before_printing(h):
+    h.send(ev.PrinterReady())
+    first, _ = h.record(1)
+    second, _ = h.record(2)
+    h.command("cancel", json.dumps({"record_id": second["record_id"]}).encode())
+    h.send(ev.PickRequested(first["record_id"]))
+    h.command("cancel", json.dumps({"record_id": first["record_id"]}).encode())
+    assert h.spool.job(second["record_id"]).state == "canceled"
+    assert [r[1].get("error") for r in h.replies()] == [None, "job-printing"]
+
+
+def test_state_document_follows_mqtt_md(h):
+    state = h.core.state_document()
+    assert state["printer_state"] == "stopped"
+    assert state["printer_state_reasons"] == ["connecting-to-device"]
+    assert state["queue"] == {"pending": 0, "held": 0, "processing": 0}
+    assert state["stock"]["remaining"] is None
+    h.send(ev.PrinterReady())
+    assert h.core.state_document()["printer_state_reasons"] == ["none"]
+    assert h.core.state_document()["printer_state"] == "idle"
+
+
+def test_link_up_publishes_online_and_state_and_outbox_survives_restart(tmp_path):
+    h = Harness(tmp_path)
+    h.record(1)
+    actions = h.send(ev.LinkUp(1, False))
+    publishes = of(actions, ev.Publish)
+    assert publishes[0] == ev.Publish(f"{BASE}/availability", b"online")
+    assert json.loads(publishes[1].payload)["schema"] == "ektp.state/1"
+    h.spool.close()
+    h2 = Harness(tmp_path)
+    (resend,) = of(h2.start_actions, ev.SendOutbox)
+    assert len(resend.items) == 1  # the pending event was never confirmed
+    h2.send(ev.Delivered(resend.items[0].id))
+    assert h2.spool.outbox() == []
+
+
+def test_replay_of_a_printed_record_is_refused_even_after_its_data_was_purged(h):
+    h.send(ev.PrinterReady())
+    body, _ = h.record(1)
+    h.print_one(body["record_id"])
+    assert h.spool.purge_personal_data(time.time() + 1) == 1
+    assert h.spool.job(body["record_id"]).payload is None
+    _, actions = h.record(1)  # the same record again
+    assert of(actions, ev.Ack) and not of(actions, ev.StartCard)
+    assert h.job_states(body["record_id"]) == ["pending", "processing", "completed"]
+
+
+def test_purge_is_asked_for_on_the_tick_when_due(tmp_path):
+    h = Harness(tmp_path)
+    purge = of(h.send(ev.Tick(time.time())), ev.PurgePersonalData)
+    keep_s = h.core.config.security.keep_personal_data_h * 3600
+    assert len(purge) == 1 and abs(purge[0].before - (time.time() - keep_s)) < 5
+    assert of(h.send(ev.Tick(time.time())), ev.PurgePersonalData) == []  # not every second
+
+
+def test_a_flood_of_rejections_is_counted_and_evented_but_logged_sparingly(h, caplog):
+    for index in range(60):
+        h.mid += 1
+        h.send(ev.MessageArrived(f"{BASE}/jobs", b"not json %d" % index, h.mid, 1))
+    assert len(h.events("rejected")) == 60
+    assert h.core.state_document()["counters"]["rejected"] == 60
+    logged = [r for r in caplog.records if r.getMessage().startswith("rejected")]
+    assert len(logged) == 20
+
+
+def test_a_pick_refused_by_the_printer_leaves_no_doubt_after_a_restart(tmp_path):
+    h = Harness(tmp_path)
+    h.send(ev.PrinterReady())
+    body, _ = h.record(1)
+    rid = body["record_id"]
+    h.send(ev.PickRequested(rid))  # phase "picking" is committed
+    h.send(ev.PrinterFault(("media-empty-error",), "Ss: FEEDER EMPTY"))
+    h.send(ev.CardFailed(rid, ("media-empty-error",), "Ss: FEEDER EMPTY"))
+    h.spool.close()  # the station dies while waiting for blank cards
+    h2 = Harness(tmp_path)
+    job = h2.spool.job(rid)
+    assert (job.state, job.phase) == ("pending", None)  # not "uncertain": no card was taken
+
+
+def test_no_answer_to_ss_books_the_pick_it_spoils(h):
+    rid = fail_at_pick(h, "connecting-to-device", "port lost during Ss", picked=True)
+    ledger = h.spool.ledger()
+    assert (ledger.picks, ledger.spoiled) == (1, 1) and ledger.balanced
+    assert h.spool.job(rid).attempts == 1
+
+
+def test_the_link_gets_the_outbox_in_order_a_window_at_a_time(tmp_path):
+    """A long outage leaves more events than the window: the rest wait in the spool and
+    follow as the broker confirms, each handed over once and in order, new events after
+    the backlog."""
+    h = Harness(tmp_path)
+    backlog = OUTBOX_WINDOW + 150
+    with h.spool.transaction():
+        for n in range(backlog):
+            h.core.out.event("test", n=n)
+    h.spool.close()
+    h = Harness(tmp_path)
+    (first,) = of(h.start_actions, ev.SendOutbox)
+    assert len(first.items) == OUTBOX_WINDOW
+    assert of(h.send(ev.Tick(0.0)), ev.SendOutbox) == [], "nothing more before confirmations"
+    handed = list(first.items)
+    unconfirmed = list(first.items)
+    for round_ in range(40):
+        with h.spool.transaction():  # the station goes on talking meanwhile
+            h.core.out.event("test", n=backlog + round_)
+            actions = h.core.out.flush()
+        for item in unconfirmed[:25]:
+            actions += h.send(ev.Delivered(item.id))
+        unconfirmed = unconfirmed[25:]
+        for action in of(actions, ev.SendOutbox):
+            handed += action.items
+            unconfirmed += action.items
+        assert len(unconfirmed) <= OUTBOX_WINDOW
+    numbers = [json.loads(item.payload).get("n") for item in handed]
+    numbers = [n for n in numbers if n is not None]
+    assert numbers == list(range(backlog + 40)), "in order, each once"
+
+
+def test_rebirth_sends_the_whole_outbox_again(h):
+    h.record(1)
+    h.record(2)
+    actions = h.command("rebirth")
+    (again,) = of(actions, ev.SendOutbox)
+    assert again.again
+    assert [item.id for item in again.items] == [item.id for item in h.spool.outbox()]
+
+
+def test_kept_queue_counts_and_ledger_totals_agree_with_a_fresh_count(h, tmp_path):
+    """The spool keeps both in memory (reading them must not cost O(history)); after
+    cards, a rolled-back transaction and a command they must match a recount."""
+    h.send(ev.PrinterReady())
+    for index in (1, 2, 3):
+        h.record(index)
+    h.print_one(make_record(1)["record_id"])
+    h.command("refill", json.dumps({"count": 5}).encode())
+    with pytest.raises(RuntimeError), h.spool.transaction():
+        h.spool.book("pick", 1, "x")
+        h.spool.add_job("rolled-back", 0, "", b"{}")
+        raise RuntimeError("crash inside a transaction")
+    kept = (h.spool.queue_counts(), h.spool.ledger())
+    fresh = Spool(tmp_path / "spool.db")
+    try:
+        assert kept == (fresh.queue_counts(), fresh.ledger())
+    finally:
+        fresh.close()
+    assert kept[0]["pending"] == 1 and kept[1].printed == 1 and kept[1].refills == 5

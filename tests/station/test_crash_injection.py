@@ -1,0 +1,291 @@
+"""Crash injection: ``kill -9`` of the station at 100 chosen moments of one long run.
+
+The station runs as its own process (`StationProcess`) against a real Mosquitto and the
+printer simulator. Each of the 100 rounds arms one kill, (re)starts the station, sends it
+two more records and waits for the kill:
+
+* at a step of the card sequence or of the connect sequence: the printer simulator's
+  ``on_command`` hook sends SIGKILL the moment that command arrives (before the printer
+  acts on it) or a few milliseconds later (while the station handles the reply);
+* during a spool commit: a watcher polls ``/proc/<pid>/task/*/syscall`` and kills when a
+  thread of the station is inside ``fdatasync``/``fsync`` (SQLite's commit);
+* at a random moment after the process starts (start-up, recovery, spooling, printing).
+
+After every restart the district resolves any ``uncertain`` card by looking at the printer's
+output (``confirm`` if it came out, ``reprint`` if not), then the round checks: every record
+sent so far is spooled and completed (none lost), no record was printed twice, the ledger
+balances and the outbox is empty.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import random
+import signal
+import subprocess
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from kiosk.district.client import DistrictClient
+from kiosk.sim.printer import PrinterSimulator
+from kiosk.station.spool import Spool
+from tests.conftest import STATION, StationProcess, wait_until
+from tests.station.test_resilience import k_panel, once_each
+from tests.station.test_serial_faults import CARD, CONNECT, step_of
+
+KILLS = int(os.environ.get('KIOSK_KILLS', 100))
+FSYNC_SYSCALLS = {"74", "75"}  # x86_64 fsync, fdatasync (SQLite's commit)
+
+
+def in_fsync(pid: int) -> bool:
+    """Whether a thread of *pid* is inside fsync/fdatasync right now."""
+    for path in glob.glob(f"/proc/{pid}/task/*/syscall"):
+        try:
+            with open(path) as handle:
+                if handle.read(3).split(" ")[0] in FSYNC_SYSCALLS:
+                    return True
+        except OSError:
+            continue
+    return False
+
+
+class Killer:
+    """Arms one SIGKILL of the station process, by step, by commit or by clock."""
+
+    def __init__(self, printer: PrinterSimulator) -> None:
+        self.pid: int | None = None
+        self.step: str | None = None
+        self.delay = 0.0
+        self.previous = ""
+        self.landed: str | None = None
+        self.lock = threading.Lock()
+        printer.on_command = self.on_command
+
+    def arm_step(self, step: str, delay: float) -> None:
+        with self.lock:
+            self.step, self.delay, self.landed = step, delay, None
+
+    def on_command(self, text: str) -> None:
+        step = step_of(text, self.previous)
+        self.previous = text.split(";")[0]
+        with self.lock:
+            if self.step != step or self.pid is None:
+                return
+            self.step, pid = None, self.pid
+        self.landed = f"step {step}"
+        if self.delay:
+            threading.Timer(self.delay, _kill, (pid,)).start()
+        else:
+            _kill(pid)
+
+    def kill_in_commit(self, pid: int, timeout: float) -> bool:
+        """Watch *pid* and kill it inside a commit; False if none came in time."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if in_fsync(pid):
+                _kill(pid)
+                self.landed = "commit (fdatasync)"
+                return True
+        return False
+
+    def disarm(self) -> None:
+        with self.lock:
+            self.step = None
+
+
+def _kill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # already dead
+        os.kill(pid, signal.SIGKILL)
+
+
+def schedule(rng: random.Random) -> list[tuple[str, str | None]]:
+    """100 kills: each step four times, the rest split between commits and the clock."""
+    steps = [("step", step) for step in CONNECT + CARD for _ in range(KILLS // 25)]
+    rest = KILLS - len(steps)
+    plan = steps + [("commit", None)] * (rest - rest // 2) + [("clock", None)] * (rest // 2)
+    rng.shuffle(plan)
+    return plan
+
+
+class District:
+    """The district's side of the run: records sent, uncertain cards resolved by looking."""
+
+    def __init__(self, client: DistrictClient, printer: PrinterSimulator, signed) -> None:
+        self.client, self.printer, self.signed = client, printer, signed
+        self.records: dict[str, dict] = {}
+        self.panels: dict[bytes, str] = {}
+        self.resolved: Counter[str] = Counter()
+        self._seen_uncertain: set[tuple[str, int]] = set()
+
+    def send(self, count: int) -> None:
+        for _ in range(count):
+            record = self.signed(len(self.records) + 1)
+            self.records[record["record_id"]] = record
+            self.panels[k_panel(record)] = record["record_id"]
+            self.client.publish(self.client.topic(STATION, "jobs"), record)
+
+    def printed(self) -> Counter[str]:
+        return Counter(self.panels[card.panels["k"]] for card in self.printer.cards)
+
+    def last(self, rid: str) -> dict | None:
+        events = self.client.job_events(rid)
+        seen, unique = set(), []
+        for event in events:
+            if (event["boot_id"], event["seq"]) not in seen:
+                seen.add((event["boot_id"], event["seq"]))
+                unique.append(event)
+        return unique[-1] if unique else None
+
+    def resolve_uncertain(self) -> None:
+        for rid in self.records:
+            last = self.last(rid)
+            if not last or last["reasons"] != ["uncertain"]:
+                continue
+            key = (last["boot_id"], last["seq"])
+            if key in self._seen_uncertain:
+                continue
+            self._seen_uncertain.add(key)
+            came_out = self.printed()[rid] > 0
+            name, args = ("confirm", {}) if came_out else ("reprint", {"reason": "not out"})
+            reply = self.client.command(STATION, name, {"record_id": rid, **args})
+            assert reply["ok"] is True, (rid, name, reply)
+            self.resolved[name] += 1
+
+    def all_completed(self) -> bool:
+        self.resolve_uncertain()
+        return all((self.last(rid) or {}).get("job_state") == "completed" for rid in self.records)
+
+
+@pytest.fixture
+def crash_printer(tmp_path):
+    sim = PrinterSimulator(str(tmp_path / "crash-printer"), card_seconds=0.05,
+                           receive_timeout=0.8, feeder=10_000)
+    sim.start()
+    yield sim
+    sim.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_kill_9_at_100_moments_loses_nothing_and_prints_nothing_twice(
+    tmp_path, station_settings, district, signed, crash_printer
+):
+    station_settings["printer"]["port"] = crash_printer.path
+    rng = random.Random(16851)
+    killer = Killer(crash_printer)
+    desk = District(district, crash_printer, signed)
+    station = StationProcess(station_settings, tmp_path)
+    spool_path = station_settings["station"]["spool"]
+    landed: Counter[str] = Counter()
+    station.start()  # once, so the broker keeps a session (records queue while it is dead)
+    assert district.wait_for(lambda: district.availability.get(STATION) == "online", 20)
+    station.kill()
+    started = time.monotonic()
+    for number, (kind, step) in enumerate(schedule(rng)):
+        if kind == "step":
+            killer.arm_step(step, rng.choice((0.0, rng.uniform(0.001, 0.03))))
+        station.start()
+        killer.pid = station.process.pid
+        desk.send(2)
+        if kind == "commit" and not killer.kill_in_commit(station.process.pid, 20):
+            pytest.fail("no commit to kill in within 20 s")
+        if kind == "clock":
+            time.sleep(rng.uniform(0.0, 1.5))
+            _kill(station.process.pid)
+            killer.landed = "clock"
+        assert _died(station, 30), f"round {number}: {kind} {step} never came\n{_log(station)}"
+        killer.disarm()
+        landed[killer.landed or "?"] += 1
+        after_restart(station, district, desk, spool_path, number)
+    station.terminate()
+    printed = desk.printed()
+    elapsed = time.monotonic() - started
+    print(f"\n{sum(landed.values())} kills in {elapsed:.0f} s: "
+          + ", ".join(f"{name} {n}" for name, n in sorted(landed.items()))
+          + f"\nrecords {len(desk.records)}, cards printed {sum(printed.values())}, "
+          f"uncertain resolved: {dict(desk.resolved)}; blanks taken by the printer "
+          f"{crash_printer.picked}, picks booked {_ledger(spool_path).picks}")
+    assert sum(landed.values()) == KILLS and "?" not in landed
+
+
+def after_restart(station: StationProcess, district, desk: District, spool_path: str,
+                  number: int) -> None:
+    """Restart, let the district resolve what is uncertain, then check everything."""
+    # The broker publishes the Will of a station that had connected (not asserted: a kill
+    # during start-up comes before any connection).
+    district.wait_for(lambda: district.availability.get(STATION) != "online", 5)
+    station.start()
+    assert district.wait_for(lambda: district.availability.get(STATION) == "online", 20)
+    assert wait_until(desk.all_completed, 60), (
+        f"round {number}: " + str({rid: once_each(district.job_events(rid))[-3:]
+                                   for rid in desk.records if not _done(desk, rid)})
+        + "\n" + _log(station))
+    reader = Spool(spool_path)
+    try:
+        missing = [rid for rid in desk.records if reader.job(rid) is None]
+        assert not missing, f"round {number}: records lost {missing}"
+        assert wait_until(lambda: reader.outbox() == [], 10), f"round {number}: outbox"
+        ledger = reader.ledger()
+        assert ledger.balanced, f"round {number}: {ledger}"
+    finally:
+        reader.close()
+    twice = {rid: n for rid, n in desk.printed().items() if n > 1}
+    assert not twice, f"round {number}: printed twice {twice}"
+    station.kill()  # the next round starts its own process
+
+
+def _done(desk: District, rid: str) -> bool:
+    return (desk.last(rid) or {}).get("job_state") == "completed"
+
+
+def _died(station: StationProcess, timeout: float) -> bool:
+    try:
+        station.process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
+
+
+def _ledger(path: str):
+    reader = Spool(path)
+    try:
+        return reader.ledger()
+    finally:
+        reader.close()
+
+
+def _log(station: StationProcess) -> str:
+    text = Path(station.log).read_text(errors="replace")
+    return text[-3000:]
+
+
+def test_a_blank_taken_by_ss_before_a_kill_stays_on_the_ledger(
+    tmp_path, station_settings, district, signed, crash_printer
+):
+    """README: "No reply to Ss counts as a pick (the blank may be gone)". A station killed
+    while ``Ss`` is in the printer never hears the reply; the printer took a blank all the
+    same. After the district's ``reprint`` the ledger must count every blank taken."""
+    station_settings["printer"]["port"] = crash_printer.path
+    killer = Killer(crash_printer)
+    desk = District(district, crash_printer, signed)
+    station = StationProcess(station_settings, tmp_path).start()
+    assert district.wait_for(lambda: district.availability.get(STATION) == "online", 20)
+    killer.pid = station.process.pid
+    killer.arm_step("Ss", 0.0)
+    desk.send(1)
+    assert _died(station, 20)
+    station.start()
+    try:
+        assert wait_until(desk.all_completed, 30)
+        assert desk.resolved == Counter(reprint=1)
+    finally:
+        assert station.terminate() == 0
+    ledger = _ledger(station_settings["station"]["spool"])
+    assert ledger.balanced and ledger.printed == 1
+    assert ledger.picks == crash_printer.picked, (ledger, crash_printer.picked)
