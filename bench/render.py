@@ -24,9 +24,9 @@ from PIL import Image, ImageDraw, ImageFont
 from rich.console import Console
 from rich.table import Table
 
-from kiosk.card.encode import encode_card, pack_colour, render_preview
 from kiosk.card.render import FONT_SOURCE, render_card
 from kiosk.contract.record import Record
+from kiosk.devices.printer.evolis.panels import encode_card, pack_colour, render_preview
 from kiosk.devices.printer.evolis.protocol import Geometry, bits_per_pixel
 
 GIVEN = ("SITI", "DEWI", "ASEP", "DEDE", "UJANG", "NENG", "AGUS", "YANTI", "CECEP", "LILIS")

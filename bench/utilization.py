@@ -21,11 +21,11 @@ from harness import World, ms, peak_rss_mb, percentile, stop
 from rich.console import Console
 from rich.table import Table
 
-from kiosk.card.encode import encode_card
 from kiosk.card.render import render_card
 from kiosk.contract.record import parse_record
 from kiosk.contract.signing import sign_record
 from kiosk.devices.printer.evolis import protocol as evolis
+from kiosk.devices.printer.evolis.panels import encode_card
 from kiosk.district.client import DistrictClient
 from kiosk.sim.printer import PrinterSimulator
 from kiosk.sim.samples import make_record

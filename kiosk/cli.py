@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from kiosk import __version__
+from kiosk.extras import MissingExtra
 from kiosk.ops.logsetup import setup_logging
 from kiosk.station.config import ConfigError, load
 
@@ -27,6 +28,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except ConfigError as error:
         print(f"kiosk: configuration error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except MissingExtra as error:
+        print(f"kiosk: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_OK
@@ -116,9 +120,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _render(args: argparse.Namespace) -> int:
-    from kiosk.card.encode import render_preview
     from kiosk.card.render import RenderError
     from kiosk.contract.record import Rejected, parse_record
+    from kiosk.devices.printer.evolis.panels import render_preview
 
     try:
         with open(args.record, "rb") as handle:

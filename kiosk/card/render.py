@@ -4,7 +4,7 @@ Owns the card layout (`layout()`: an inspectable list of placed text boxes),
 text fitting, fonts, the static background and the decoding of the record's
 photo and signature. Text and the signature go on K (1-bit resin black,
 sharp); the background and the photo go on Y/M/C. Wire encoding of the panels
-lives in kiosk.card.encode.
+lives in kiosk.devices.printer.evolis.panels.
 """
 
 from __future__ import annotations
@@ -299,11 +299,11 @@ class CardImages:
     pixel (Pillow reports 255) is resin ink / overlay varnish, so `card.k.show()`
     shows ink as white: use `preview()` to see the card. The overlay covers the
     card except an OVERLAY_MARGIN border. Treat the images as read-only: `o` is
-    the one shared `overlay()` image, which kiosk.card.encode encodes only once.
+    the one shared `overlay()` image, which kiosk.devices.printer.evolis.panels encodes only once.
 
     `base` (optional) is a shared, read-only (y, m, c) that y, m, c equal outside
     the `changed` box: render_card draws the photo on the cached background, so
-    kiosk.card.encode packs the background once and then only the lines that cross
+    kiosk.devices.printer.evolis.panels packs the background once and then only the lines that cross
     the photo.
     """
 

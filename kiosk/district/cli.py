@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _credentials(args: argparse.Namespace):
-    from kiosk.district.client import Credentials
+    from kiosk.contract.mqtt import Credentials
 
     return Credentials(args.tls_ca, args.tls_cert, args.tls_key, args.username,
                        args.password_file)

@@ -5,77 +5,31 @@ inbox (where the router takes them), sends commands (MQTT 5 request/response:
 ResponseTopic + CorrelationData) and keeps what the stations publish: the
 latest retained state and availability of each, and every event in arrival
 order. The demo, the tests, the benches and the ``kiosk district`` commands
-all speak to stations through it. `make_client`, `connect_client`,
-`Credentials` and `json_object` are what it shares with the router.
+all speak to stations through it. `json_object` is what it shares with the
+router; the paho set-up itself is `kiosk.contract.mqtt`'s.
 """
 
 from __future__ import annotations
 
 import json
-import ssl
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
+from kiosk.contract.mqtt import (
+    Credentials,
+    connect_client,
+    json_properties,
+    make_client,
+)
 from kiosk.district.routing import is_station
-from kiosk.station.mqttlink import json_properties
-
-SCHEMES = {"mqtt": 1883, "mqtts": 8883}
 
 
 class CommandTimeout(TimeoutError):
     pass
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """TLS (``mqtts://`` URLs: server verified, optional client certificate) and login."""
-
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-    username: str | None = None
-    password_file: str | None = None
-
-    def apply(self, client: mqtt.Client, url: str) -> None:
-        if urlsplit(url).scheme == "mqtts":
-            client.tls_set(ca_certs=self.ca_file, certfile=self.cert_file,
-                           keyfile=self.key_file, cert_reqs=ssl.CERT_REQUIRED)
-        if self.username:
-            password = Path(self.password_file).read_text().strip() if self.password_file else None
-            client.username_pw_set(self.username, password)
-
-
-def make_client(client_id: str, *, url: str, manual_ack: bool = False,
-                credentials: Credentials | None = None) -> mqtt.Client:
-    """A paho MQTT 5 client with back-off 1 s → 30 s and the URL's TLS/login set up."""
-    if urlsplit(url).scheme not in SCHEMES:
-        raise ValueError(f"broker URL must start with mqtt:// or mqtts://, not {url!r}")
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                         protocol=mqtt.MQTTv5, manual_ack=manual_ack)
-    client.reconnect_delay_set(1, 30)
-    (credentials or Credentials()).apply(client, url)
-    return client
-
-
-def connect_client(client: mqtt.Client, url: str, *, session_expiry_s: int,
-                   keepalive: int = 30) -> None:
-    """Connect in the background; a session that expires (> 0) is kept across connects."""
-    target = urlsplit(url)
-    props = Properties(PacketTypes.CONNECT)
-    props.SessionExpiryInterval = session_expiry_s
-    client.connect_async(target.hostname or "127.0.0.1", target.port or SCHEMES[target.scheme],
-                         keepalive=keepalive, clean_start=session_expiry_s == 0,
-                         properties=props)
 
 
 class DistrictClient:

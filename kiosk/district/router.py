@@ -24,11 +24,11 @@ import time
 from collections import deque
 from typing import NamedTuple
 
+from kiosk.contract.mqtt import Credentials, connect_client, json_properties, make_client
 from kiosk.contract.record import MAX_PAYLOAD_BYTES, known_record_id
-from kiosk.district.client import Credentials, connect_client, json_object, make_client
+from kiosk.district.client import json_object
 from kiosk.district.routing import ReleaseClock, choose, is_station
 from kiosk.district.store import RouteStore
-from kiosk.station.mqttlink import json_properties
 
 log = logging.getLogger(__name__)
 

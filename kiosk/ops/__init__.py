@@ -1,0 +1,1 @@
+"""Running a station for years: install, doctor, systemd, logging, PKI, status, memory."""

@@ -18,7 +18,6 @@ import grp
 import os
 import pwd
 import shutil
-import ssl
 import stat
 import tempfile
 import time
@@ -27,7 +26,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from kiosk.station.config import Config, ConfigError, load
 
@@ -180,30 +178,21 @@ def kernel_clock_synced() -> bool | None:
 
 def check_broker(config: Config, timeout: float) -> Check:
     """Connect as the station would (URL, TLS, login) with a client id of its own."""
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
+    from kiosk.contract.mqtt import Credentials, broker_address, make_client
 
     cfg = config.mqtt
-    url = urlsplit(cfg.url)
-    tls = url.scheme == "mqtts"
     try:
-        host, port = url.hostname or "127.0.0.1", url.port or (8883 if tls else 1883)
+        host, port = broker_address(cfg.url)
     except ValueError as error:
         return Check(FAIL, "broker", f"mqtt.url {cfg.url!r}: {error}")
-    where = f"{host}:{port}"
-    # Not the station's id: the broker would end the running station's session.
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{config.client_id}-doctor",
-                         protocol=mqtt.MQTTv5)
-    client.connect_timeout = timeout
+    where, tls = f"{host}:{port}", cfg.url.startswith("mqtts://")
     try:
-        if tls:
-            client.tls_set(ca_certs=cfg.ca_file, certfile=cfg.cert_file, keyfile=cfg.key_file,
-                           cert_reqs=ssl.CERT_REQUIRED)
-        if cfg.username:
-            password = Path(cfg.password_file).read_text().strip() if cfg.password_file else None
-            client.username_pw_set(cfg.username, password)
+        # Not the station's id: the broker would end the running station's session.
+        client = make_client(f"{config.client_id}-doctor", url=cfg.url,
+                             credentials=Credentials.of(cfg))
     except OSError as error:  # ssl.SSLError included
         return Check(FAIL, "broker", f"cannot use the TLS or password files: {error}")
+    client.connect_timeout = timeout
     answers: list = []
     client.on_connect = lambda _c, _u, _f, reason, _p: answers.append(reason)
     try:

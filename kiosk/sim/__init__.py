@@ -1,4 +1,8 @@
-"""Device simulators on pseudo-terminals: card printer, tray sensor board, receipt printer."""
+"""Simulation: the devices on pseudo-terminals, a private Mosquitto, sample records, the demo.
+
+The simulators (printer, tray, receipt) speak the devices' own wire protocols and import
+nothing of the station; only `demo` joins them to a real station.
+"""
 
 from __future__ import annotations
 

@@ -20,14 +20,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kiosk.card.encode import PanelData, encode_card
 from kiosk.card.render import render_card
 from kiosk.contract.record import parse_record
 from kiosk.contract.signing import Verifier
 from kiosk.devices.panel.buttons import DevicePanel, PanelTiming
 from kiosk.devices.panel.lcd import open_lcd
 from kiosk.devices.printer.evolis.driver import EvolisPrinter
+from kiosk.devices.printer.evolis.panels import PanelData, encode_card
 from kiosk.devices.tray.driver import TrayLink
+from kiosk.extras import require
 from kiosk.station.config import Config, ConfigError
 from kiosk.station.core import events as ev
 from kiosk.station.core.machine import StationCore
@@ -158,6 +159,7 @@ class Station:
     def _receipt(self, config: Config) -> ReceiptPrinter | None:
         if not config.receipt.enabled:
             return None
+        require("escpos", "receipt", "a receipt printer ([receipt] enabled = true)")
         from kiosk.devices.receipt import ReceiptPrinter  # python-escpos is heavy: only when used
 
         return ReceiptPrinter(config.receipt.port, self.events.put,

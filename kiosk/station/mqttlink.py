@@ -25,18 +25,20 @@ reconnects and the broker sends them again.
 from __future__ import annotations
 
 import logging
-import ssl
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
-from pathlib import Path
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+from paho.mqtt.enums import MQTTErrorCode
 
+from kiosk.contract.mqtt import (
+    Credentials,
+    connect_client,
+    json_properties,
+    make_client,
+    session_properties,
+)
 from kiosk.station.config import Config
 from kiosk.station.core import events as ev
 from kiosk.station.spool import OutboxItem
@@ -47,15 +49,6 @@ RECEIVE_MAXIMUM = 32
 # Messages in paho's hands at once (paho refuses a reused mid). Above the station's
 # outbox window (kiosk/station/core/outbound.py), so that it only binds on direct publishes.
 MAX_HANDED = 1000
-
-
-def json_properties(correlation: bytes | None = None) -> Properties:
-    props = Properties(PacketTypes.PUBLISH)
-    props.PayloadFormatIndicator = 1
-    props.ContentType = "application/json"
-    if correlation is not None:
-        props.CorrelationData = correlation
-    return props
 
 
 _JSON = json_properties()  # read-only once made: paho only packs it
@@ -86,30 +79,16 @@ class MqttLink:
         self.client = self._make_client()
 
     def _make_client(self) -> mqtt.Client:
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.config.client_id,
-            protocol=mqtt.MQTTv5,
-            manual_ack=True,
-        )
+        cfg = self.config.mqtt
+        client = make_client(self.config.client_id, url=cfg.url, manual_ack=True,
+                             credentials=Credentials.of(cfg), max_backoff_s=60)
         client.will_set(f"{self.base}/availability", b"offline", qos=1, retain=True)
-        client.reconnect_delay_set(1, 60)
         client.max_queued_messages_set(0)
-        self._secure(client)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_publish = self._on_publish
         return client
-
-    def _secure(self, client: mqtt.Client) -> None:
-        cfg = self.config.mqtt
-        if urlsplit(cfg.url).scheme == "mqtts":
-            client.tls_set(ca_certs=cfg.ca_file, certfile=cfg.cert_file, keyfile=cfg.key_file,
-                           cert_reqs=ssl.CERT_REQUIRED)
-        if cfg.username:
-            password = Path(cfg.password_file).read_text().strip() if cfg.password_file else None
-            client.username_pw_set(cfg.username, password)
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -119,17 +98,12 @@ class MqttLink:
 
     def _connect(self) -> None:
         """Under ``_life``: connect in the background; paho's thread retries until it can."""
-        url = urlsplit(self.config.mqtt.url)
-        default_port = 8883 if url.scheme == "mqtts" else 1883
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = self.config.mqtt.session_expiry_s
-        # Unacknowledged records the broker may push at once; without it an MQTT 5 client
-        # offers 65,535. The link holds itself to it as well (_take_room).
-        props.ReceiveMaximum = RECEIVE_MAXIMUM
-        self.client.connect_async(
-            url.hostname or "127.0.0.1", url.port or default_port,
-            keepalive=self.config.mqtt.keepalive_s, clean_start=False, properties=props,
-        )
+        cfg = self.config.mqtt
+        # Receive Maximum: unacknowledged records the broker may push at once; without it an
+        # MQTT 5 client offers 65,535. The link holds itself to it as well (_take_room).
+        props = session_properties(cfg.session_expiry_s, receive_maximum=RECEIVE_MAXIMUM)
+        connect_client(self.client, cfg.url, session_expiry_s=cfg.session_expiry_s,
+                       keepalive=cfg.keepalive_s, clean_start=False, properties=props)
         self.client.loop_start()
 
     def stop(self) -> None:

@@ -21,8 +21,8 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from kiosk.card.encode import PanelData
 from kiosk.devices.printer.evolis.driver import CardError, CardPrinter, PrinterError
+from kiosk.devices.printer.evolis.panels import PanelData
 from kiosk.station.core import events as ev
 
 log = logging.getLogger(__name__)

@@ -27,8 +27,9 @@ from kiosk.contract.signing import Verifier, sign_record
 from kiosk.devices.printer.evolis import protocol as evolis
 from kiosk.devices.printer.evolis.protocol import Command, Geometry, StreamParser
 from kiosk.devices.tray import nmea
-from kiosk.devices.tray.driver import TrayFrame, parse_frame
+from kiosk.devices.tray.driver import parse_frame
 from kiosk.sim import samples
+from kiosk.station.core.events import TrayFrame
 
 pytestmark = pytest.mark.slow
 

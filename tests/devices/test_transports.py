@@ -27,9 +27,9 @@ class Hooks:
 def test_usblp_url_opens_a_device_node_and_prints_a_card(tmp_path):
     import json
 
-    from kiosk.card.encode import encode_card
     from kiosk.card.render import render_card
     from kiosk.contract.record import parse_record
+    from kiosk.devices.printer.evolis.panels import encode_card
 
     panels = encode_card(render_card(parse_record(json.dumps(make_record(1)).encode())))
     with PrinterSimulator(str(tmp_path / "printer")) as sim:

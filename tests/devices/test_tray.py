@@ -14,16 +14,10 @@ import pytest
 import serial
 
 from kiosk.devices.tray import nmea
-from kiosk.devices.tray.driver import (
-    TrayBooted,
-    TrayFrame,
-    TrayLink,
-    TrayOffline,
-    TrayOnline,
-    card_estimate,
-    seq_gap,
-)
+from kiosk.devices.tray.driver import TrayLink, seq_gap
 from kiosk.sim.tray import TraySimulator
+from kiosk.station.core.events import TrayBooted, TrayFrame, TrayOffline, TrayOnline
+from kiosk.station.core.stock import card_estimate
 
 
 class Events:

@@ -22,7 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kiosk.devices.tray import nmea
-from kiosk.devices.tray.driver import TrayFrame, card_estimate, parse_frame
+from kiosk.devices.tray.driver import parse_frame
+from kiosk.station.core.events import TrayFrame
+from kiosk.station.core.stock import card_estimate
 
 FIRMWARE = Path(__file__).resolve().parents[2] / "hardware" / "tray-sensor"
 MODULES = ("trayproto", "vl53l0x", "trayboard", "trayapp")

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from kiosk.card.encode import encode_card
 from kiosk.card.render import render_card
 from kiosk.contract.record import parse_record
+from kiosk.devices.printer.evolis.panels import encode_card
 from kiosk.devices.printer.evolis.protocol import decompress_1bit
 from kiosk.sim.printer import PrinterSimulator
 from kiosk.station.spool import Spool

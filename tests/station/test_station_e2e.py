@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from kiosk.card.encode import encode_card
 from kiosk.card.render import render_card
 from kiosk.contract.record import parse_record
+from kiosk.devices.printer.evolis.panels import encode_card
 from tests.conftest import STATION, StationThread
 
 

@@ -26,15 +26,17 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gpiozero import Button
 
 from kiosk.devices.panel import screens
 from kiosk.devices.panel.lcd import LcdBackend
 from kiosk.devices.panel.lights import Alarm, Lights, pattern_for
-from kiosk.station.config import PanelSection
 from kiosk.station.core.events import OperatorIntent, PanelView
+
+if TYPE_CHECKING:  # the station's configuration is handed in; devices do not import it
+    from kiosk.station.config import PanelSection
 
 BUTTONS = ("pause", "ok", "menu", "extra")
 REFILL_MAX = 9999

@@ -128,7 +128,8 @@ class I2cLcd:
         try:
             from RPLCD.i2c import CharLCD
         except ImportError as exc:
-            raise LcdError(f"i2c LCD needs RPLCD with smbus2 installed ({exc})") from exc
+            raise LcdError(f"an I2C LCD needs the 'lcd' extra: pip install 'kiosk[lcd]' ({exc})"
+                           ) from exc
         try:  # the constructor initialises and clears the display
             return CharLCD("PCF8574", self.address, port=self.bus, cols=COLS, rows=ROWS,
                           charmap="A00", auto_linebreaks=False)

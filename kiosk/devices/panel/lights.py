@@ -9,13 +9,15 @@ alarm clears) and the gpiozero devices that carry them out.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gpiozero import LED, Buzzer
 
 from kiosk.devices.panel.screens import is_error, is_warning
-from kiosk.station.config import PanelSection
 from kiosk.station.core.events import PanelView
+
+if TYPE_CHECKING:  # the station's configuration is handed in; devices do not import it
+    from kiosk.station.config import PanelSection
 
 ALARM_REASONS = frozenset({"media-jam-error", "media-empty-error"})
 LIGHTS = ("green", "amber", "red")

@@ -1,0 +1,1 @@
+"""Card printer drivers (card-printer.md): one family per sub-package."""

@@ -3,7 +3,8 @@
 Owns the serial link to the board: reading and validating its sentences, the
 online/offline state, link statistics, and the three station → board commands.
 Deciding what a frame means for printing (low stock, jams, ledger mismatch) is
-the station core's job; it gets the events defined here.
+the station core's job: the driver reports in the core's own event types
+(`TrayFrame`, `TrayOnline`, `TrayOffline`, `TrayBooted` in kiosk.station.core.events).
 """
 
 from __future__ import annotations
@@ -19,45 +20,13 @@ from dataclasses import dataclass, replace
 import serial
 
 from kiosk.devices.tray import nmea
+from kiosk.station.core.events import TrayBooted, TrayFrame, TrayOffline, TrayOnline
 
 log = logging.getLogger(__name__)
 
 SEQ_MODULO = 65536
 MAX_LINE = 256  # far above MAX_LENGTH: a longer run without LF is noise, not a sentence
 _INTEGER = re.compile(r"-?[0-9]+")
-
-
-@dataclass(frozen=True)
-class TrayFrame:
-    """One ``$PKSKT`` tray frame; ``at`` is ``time.monotonic()`` when it was received."""
-
-    seq: int
-    height_um: int
-    low: bool
-    door_open: bool
-    card_in_path: bool
-    temp_c: float
-    at: float
-
-
-@dataclass(frozen=True)
-class TrayBooted:
-    """``$PKSKB``: the board (re)started."""
-
-    fw_version: str
-    reset_cause: str
-
-
-@dataclass(frozen=True)
-class TrayOnline:
-    """Valid frames arrive (first frame after start, or after being offline)."""
-
-
-@dataclass(frozen=True)
-class TrayOffline:
-    """No valid frame for ``offline_after`` seconds, or the port is gone."""
-
-    reason: str
 
 
 @dataclass
@@ -68,16 +37,6 @@ class TrayStats:
     bad_frames: int = 0
     lost_frames: int = 0
     last_error: str | None = None
-
-
-def card_estimate(height_um: int, empty_height_um: int, card_um: int) -> int | None:
-    """Cards in the tray by stack height, rounded to nearest; None on sensor fault (-1)."""
-    if card_um <= 0:
-        raise ValueError(f"card_um must be positive, got {card_um}")
-    if height_um == -1:
-        return None
-    over = max(0, height_um - empty_height_um)
-    return (2 * over + card_um) // (2 * card_um)  # half rounds up; integers stay exact
 
 
 def seq_gap(previous: int, current: int) -> int:

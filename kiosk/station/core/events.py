@@ -97,6 +97,43 @@ class CardFailed:
     job_error: bool = False
 
 
+# -- events: the blank-card tray's sensor board (the tray driver makes these) ----------
+
+
+@dataclass(frozen=True)
+class TrayFrame:
+    """One ``$PKSKT`` tray frame; ``at`` is ``time.monotonic()`` when it was received."""
+
+    seq: int
+    height_um: int
+    low: bool
+    door_open: bool
+    card_in_path: bool
+    temp_c: float
+    at: float
+
+
+@dataclass(frozen=True)
+class TrayBooted:
+    """``$PKSKB``: the board (re)started."""
+
+    fw_version: str
+    reset_cause: str
+
+
+@dataclass(frozen=True)
+class TrayOnline:
+    """Valid frames arrive (first frame after start, or after being offline)."""
+
+
+@dataclass(frozen=True)
+class TrayOffline:
+    """No valid frame for ``offline_after`` seconds, or the port is gone."""
+
+    reason: str
+
+
+
 # -- events: time and people -----------------------------------------------------
 
 

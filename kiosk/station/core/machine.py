@@ -22,14 +22,13 @@ from collections.abc import Callable
 
 from kiosk import __version__
 from kiosk.contract.record import Rejected, mask_nik, parse_record
-from kiosk.devices.tray.driver import TrayBooted, TrayFrame, TrayOffline, TrayOnline
-from kiosk.ops.logsetup import LogThrottle
 from kiosk.station.config import Config
 from kiosk.station.core import events as ev
 from kiosk.station.core.commands import CommandHandler
 from kiosk.station.core.desk import Desk
 from kiosk.station.core.outbound import Outbound
 from kiosk.station.core.stock import StockWatch
+from kiosk.station.core.throttle import LogThrottle
 from kiosk.station.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -113,10 +112,10 @@ class StationCore:
             ev.OperatorIntent: self.desk.on_intent,
             ev.ReceiptFault: self.desk.on_receipt_fault,
             ev.TrayCalibrated: self._on_tray_calibrated,
-            TrayFrame: self._on_tray,
-            TrayOnline: self._on_tray,
-            TrayOffline: self._on_tray,
-            TrayBooted: self._on_tray,
+            ev.TrayFrame: self._on_tray,
+            ev.TrayOnline: self._on_tray,
+            ev.TrayOffline: self._on_tray,
+            ev.TrayBooted: self._on_tray,
         }
         handler = handlers.get(type(event))
         if handler is None:

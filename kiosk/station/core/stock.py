@@ -15,11 +15,22 @@ from __future__ import annotations
 import time
 from collections import deque
 
-from kiosk.devices.tray.driver import TrayFrame, TrayOffline, TrayOnline, card_estimate
 from kiosk.station.config import TraySection
+from kiosk.station.core.events import TrayFrame, TrayOffline, TrayOnline
 from kiosk.station.spool import Ledger, Spool
 
 RATE_WINDOW = 20  # picks remembered for the print rate
+
+
+
+def card_estimate(height_um: int, empty_height_um: int, card_um: int) -> int | None:
+    """Cards in the tray by stack height, rounded to nearest; None on sensor fault (-1)."""
+    if card_um <= 0:
+        raise ValueError(f"card_um must be positive, got {card_um}")
+    if height_um == -1:
+        return None
+    over = max(0, height_um - empty_height_um)
+    return (2 * over + card_um) // (2 * card_um)  # half rounds up; integers stay exact
 
 
 class StockWatch:

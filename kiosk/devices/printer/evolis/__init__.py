@@ -1,0 +1,1 @@
+"""The Evolis command language: framing (protocol), panel encoding (panels), the driver."""

@@ -23,8 +23,8 @@ from typing import Protocol
 
 import serial
 
-from kiosk.card.encode import PanelData
 from kiosk.devices.printer.evolis import protocol as evolis
+from kiosk.devices.printer.evolis.panels import PanelData
 from kiosk.transports import register as _register  # noqa: F401  (usblp://)
 
 SETTING_TIMEOUT = 2.0

@@ -8,7 +8,8 @@ import random
 import pytest
 from PIL import Image
 
-from kiosk.card.encode import (
+from kiosk.card.render import CARD_SIZE, PHOTO_BOX, CardImages, render_card
+from kiosk.devices.printer.evolis.panels import (
     decode_card,
     encode_card,
     pack_1bit,
@@ -17,7 +18,6 @@ from kiosk.card.encode import (
     unpack_1bit,
     unpack_colour,
 )
-from kiosk.card.render import CARD_SIZE, PHOTO_BOX, CardImages, render_card
 from kiosk.devices.printer.evolis.protocol import Geometry, compress_1bit, decompress_1bit
 from tests.card.test_render import LONGEST, make_record
 

@@ -1,0 +1,35 @@
+"""The layering contracts of pyproject.toml hold, and a broken one fails with its rule's name."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LINT = [sys.executable, "-c", "import sys; from importlinter.cli import lint_imports_command; "
+        "sys.exit(lint_imports_command())", "--no-cache"]
+
+
+def lint(where: Path) -> subprocess.CompletedProcess:
+    env = {"PYTHONPATH": str(where), "PATH": "/usr/bin:/bin"}
+    return subprocess.run(LINT, cwd=where, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_the_tree_keeps_every_contract() -> None:
+    result = lint(ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 broken" in result.stdout
+
+
+def test_a_core_that_imports_a_device_breaks_the_named_rule(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "kiosk", tmp_path / "kiosk",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    stock = tmp_path / "kiosk" / "station" / "core" / "stock.py"
+    stock.write_text(stock.read_text() + "\nimport serial  # noqa\n")
+    result = lint(tmp_path)
+    assert result.returncode != 0
+    assert "The station's core takes events and returns actions" in result.stdout
+    assert "kiosk.station.core.stock -> serial" in result.stdout
