@@ -1,1 +1,1 @@
-"""The front panel: four buttons, three LEDs and a buzzer (gpiozero), the 20 x 4 LCD, its screens."""
+"""The front panel: four buttons, three LEDs, a buzzer (gpiozero), the 20 x 4 LCD, its screens."""
