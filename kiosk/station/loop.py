@@ -254,10 +254,10 @@ class Station:
         and the reserve of ``station.min_free_mb`` is there for it.
         """
         full = free_mb(self.spool.path) < self.config.station.min_free_mb
-        if full != self.core.spool_full:
+        if full != self.core.state.spool_full:
             log.log(logging.ERROR if full else logging.INFO, "spool disk %s",
                     "nearly full: records are left at the broker" if full else "has room again")
-            self.core.spool_full = full
+            self.core.set_spool_full(full)
         if full:
             self._held.extend(e for e in batch if self._is_record(e))
             return [e for e in batch if not self._is_record(e)]

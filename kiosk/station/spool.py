@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,7 +107,8 @@ class Ledger:
 class Spool:
     """The station's SQLite spool; use from one thread (open one per thread)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock  # when rows are stamped (tests inject one)
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -156,7 +157,7 @@ class Spool:
 
     def add_job(self, record_id: str, priority: int, nik_masked: str, payload: bytes) -> bool:
         """Spool a new job as pending; False if the record_id was seen before."""
-        now = time.time()
+        now = self.clock()
         cursor = self._db.execute(
             "INSERT OR IGNORE INTO jobs (record_id, priority, state, nik_masked, payload,"
             " received_at, updated_at) VALUES (?, ?, 'pending', ?, ?, ?, ?)",
@@ -190,8 +191,8 @@ class Spool:
         if "reasons" in changes:
             changes["reasons"] = json.dumps(list(changes["reasons"]))  # type: ignore[arg-type]
         if changes.get("state") in FINAL_STATES:
-            changes["ended_at"] = time.time()
-        changes["updated_at"] = time.time()
+            changes["ended_at"] = self.clock()
+        changes["updated_at"] = self.clock()
         if "state" in changes:
             self._counts = None
         columns = ", ".join(f"{name} = ?" for name in changes)
@@ -240,7 +241,7 @@ class Spool:
     ) -> None:
         self._db.execute(
             "INSERT INTO ledger (at, kind, count, record_id, detail) VALUES (?, ?, ?, ?, ?)",
-            (time.time(), kind, count, record_id, detail),
+            (self.clock(), kind, count, record_id, detail),
         )
         if self._totals is not None:
             self._totals[kind] += count
@@ -275,7 +276,7 @@ class Spool:
     def enqueue(self, topic: str, payload: bytes, response: bytes | None = None) -> OutboxItem:
         cursor = self._db.execute(
             "INSERT INTO outbox (topic, payload, response, created_at) VALUES (?, ?, ?, ?)",
-            (topic, payload, response, time.time()),
+            (topic, payload, response, self.clock()),
         )
         return OutboxItem(int(cursor.lastrowid or 0), topic, payload, response)
 

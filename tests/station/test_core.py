@@ -273,6 +273,19 @@ def test_uncertain_card_reprinted_by_command_counts_a_spoiled_blank(tmp_path):
     assert (ledger.picks, ledger.printed, ledger.spoiled) == (2, 1, 1) and ledger.balanced
 
 
+def test_reprint_of_a_completed_card_rebooks_it_spoiled_and_prints_it_again(h):
+    h.send(ev.PrinterReady())
+    body, _ = h.record(1)
+    rid = body["record_id"]
+    h.print_one(rid)
+    h.command("reprint", json.dumps({"record_id": rid, "reason": "laminate peeled"}).encode())
+    assert h.replies()[-1][1] == {"ok": True}
+    assert h.job_states(rid)[-3:] == ["completed", "pending", "processing"]
+    h.print_one(rid)
+    ledger = h.spool.ledger()
+    assert (ledger.picks, ledger.printed, ledger.spoiled) == (2, 1, 1) and ledger.balanced
+
+
 def test_pause_withdraws_the_pick_and_resume_restarts(h):
     h.send(ev.PrinterReady())
     body, _ = h.record(1)

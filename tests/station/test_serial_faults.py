@@ -91,7 +91,7 @@ class Run:
         if last["job_state"] != "completed":
             self.resolve(record)
         assert self.district.wait_for(lambda: self.states(rid)[-1:] == ["completed"], timeout)
-        assert wait_until(lambda: self.station.core.printer == "idle", timeout), label
+        assert wait_until(lambda: self.station.core.state.printer == "idle", timeout), label
         ledger = self.station.spool.ledger()
         assert ledger.balanced, (label, ledger)
         self.spoiled[label] = ledger.spoiled - before
@@ -137,7 +137,7 @@ def run_faults(station_settings, district, signed, printer_sim, faults, steps) -
                 plan.arm(step, fault)
                 run.card((step, fault))
                 assert plan.fired[-1:] == [(step, fault)], f"{step} never came"
-        assert station.core.printer == "idle"
+        assert station.core.state.printer == "idle"
         run.check_end(station_settings["station"]["spool"])
     return run
 

@@ -33,7 +33,7 @@ from gpiozero import Button
 from kiosk.devices.panel import screens
 from kiosk.devices.panel.lcd import LcdBackend
 from kiosk.devices.panel.lights import Alarm, Lights, pattern_for
-from kiosk.station.core.events import OperatorIntent, PanelView
+from kiosk.station.core.events import Intent, OperatorIntent, PanelView
 
 if TYPE_CHECKING:  # the station's configuration is handed in; devices do not import it
     from kiosk.station.config import PanelSection
@@ -98,9 +98,9 @@ class PanelMenu:
         if self.refill is not None:
             return self._refill("press", button)
         if button == "pause":
-            self.emit(OperatorIntent("pause-toggle"))
+            self.emit(OperatorIntent(Intent.PAUSE_TOGGLE))
         elif button == "ok":
-            self.emit(OperatorIntent("retry"))
+            self.emit(OperatorIntent(Intent.RETRY))
         elif button == "menu":
             self._next_screen()
         elif button == "extra":
@@ -112,16 +112,16 @@ class PanelMenu:
             return self._refill("hold", button)
         waiting = self.view.uncertain if self.view and self.screen == "uncertain" else ()
         if button == "ok" and waiting:
-            self.emit(OperatorIntent("confirm-uncertain", record_id=waiting[0]))
+            self.emit(OperatorIntent(Intent.CONFIRM_UNCERTAIN, record_id=waiting[0]))
             return screens.notice("confirmed", self.language)
         if button == "extra" and waiting:
-            self.emit(OperatorIntent("reprint-uncertain", record_id=waiting[0]))
+            self.emit(OperatorIntent(Intent.REPRINT_UNCERTAIN, record_id=waiting[0]))
             return screens.notice("reprint", self.language)
         if button == "extra":
             self.refill = 0
             return None
         if button == "menu":
-            self.emit(OperatorIntent("shift-report"))
+            self.emit(OperatorIntent(Intent.SHIFT_REPORT))
             return screens.notice("report", self.language)
         return self.press(button)
 
@@ -145,7 +145,7 @@ class PanelMenu:
             count, self.refill = self.refill, None
             if not count:
                 return screens.notice("refill-cancelled", self.language)
-            self.emit(OperatorIntent("refill", count=count))
+            self.emit(OperatorIntent(Intent.REFILL, count=count))
             return screens.notice("refilled", self.language, count)
         assert self.refill is not None
         self.refill = min(max(self.refill + REFILL_STEPS[how, button], 0), REFILL_MAX)
@@ -264,7 +264,7 @@ class DevicePanel:
         if self._closed:
             return
         if name == "ok" and self.alarm.silence():
-            self.emit(OperatorIntent("silence"))
+            self.emit(OperatorIntent(Intent.SILENCE))
         self._set_notice(self.menu.press(name) if how == "press" else self.menu.hold(name))
         self._redraw()
 

@@ -7,16 +7,20 @@ Besides mqtt.md's table the station knows ``confirm`` (an ``uncertain`` card
 did come out: book it printed), ``accept`` (undo ``drain``), ``shift-report``
 (print the blank-card ledger on the receipt printer) and ``calibrate`` (the tray
 board's empty height and card thickness; the board's answer follows as a second
-``command`` event). The same commands run
-for the operator at the device through `local`.
+``command`` event). The same commands run for the operator at the device through
+`local`. Each command method returns a `Reply`: the reply's fields and the actions the
+command needs (sending the calibration to the tray board, printing a report); the
+core's facts change only through the core's own methods.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from kiosk.station.core import events as ev
+from kiosk.station.core.state import ACTIVE, FINAL, JobState, Phase, Reason, is_uncertain
 
 if TYPE_CHECKING:
     from kiosk.station.core.machine import StationCore
@@ -31,8 +35,16 @@ class CommandError(Exception):
         self.detail = detail
 
 
+@dataclass(frozen=True)
+class Reply:
+    """What a command answers (beside ``ok``) and the actions it needs."""
+
+    fields: dict[str, Any] = field(default_factory=dict)
+    actions: tuple = ()
+
+
 class CommandHandler:
-    """Runs commands against a `StationCore`; actions it needs go to ``extra``."""
+    """Runs commands against a `StationCore` and returns the actions they need."""
 
     ARGS: ClassVar[dict[str, tuple[str, ...]]] = {
         "status": (), "pause": (), "resume": (), "drain": (), "accept": (), "release": (),
@@ -43,35 +55,37 @@ class CommandHandler:
 
     def __init__(self, core: StationCore) -> None:
         self.core = core
-        self.extra: list = []
 
     def run(self, name: str, payload: bytes, response_topic: str | None,
-            correlation: bytes | None) -> None:
+            correlation: bytes | None) -> list:
         """A command from the district; the reply goes to its ResponseTopic."""
+        actions: tuple = ()
         try:
             args = self._arguments(name, payload)
         except CommandError as error:
             reply = {"ok": False, "error": error.code, "detail": error.detail}
             self._audit(name, {}, "district", reply)
         else:
-            reply = self._execute(name, args, "district")
+            reply, actions = self._execute(name, args, "district")
         if response_topic:
             self.core.out.outbox(response_topic, reply, correlation or b"")
+        return list(actions)
 
     def local(self, name: str, args: dict[str, Any]) -> list:
         """The same command asked for at the device; returns the actions it needs."""
-        self._execute(name, args, "device")
-        extra, self.extra = self.extra, []
-        return extra
+        _, actions = self._execute(name, args, "device")
+        return list(actions)
 
-    def _execute(self, name: str, args: dict[str, Any], source: str) -> dict:
+    def _execute(self, name: str, args: dict[str, Any], source: str) -> tuple[dict, tuple]:
+        actions: tuple = ()
         try:
             method = getattr(self, "_" + name.replace("-", "_"))
-            reply = {"ok": True, **(method(**args) or {})}
+            outcome: Reply = method(**args)
+            reply, actions = {"ok": True, **outcome.fields}, outcome.actions
         except CommandError as error:
             reply = {"ok": False, "error": error.code, "detail": error.detail}
         self._audit(name, args, source, reply)
-        return reply
+        return reply, actions
 
     def _audit(self, name: str, args: dict[str, Any], source: str, reply: dict) -> None:
         self.core.out.event("command", name=name, args=_audit(args), source=source,
@@ -97,106 +111,104 @@ class CommandHandler:
 
     # -- the commands -------------------------------------------------------------------
 
-    def _status(self) -> dict:
+    def _status(self) -> Reply:
         queue = [
             {"record_id": job.record_id, "job_state": job.state, "reasons": list(job.reasons),
              "priority": job.priority}
-            for job in self.core.spool.jobs("pending", "pending-held", "processing",
-                                            "processing-stopped")
+            for job in self.core.spool.jobs(*ACTIVE)
         ]
-        return {"state": {"schema": "ektp.state/1", **self.core.state_document()},
-                "jobs": queue}
+        return Reply({"state": {"schema": "ektp.state/1", **self.core.state_document()},
+                      "jobs": queue})
 
-    def _pause(self) -> dict:
-        self.core.paused = True
-        return {"detail": "no new card will be taken; the card in the printer finishes"}
+    def _pause(self) -> Reply:
+        self.core.set_paused(True)
+        return Reply({"detail": "no new card will be taken; the card in the printer finishes"})
 
-    def _resume(self) -> dict:
-        self.core.paused = False
-        return {}
+    def _resume(self) -> Reply:
+        self.core.set_paused(False)
+        return Reply()
 
-    def _drain(self) -> dict:
-        self.core.accepting = False
-        return {"detail": "new records are refused; the queue finishes"}
+    def _drain(self) -> Reply:
+        self.core.set_accepting(False)
+        return Reply({"detail": "new records are refused; the queue finishes"})
 
-    def _accept(self) -> dict:
-        self.core.accepting = True
-        return {}
+    def _accept(self) -> Reply:
+        self.core.set_accepting(True)
+        return Reply()
 
-    def _cancel(self, record_id: str) -> dict:
+    def _cancel(self, record_id: str) -> Reply:
         job = self._job(record_id)
-        if job.state in ("completed", "canceled", "aborted"):
+        if job.state in FINAL:
             raise CommandError("job-finished", f"{record_id} is already {job.state}")
-        if job.phase is not None or (record_id == self.core.current and job.state == "processing"):
+        if self.core.in_printer(record_id):
             raise CommandError("job-printing", f"{record_id} is in the printer")
-        if self.core.current == record_id:
-            self.core.current = None
-        self.core.set_job(record_id, "canceled", ("canceled-by-operator",), "canceled by command")
-        return {}
+        self.core.forget_current(record_id)
+        self.core.set_job(record_id, JobState.CANCELED, (Reason.CANCELED_BY_OPERATOR,),
+                          "canceled by command")
+        return Reply()
 
-    def _confirm(self, record_id: str) -> dict:
+    def _confirm(self, record_id: str) -> Reply:
         job = self._uncertain(record_id)
-        if job.phase == "picking":
+        if job.phase == Phase.PICKING:
             self.core.spool.book("pick", 1, record_id, "confirmed after an uncertain end")
         self.core.spool.book("printed", 1, record_id, "confirmed after an uncertain end")
         self.core.spool.update_job(record_id, phase=None)
-        self.core.set_job(record_id, "completed", (), "confirmed: the card came out")
-        return {}
+        self.core.set_job(record_id, JobState.COMPLETED, (), "confirmed: the card came out")
+        return Reply()
 
-    def _reprint(self, record_id: str, reason: str) -> dict:
+    def _reprint(self, record_id: str, reason: str) -> Reply:
         if not isinstance(reason, str) or not reason:
             raise CommandError("bad-arguments", "reason must be a non-empty string")
         job = self._job(record_id)
         if job.payload is None:
             raise CommandError("personal-data-purged",
                                f"{record_id}: personal data was removed; send the record again")
-        if job.state == "completed":
+        if job.state == JobState.COMPLETED:
             self.core.spool.book("printed", -1, record_id, f"reprint: {reason}")
             self.core.spool.book("spoiled", 1, record_id, f"reprint: {reason}")
-        elif job.state == "processing-stopped" and "uncertain" in job.reasons:
+        elif is_uncertain(job.state, job.reasons):
             # As with no reply to Ss: a blank the printer may have taken is counted taken.
-            if job.phase == "picking":
+            if job.phase == Phase.PICKING:
                 self.core.spool.book("pick", 1, record_id, "Ss sent, no reply before the stop")
             self.core.spool.book("spoiled", 1, record_id, f"uncertain card: {reason}")
         else:
             raise CommandError("not-reprintable",
                                f"{record_id} is {job.state}; only completed or uncertain jobs")
         self.core.spool.update_job(record_id, phase=None, attempts=0)
-        self.core.set_job(record_id, "pending", (), f"reprint requested: {reason}")
-        return {}
+        self.core.set_job(record_id, JobState.PENDING, (), f"reprint requested: {reason}")
+        return Reply()
 
-    def _refill(self, count: int) -> dict:
+    def _refill(self, count: int) -> Reply:
         if not isinstance(count, int) or isinstance(count, bool) or not 0 < count <= MAX_REFILL:
             raise CommandError("bad-arguments", f"count must be an integer 1..{MAX_REFILL}")
         self.core.spool.book("refill", count, None, "refill by command")
         self.core.stock.refilled(self.core.spool)
-        return {"remaining": self.core.spool.ledger().remaining}
+        return Reply({"remaining": self.core.spool.ledger().remaining})
 
-    def _release(self) -> dict:
+    def _release(self) -> Reply:
         released = []
-        for job in self.core.spool.jobs("pending", "pending-held"):
-            self.core.set_job(job.record_id, "canceled", ("released",),
-                               "released to the district for another station")
+        for job in self.core.spool.jobs(JobState.PENDING, JobState.PENDING_HELD):
+            self.core.set_job(job.record_id, JobState.CANCELED, (Reason.RELEASED,),
+                              "released to the district for another station")
             released.append(job.record_id)
-        return {"released": released}
+        return Reply({"released": released})
 
-    def _calibrate(self, empty_height_um: int, card_um: int) -> dict:
+    def _calibrate(self, empty_height_um: int, card_um: int) -> Reply:
         for name, value in (("empty_height_um", empty_height_um), ("card_um", card_um)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise CommandError("bad-arguments", f"{name} must be a whole number of µm")
-        self.extra.append(ev.CalibrateTray(empty_height_um, card_um))
-        return {"detail": "sent to the tray board; its answer follows as a command event"}
+        return Reply({"detail": "sent to the tray board; its answer follows as a command event"},
+                     (ev.CalibrateTray(empty_height_um, card_um),))
 
-    def _shift_report(self) -> dict:
-        self.extra.append(self.core.desk.shift_report())
-        return {"detail": "shift report sent to the receipt printer"}
+    def _shift_report(self) -> Reply:
+        return Reply({"detail": "shift report sent to the receipt printer"},
+                     (self.core.desk.shift_report(),))
 
-    def _rebirth(self) -> dict:
+    def _rebirth(self) -> Reply:
         core = self.core
-        self.extra.append(ev.Publish(core.topic("availability"), b"online"))
         core.out.resend_all()
         core.out.forget_state()  # the state goes out after this event
-        return {}
+        return Reply({}, (ev.Publish(core.topic("availability"), b"online"),))
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -210,7 +222,7 @@ class CommandHandler:
 
     def _uncertain(self, record_id: object):
         job = self._job(record_id)
-        if not (job.state == "processing-stopped" and "uncertain" in job.reasons):
+        if not is_uncertain(job.state, job.reasons):
             raise CommandError("not-uncertain", f"{record_id} is {job.state}, not uncertain")
         return job
 

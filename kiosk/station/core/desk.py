@@ -15,15 +15,17 @@ import time
 from typing import TYPE_CHECKING
 
 from kiosk.station.core import events as ev
+from kiosk.station.core.events import Intent
+from kiosk.station.core.state import JobState, is_uncertain
 
 if TYPE_CHECKING:
     from kiosk.station.core.machine import StationCore
 
 INTENT_COMMANDS = {
-    "confirm-uncertain": "confirm",
-    "reprint-uncertain": "reprint",
-    "refill": "refill",
-    "shift-report": "shift-report",
+    Intent.CONFIRM_UNCERTAIN: "confirm",
+    Intent.REPRINT_UNCERTAIN: "reprint",
+    Intent.REFILL: "refill",
+    Intent.SHIFT_REPORT: "shift-report",
 }
 
 
@@ -46,12 +48,13 @@ class Desk:
 
     def on_intent(self, intent: ev.OperatorIntent) -> list:
         core = self.core
-        if intent.kind == "pause-toggle":
-            core.paused = not core.paused
-            core.out.event("command", name="pause" if core.paused else "resume", args={},
-                       source="device", ok=True, error=None, detail="")
+        if intent.kind is Intent.PAUSE_TOGGLE:
+            paused = not core.state.paused
+            core.set_paused(paused)
+            core.out.event("command", name="pause" if paused else "resume", args={},
+                           source="device", ok=True, error=None, detail="")
             return []
-        if intent.kind == "retry":
+        if intent.kind is Intent.RETRY:
             return [ev.ProbePrinter()]
         name = INTENT_COMMANDS.get(intent.kind)
         if name is None:
@@ -61,17 +64,17 @@ class Desk:
     def _arguments(self, intent: ev.OperatorIntent) -> dict:
         uncertain = self.uncertain()
         record_id = intent.record_id or (uncertain[0] if uncertain else "")
-        if intent.kind == "confirm-uncertain":
+        if intent.kind is Intent.CONFIRM_UNCERTAIN:
             return {"record_id": record_id}
-        if intent.kind == "reprint-uncertain":
+        if intent.kind is Intent.REPRINT_UNCERTAIN:
             return {"record_id": record_id, "reason": "no card came out (checked at the device)"}
-        if intent.kind == "refill":
+        if intent.kind is Intent.REFILL:
             return {"count": intent.count}
         return {}
 
     def uncertain(self) -> list[str]:
-        jobs = self.core.spool.jobs("processing-stopped")
-        return [job.record_id for job in jobs if "uncertain" in job.reasons]
+        jobs = self.core.spool.jobs(JobState.PROCESSING_STOPPED)
+        return [job.record_id for job in jobs if is_uncertain(job.state, job.reasons)]
 
     # -- receipt printer -------------------------------------------------------------------
 
@@ -111,21 +114,21 @@ class Desk:
 
     def view(self, state: dict | None = None) -> ev.PanelView:
         """What the panel shows, from *state* (the core's state document) if given."""
-        core = self.core
+        core, facts = self.core, self.core.state
         state = state or core.state_document()
         stock = state["stock"]
         return ev.PanelView(
             printer_state=state["printer_state"],
             reasons=tuple(state["printer_state_reasons"]),
-            paused=core.paused,
-            accepting=core.accepting,
+            paused=facts.paused,
+            accepting=facts.accepting,
             queue_pending=state["queue"]["pending"],
             stock_remaining=stock["remaining"],
             minutes_to_empty=stock["minutes_to_empty"],
-            current_record=core.current,
-            current_name_masked=self._masked_name(core.current),
+            current_record=facts.current,
+            current_name_masked=self._masked_name(facts.current),
             uncertain=tuple(self.uncertain()),
-            broker_connected=core.generation is not None,
+            broker_connected=facts.generation is not None,
             tray_online=core.stock.tray_online,
             printed=state["counters"]["printed"],
             spoiled=state["counters"]["spoiled"],

@@ -10,6 +10,7 @@ Tray events come from `kiosk.devices.tray.driver` and are consumed as they are.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 # -- events: the broker link -------------------------------------------------
 
@@ -258,15 +259,23 @@ class PanelView:
     spoiled: int = 0
 
 
+class Intent(StrEnum):
+    """What a person can ask for at the device (the panel turns buttons into these)."""
+
+    PAUSE_TOGGLE = "pause-toggle"
+    RETRY = "retry"
+    SILENCE = "silence"
+    CONFIRM_UNCERTAIN = "confirm-uncertain"
+    REPRINT_UNCERTAIN = "reprint-uncertain"
+    REFILL = "refill"
+    SHIFT_REPORT = "shift-report"
+
+
 @dataclass(frozen=True)
 class OperatorIntent:
-    """What a person asked for at the device (the panel turns buttons into these).
+    """What a person asked for at the device; ``count`` goes with `Intent.REFILL`."""
 
-    kind: "pause-toggle", "retry", "silence", "confirm-uncertain", "reprint-uncertain",
-    "refill" (with count), "shift-report".
-    """
-
-    kind: str
+    kind: Intent
     record_id: str | None = None
     count: int | None = None
 

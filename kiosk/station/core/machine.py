@@ -11,6 +11,10 @@ The crash rule: a job is marked ``phase='picking'`` durably before ``Ss`` is
 sent. A job found in ``picking`` or ``picked`` at start-up may have come out of
 the printer, so it becomes processing-stopped with reason ``uncertain`` and
 waits for a person (the OK button, or the district's ``reprint``/``confirm``).
+
+Its mutable facts are one `StationState` (kiosk.station.core.state, with the job
+lifecycle table every state change is checked against); its parts (commands, the
+front desk) change them only through the methods under "for the core's parts".
 """
 
 from __future__ import annotations
@@ -27,6 +31,15 @@ from kiosk.station.core import events as ev
 from kiosk.station.core.commands import CommandHandler
 from kiosk.station.core.desk import Desk
 from kiosk.station.core.outbound import Outbound
+from kiosk.station.core.state import (
+    JobState,
+    Phase,
+    PrinterCondition,
+    Reason,
+    StationState,
+    check_transition,
+    is_uncertain,
+)
 from kiosk.station.core.stock import StockWatch
 from kiosk.station.core.throttle import LogThrottle
 from kiosk.station.spool import Spool
@@ -36,8 +49,6 @@ log = logging.getLogger(__name__)
 PURGE_EVERY_S = 60.0
 REJECT_LOG_PER_MINUTE = 20
 
-
-UNCERTAIN = "uncertain"
 
 
 class StationCore:
@@ -51,6 +62,7 @@ class StationCore:
         verifier: object | None = None,
         boot_id: str | None = None,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self.spool = spool
@@ -58,16 +70,9 @@ class StationCore:
         self.boot_id = boot_id or str(uuid.uuid4())
         self.clock = clock
         self.out = Outbound(spool, config.topic_base, self.boot_id, clock)
-        self.generation: int | None = None
-        self.printer = "connecting"  # connecting | idle | busy | fault
-        self.printer_reasons: tuple[str, ...] = ()
-        self.printer_detail = ""
-        self.current: str | None = None
-        self.prefetched: str | None = None
-        self.paused = False
-        self.accepting = True
-        self.spool_full = False  # set by the station loop from the disk's free space
-        self.stock = StockWatch(config.tray)
+        self.monotonic = monotonic
+        self.state = StationState()
+        self.stock = StockWatch(config.tray, monotonic)
         self.commands = CommandHandler(self)
         self.desk = Desk(self)
         self._next_purge = 0.0
@@ -77,14 +82,14 @@ class StationCore:
 
     def start(self) -> list:
         """Recover after a (possibly unclean) stop; returns the first actions."""
-        for job in self.spool.jobs("processing", "processing-stopped"):
-            if job.phase in ("picking", "picked"):
-                if UNCERTAIN not in job.reasons:
-                    self.set_job(job.record_id, "processing-stopped", (UNCERTAIN,),
+        for job in self.spool.jobs(JobState.PROCESSING, JobState.PROCESSING_STOPPED):
+            if job.phase in (Phase.PICKING, Phase.PICKED):
+                if Reason.UNCERTAIN not in job.reasons:
+                    self.set_job(job.record_id, JobState.PROCESSING_STOPPED, (Reason.UNCERTAIN,),
                                   "station restarted while this card was in the printer;"
                                   " check whether it came out")
             else:
-                self.set_job(job.record_id, "pending", (), "requeued after restart")
+                self.set_job(job.record_id, JobState.PENDING, (), "requeued after restart")
         self.stock.load(self.spool)
         return self.out.flush()
 
@@ -126,13 +131,13 @@ class StationCore:
     # -- the broker link -------------------------------------------------------------
 
     def _on_link_up(self, event: ev.LinkUp) -> list:
-        self.generation = event.generation
+        self.state.generation = event.generation
         state = self.out.state(self.state_document(), force=True)
         return [ev.Publish(self.topic("availability"), b"online"), state]
 
     def _on_link_down(self, event: ev.LinkDown) -> list:
-        if self.generation == event.generation:
-            self.generation = None
+        if self.state.generation == event.generation:
+            self.state.generation = None
         return []
 
     def _on_delivered(self, event: ev.Delivered) -> list:
@@ -141,14 +146,14 @@ class StationCore:
         return []
 
     def _on_message(self, msg: ev.MessageArrived) -> list:
+        actions: list = []
         if msg.topic == self.topic("jobs"):
             self._take_record(msg.payload)
         elif msg.topic.startswith(self.topic("cmd/")):
             name = msg.topic[len(self.topic("cmd/")):]
-            self.commands.run(name, msg.payload, msg.response_topic, msg.correlation)
+            actions = self.commands.run(name, msg.payload, msg.response_topic, msg.correlation)
         else:
             log.warning("message on unexpected topic %s", msg.topic)
-        actions, self.commands.extra = self.commands.extra, []
         # The ack follows the commit of everything above (the station commits first).
         return [*actions, ev.Ack(msg.mid, msg.generation)]
 
@@ -158,45 +163,45 @@ class StationCore:
         except Rejected as rejected:
             self.reject(rejected.code, rejected.detail, rejected.record_id)
             return
-        if not self.accepting:
+        if not self.state.accepting:
             self.reject("not-accepting", "the station is draining; route it elsewhere",
                         record.record_id)
             return
         if self.spool.add_job(record.record_id, record.priority, mask_nik(record.nik), payload):
-            self.out.job_event(record.record_id, "pending", (), "spooled")
+            self.out.job_event(record.record_id, JobState.PENDING, (), "spooled")
         else:
             log.info("record %s seen before: acknowledged and ignored", record.record_id)
 
     def reject(self, code: str, detail: str, record_id: str | None) -> None:
         self.spool.bump("rejected")
-        if self._reject_log.allow(time.monotonic()):
+        if self._reject_log.allow(self.monotonic()):
             log.warning("rejected %s: %s (%s)", record_id or "record", code, detail)
         self.out.event("rejected", record_id=record_id, error=code, detail=detail)
 
     # -- the printer -----------------------------------------------------------------
 
     def _on_printer_ready(self, event: ev.PrinterReady) -> list:
-        self._set_printer("idle", ())
+        self._set_printer(PrinterCondition.IDLE, ())
         return []
 
     def _on_printer_fault(self, event: ev.PrinterFault) -> list:
-        self._set_printer("fault", event.reasons, event.detail)
+        self._set_printer(PrinterCondition.FAULT, event.reasons, event.detail)
         return []
 
     def _on_pick_requested(self, event: ev.PickRequested) -> list:
         job = self.spool.job(event.record_id)
         allow = (
-            not self.paused and event.record_id == self.current and job is not None
-            and job.state == "processing"
+            not self.state.paused and event.record_id == self.state.current and job is not None
+            and job.state == JobState.PROCESSING
         )
         if allow:
-            self.spool.update_job(event.record_id, phase="picking")
+            self.spool.update_job(event.record_id, phase=Phase.PICKING)
         return [ev.AnswerPick(event.record_id, allow)]
 
     def _on_card_picked(self, event: ev.CardPicked) -> list:
         job = self.spool.job(event.record_id)
         attempts = (job.attempts if job else 0) + 1
-        self.spool.update_job(event.record_id, phase="picked", attempts=attempts)
+        self.spool.update_job(event.record_id, phase=Phase.PICKED, attempts=attempts)
         self.spool.book("pick", 1, event.record_id)
         self.stock.picked(self.spool)
         return self._prefetch()
@@ -204,7 +209,7 @@ class StationCore:
     def _on_card_printed(self, event: ev.CardPrinted) -> list:
         self.spool.book("printed", 1, event.record_id)
         self.spool.update_job(event.record_id, phase=None)
-        self.set_job(event.record_id, "completed", (), "card printed")
+        self.set_job(event.record_id, JobState.COMPLETED, (), "card printed")
         self._release_printer(event.record_id)
         return self.desk.slip(event.record_id)
 
@@ -215,9 +220,9 @@ class StationCore:
         if job is None:
             return []
         if event.uncertain:
-            self.set_job(rid, "processing-stopped", (UNCERTAIN,), event.detail)
+            self.set_job(rid, JobState.PROCESSING_STOPPED, (Reason.UNCERTAIN,), event.detail)
             return []
-        if event.picked and job.phase != "picked":
+        if event.picked and job.phase != Phase.PICKED:
             # No answer to Ss: the blank may be gone. Book the pick the printer never
             # confirmed, so that picked = printed + spoiled still holds.
             self.spool.book("pick", 1, rid, "no answer to Ss")
@@ -229,49 +234,52 @@ class StationCore:
         # No card of this job is in the printer any more (none was taken, or it is spoiled).
         self.spool.update_job(rid, phase=None)
         if event.job_error:
-            self.set_job(rid, "aborted", event.reasons, event.detail)
+            self.set_job(rid, JobState.ABORTED, event.reasons, event.detail)
         elif event.picked and job.attempts >= self.config.printer.max_attempts:
-            self.set_job(rid, "aborted", event.reasons,
+            self.set_job(rid, JobState.ABORTED, event.reasons,
                           f"{job.attempts} blank cards spoiled; giving up: {event.detail}")
-        elif job.state == "processing" and (event.reasons or event.picked):
+        elif job.state == JobState.PROCESSING and (event.reasons or event.picked):
             spoiled = " (card spoiled; it will be printed again)" if event.picked else ""
-            self.set_job(rid, "processing-stopped", event.reasons, event.detail + spoiled)
-            self.current = rid  # it goes first once the printer is back
-        elif job.state == "processing":
-            self.set_job(rid, "pending", (), event.detail)
+            self.set_job(rid, JobState.PROCESSING_STOPPED, event.reasons, event.detail + spoiled)
+            self.state.current = rid  # it goes first once the printer is back
+        elif job.state == JobState.PROCESSING:
+            self.set_job(rid, JobState.PENDING, (), event.detail)
         return []
 
     def _release_printer(self, record_id: str) -> None:
-        if self.current == record_id:
-            self.current = None
-        if self.printer == "busy":
-            self.printer = "idle"
+        if self.state.current == record_id:
+            self.state.current = None
+        if self.state.printer is PrinterCondition.BUSY:
+            self.state.printer = PrinterCondition.IDLE
 
     def _set_printer(self, status: str, reasons: tuple[str, ...], detail: str = "") -> None:
-        busy = status == "idle" and self.printer == "busy"
-        self.printer = "busy" if busy else status
-        self.printer_reasons = tuple(reasons)
-        self.printer_detail = detail
+        busy = status == "idle" and self.state.printer is PrinterCondition.BUSY
+        self.state.printer = PrinterCondition.BUSY if busy else status
+        self.state.printer_reasons = tuple(reasons)
+        self.state.printer_detail = detail
 
     def _dispatch(self) -> list:
-        if self.printer != "idle" or self.paused:
+        if self.state.printer is not PrinterCondition.IDLE or self.state.paused:
             return []
-        job = self.spool.job(self.current) if self.current else None
-        if job is None or job.state != "processing-stopped" or UNCERTAIN in job.reasons:
+        job = self.spool.job(self.state.current) if self.state.current else None
+        resumes = job is not None and job.state == JobState.PROCESSING_STOPPED
+        if not resumes or is_uncertain(job.state, job.reasons):
             job = self.spool.next_pending()
         if job is None or job.payload is None:
             return []
-        self.current = job.record_id
-        self.printer = "busy"
-        self.set_job(job.record_id, "processing", (), "sent to the card printer")
+        self.state.current = job.record_id
+        self.state.printer = PrinterCondition.BUSY
+        self.set_job(job.record_id, JobState.PROCESSING, (), "sent to the card printer")
         return [ev.StartCard(job.record_id, job.payload)]
 
     def _prefetch(self) -> list:
         """Render the next card while this one prints (never in the gap between cards)."""
         upcoming = self.spool.next_pending()
-        if upcoming is None or upcoming.payload is None or upcoming.record_id == self.prefetched:
+        if upcoming is None or upcoming.payload is None:
             return []
-        self.prefetched = upcoming.record_id
+        if upcoming.record_id == self.state.prefetched:
+            return []
+        self.state.prefetched = upcoming.record_id
         return [ev.Prefetch(upcoming.record_id, upcoming.payload)]
 
     # -- the tray and the clock --------------------------------------------------------
@@ -304,22 +312,49 @@ class StationCore:
         self._next_purge = now + min(PURGE_EVERY_S, keep_s / 4)
         return [ev.PurgePersonalData(now - keep_s)]
 
+    # -- for the core's parts (commands, the front desk) and the station loop -----------
+
+    def set_paused(self, paused: bool) -> None:
+        """Take no new card into the printer (the card in it finishes)."""
+        self.state.paused = paused
+
+    def set_accepting(self, accepting: bool) -> None:
+        """Spool new records (True) or refuse them with not-accepting (drain)."""
+        self.state.accepting = accepting
+
+    def set_spool_full(self, full: bool) -> None:
+        """The spool's disk is nearly full (the station loop watches the free space)."""
+        self.state.spool_full = full
+
+    def forget_current(self, record_id: str) -> None:
+        """*record_id* will not go first when the printer is back (it was canceled)."""
+        if self.state.current == record_id:
+            self.state.current = None
+
+    def in_printer(self, record_id: str) -> bool:
+        """A card of *record_id* is being printed now."""
+        job = self.spool.job(record_id)
+        return job is not None and (job.phase is not None or (
+            record_id == self.state.current and job.state == JobState.PROCESSING))
+
     # -- publishing ------------------------------------------------------------------
 
     def topic(self, leaf: str) -> str:
         return self.out.topic(leaf)
 
     def set_job(self, record_id: str, state: str, reasons: tuple[str, ...], detail: str) -> None:
-        """Move a job to *state* and tell the district."""
+        """Move a job to *state* (a move of the lifecycle table) and tell the district."""
+        job = self.spool.job(record_id)
+        check_transition(record_id, job.state if job else None, state)
         self.spool.update_job(record_id, state=state, reasons=reasons, detail=detail)
         self.out.job_event(record_id, state, reasons, detail)
 
     def _active_alerts(self) -> dict[str, str]:
-        active = {r: self.printer_detail or r for r in self.printer_reasons}
+        active = {r: self.state.printer_detail or r for r in self.state.printer_reasons}
         active.update(self.stock.reasons())
         active.update(self.desk.receipt_reasons)
-        if self.spool_full:
-            active["spool-area-full-error"] = "the spool's disk is nearly full: records wait"
+        if self.state.spool_full:
+            active[Reason.SPOOL_FULL] = "the spool's disk is nearly full: records wait"
         return active
 
     def state_actions(self) -> list:
@@ -329,17 +364,17 @@ class StationCore:
 
     def state_document(self) -> dict:
         """The state of mqtt.md without schema/boot_id/seq/ts."""
-        reasons = set(self.printer_reasons) | set(self.stock.reasons())
+        reasons = set(self.state.printer_reasons) | set(self.stock.reasons())
         reasons |= set(self.desk.receipt_reasons)  # warnings only: they never stop a card
-        if self.printer == "connecting":
-            reasons.add("connecting-to-device")
-        if self.spool_full:
-            reasons.add("spool-area-full-error")
-        if self.paused:
-            reasons.add("paused")
-        if self.printer == "busy":
+        if self.state.printer is PrinterCondition.CONNECTING:
+            reasons.add(Reason.CONNECTING)
+        if self.state.spool_full:
+            reasons.add(Reason.SPOOL_FULL)
+        if self.state.paused:
+            reasons.add(Reason.PAUSED)
+        if self.state.printer is PrinterCondition.BUSY:
             printer_state = "processing"
-        elif self.printer != "idle" or self.paused:
+        elif self.state.printer is not PrinterCondition.IDLE or self.state.paused:
             printer_state = "stopped"
         else:
             printer_state = "idle"
@@ -347,7 +382,7 @@ class StationCore:
         return {
             "printer_state": printer_state,
             "printer_state_reasons": sorted(reasons) or ["none"],
-            "accepting_jobs": self.accepting and not self.spool_full,
+            "accepting_jobs": self.state.accepting and not self.state.spool_full,
             "queue": self.spool.queue_counts(),
             "stock": self.stock.document(ledger),
             "counters": {
