@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -116,7 +117,13 @@ class StationThread:
 
 
 class StationProcess:
-    """``kiosk run`` as its own process, for kill -9."""
+    """``kiosk run`` as its own process, for kill -9.
+
+    Every one started is killed at the end of its test, whatever the test's fate
+    (`_no_station_process_outlives_its_test`).
+    """
+
+    started: ClassVar[list[StationProcess]] = []
 
     def __init__(self, settings: dict, directory: Path) -> None:
         self.config = directory / "station.toml"
@@ -130,7 +137,13 @@ class StationProcess:
                 [sys.executable, "-m", "kiosk", "run", "--config", str(self.config)],
                 stdout=log, stderr=log, start_new_session=True,
             )
+        StationProcess.started.append(self)
         return self
+
+    def kill_if_running(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
 
     def kill(self) -> None:
         assert self.process is not None
@@ -141,6 +154,13 @@ class StationProcess:
         assert self.process is not None
         self.process.terminate()
         return self.process.wait(timeout=20)
+
+
+@pytest.fixture(autouse=True)
+def _no_station_process_outlives_its_test():
+    yield
+    while StationProcess.started:
+        StationProcess.started.pop().kill_if_running()
 
 
 def to_toml(settings: dict) -> str:

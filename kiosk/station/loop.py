@@ -152,9 +152,14 @@ class Station:
         threading.Thread(target=ask, name="tray-calibrate", daemon=True).start()
 
     def _purge(self, action: ev.PurgePersonalData) -> None:
-        purged = self.spool.purge_personal_data(action.before)
-        if purged:
-            log.info("personal data of %d finished jobs removed from the spool", purged)
+        outcome = self.spool.purge_personal_data(action.before)
+        if outcome.clean and outcome.removed:
+            log.info("personal data of %d finished jobs removed from the spool", outcome.removed)
+        elif not outcome.clean:
+            log.warning("personal data of %d finished jobs deleted, but a reader holds the"
+                        " spool: copies stay in its WAL until the checkpoint can finish"
+                        " (retried)", outcome.removed)
+        self.events.put(ev.PurgeDone(outcome.removed, outcome.clean))
 
     def _receipt(self, config: Config) -> ReceiptPrinter | None:
         if not config.receipt.enabled:

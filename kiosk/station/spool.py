@@ -59,8 +59,15 @@ CREATE TABLE IF NOT EXISTS outbox (
     created_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS requests (
+    key TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    reply BLOB NOT NULL,
+    at REAL NOT NULL
+);
 """
 
+CHECKPOINT_WAIT_MS = 200
 ACTIVE_STATES = ("pending", "pending-held", "processing", "processing-stopped")
 FINAL_STATES = ("completed", "canceled", "aborted")
 
@@ -84,6 +91,14 @@ class OutboxItem:
     topic: str
     payload: bytes
     response: bytes | None  # correlation data for a command reply, else None
+
+
+@dataclass(frozen=True)
+class PurgeOutcome:
+    """What a purge did: records removed now, and whether no copy is left in the files."""
+
+    removed: int
+    clean: bool  # False: a reader held the WAL; old pages stay there until a checkpoint
 
 
 @dataclass(frozen=True)
@@ -192,6 +207,8 @@ class Spool:
             changes["reasons"] = json.dumps(list(changes["reasons"]))  # type: ignore[arg-type]
         if changes.get("state") in FINAL_STATES:
             changes["ended_at"] = self.clock()
+        elif "state" in changes:
+            changes["ended_at"] = None  # live again (a reprint): its record is needed
         changes["updated_at"] = self.clock()
         if "state" in changes:
             self._counts = None
@@ -217,22 +234,65 @@ class Spool:
             "processing": counts.get("processing", 0) + counts.get("processing-stopped", 0),
         }
 
-    def purge_personal_data(self, older_than: float) -> int:
+    def purge_personal_data(self, older_than: float) -> PurgeOutcome:
         """Drop the record (photo, signature, NIK, fields) of jobs that ended before
         *older_than* (epoch seconds), so that the bytes are gone from the files.
 
-        Its own transaction, then a truncating checkpoint: with ``secure_delete`` the
-        freed pages are zeroed, and the WAL that still held the old pages is emptied.
-        The record_id stays, so a replay of a printed record is still refused.
+        Only jobs in a final state lose their record: a job that is live again (a
+        reprint) keeps it. Its own transaction, then a truncating checkpoint: with
+        ``secure_delete`` the freed pages are zeroed, and the WAL that still held the
+        old pages is emptied. A reader holding the spool (a backup, ``kiosk status``)
+        keeps the checkpoint from finishing: then the outcome is not clean, the debt is
+        remembered, and the next call tries the checkpoint again. The record_id stays,
+        so a replay of a printed record is still refused.
         """
+        marks = ",".join("?" * len(FINAL_STATES))
         with self.transaction():
             cursor = self._db.execute(
-                "UPDATE jobs SET payload = NULL WHERE payload IS NOT NULL AND ended_at < ?",
-                (older_than,),
+                "UPDATE jobs SET payload = NULL WHERE payload IS NOT NULL AND ended_at < ?"
+                f" AND state IN ({marks})", (older_than, *FINAL_STATES),
             )
-        if cursor.rowcount:
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        return cursor.rowcount
+            if cursor.rowcount:
+                self.set_meta("purge_checkpoint_owed", "1")
+        if self.get_meta("purge_checkpoint_owed") != "1":
+            return PurgeOutcome(cursor.rowcount, True)
+        clean = self._checkpoint()
+        if clean:  # what this delete puts in the emptied WAL is the meta page alone
+            self._db.execute("DELETE FROM meta WHERE key = 'purge_checkpoint_owed'")
+        return PurgeOutcome(cursor.rowcount, clean)
+
+    def _checkpoint(self) -> bool:
+        """Copy the WAL into the file and empty it; False if a reader kept it from ending.
+
+        A short wait only: the station's loop must not stall behind a long reader.
+        """
+        self._db.execute(f"PRAGMA busy_timeout={CHECKPOINT_WAIT_MS}")
+        try:
+            busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            self._db.execute("PRAGMA busy_timeout=5000")
+        return busy == 0
+
+    def restore_payload(self, record_id: str, payload: bytes) -> bool:
+        """Give a held job whose record was missing its record again; False if not such."""
+        cursor = self._db.execute(
+            "UPDATE jobs SET payload = ?, updated_at = ? WHERE record_id = ? AND payload IS NULL"
+            " AND state = 'pending-held'", (payload, self.clock(), record_id))
+        return cursor.rowcount == 1
+
+    # -- requests (district commands carried out once) --------------------------------
+
+    def request_reply(self, key: str) -> bytes | None:
+        """The reply already given to request *key*, if it was carried out."""
+        row = self._db.execute("SELECT reply FROM requests WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def remember_request(self, key: str, name: str, reply: bytes) -> None:
+        self._db.execute("INSERT OR REPLACE INTO requests (key, name, reply, at)"
+                         " VALUES (?, ?, ?, ?)", (key, name, reply, self.clock()))
+
+    def forget_requests(self, older_than: float) -> int:
+        return self._db.execute("DELETE FROM requests WHERE at < ?", (older_than,)).rowcount
 
     # -- ledger -----------------------------------------------------------
 

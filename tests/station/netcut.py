@@ -10,6 +10,8 @@ and one selector carry every connection on loopback. Three ways to fail:
   (what was sent meanwhile is lost, as it would be on a dead path).
 * ``refuse()``: new connections are closed at once (until ``flow()``), as when the
   uplink is down for a while; combine with ``reset()`` for an outage.
+* ``mute_client()``: what the client sends is swallowed while what the server sends
+  still arrives (until ``flow()``): the client's PUBACKs are lost, as on a half-dead path.
 
 Usage::
 
@@ -67,6 +69,7 @@ class NetCut:
         self._selector.register(self._wake_r, selectors.EVENT_READ)
         self._stalled = False
         self._refusing = False
+        self._client_muted = False
         self._stop = False
         self.accepted = 0
         self.resets = 0
@@ -108,6 +111,10 @@ class NetCut:
     def refuse(self) -> None:
         """Close new connections at once."""
         self._ask("refuse")
+
+    def mute_client(self) -> None:
+        """Swallow what clients send; the server's bytes still reach them."""
+        self._ask("mute-client")
 
     def flow(self) -> None:
         """Carry bytes and accept connections again."""
@@ -154,8 +161,10 @@ class NetCut:
                 self._stalled = True
             elif request == "refuse":
                 self._refusing = True
+            elif request == "mute-client":
+                self._client_muted = True
             elif request == "flow":
-                self._stalled = self._refusing = False
+                self._stalled = self._refusing = self._client_muted = False
             elif request == "stop":
                 self._stop = True
             done.set()
@@ -194,7 +203,8 @@ class NetCut:
             if data == b"":
                 self._drop(sock, abort=False)
                 return
-            if data and not self._stalled:  # a stalled line swallows what it is given
+            muted = self._client_muted and sock is pair.client
+            if data and not self._stalled and not muted:  # a stalled line swallows it
                 pair.outbox(pair.peer(sock)).extend(data)
                 self._flush(pair.peer(sock), pair)
         if mask & selectors.EVENT_WRITE and sock in self._pairs:

@@ -52,8 +52,10 @@ class Harness:
         payload = json.dumps(body).encode()
         return body, self.send(ev.MessageArrived(f"{BASE}/jobs", payload, self.mid, 1))
 
-    def command(self, name, body=b"{}", correlation=b"c1"):
+    def command(self, name, body=b"{}", correlation=None):
+        """A district command; each call a new request unless *correlation* repeats one."""
         self.mid += 1
+        correlation = correlation or b"c%d" % self.mid
         return self.send(ev.MessageArrived(f"{BASE}/cmd/{name}", body, self.mid, 1,
                                            response_topic="reply/here", correlation=correlation))
 
@@ -373,7 +375,7 @@ def test_replay_of_a_printed_record_is_refused_even_after_its_data_was_purged(h)
     h.send(ev.PrinterReady())
     body, _ = h.record(1)
     h.print_one(body["record_id"])
-    assert h.spool.purge_personal_data(time.time() + 1) == 1
+    assert h.spool.purge_personal_data(time.time() + 1).removed == 1
     assert h.spool.job(body["record_id"]).payload is None
     _, actions = h.record(1)  # the same record again
     assert of(actions, ev.Ack) and not of(actions, ev.StartCard)
@@ -479,3 +481,151 @@ def test_kept_queue_counts_and_ledger_totals_agree_with_a_fresh_count(h, tmp_pat
     finally:
         fresh.close()
     assert kept[0]["pending"] == 1 and kept[1].printed == 1 and kept[1].refills == 5
+
+
+# -- once per request (mqtt.md, Commands) ---------------------------------------------------
+
+
+def test_a_repeated_request_gets_the_same_reply_and_changes_nothing(h):
+    h.command("refill", b'{"count": 100}', correlation=b"req-1")
+    h.command("refill", b'{"count": 100}', correlation=b"req-1")  # the broker redelivers
+    assert h.spool.ledger().refills == 100
+    (first, again) = [reply for _, reply in h.replies()]
+    assert first == again == {"ok": True, "remaining": 100}
+    audits = h.events("command")
+    assert [a["repeat"] for a in audits] == [False, True]
+    h.command("refill", b'{"count": 100}', correlation=b"req-2")  # a new request
+    assert h.spool.ledger().refills == 200
+
+
+def test_a_request_id_in_the_payload_identifies_a_request_without_correlation(h):
+    h.mid += 1
+    body = b'{"count": 5, "request_id": "r-77"}'
+    for _ in range(2):
+        h.mid += 1
+        h.send(ev.MessageArrived(f"{BASE}/cmd/refill", body, h.mid, 1))
+    assert h.spool.ledger().refills == 5
+
+
+def test_a_changing_command_without_an_identifier_is_refused(h):
+    h.mid += 1
+    h.send(ev.MessageArrived(f"{BASE}/cmd/refill", b'{"count": 5}', h.mid, 1,
+                             response_topic="reply/here"))
+    assert h.replies()[-1][1]["error"] == "no-request-id"
+    assert h.spool.ledger().refills == 0
+    h.mid += 1  # status changes nothing: it needs no identifier
+    h.send(ev.MessageArrived(f"{BASE}/cmd/status", b"{}", h.mid, 1, response_topic="reply/here"))
+    assert h.replies()[-1][1]["ok"] is True
+
+
+def test_requests_are_forgotten_only_after_the_session_expiry(tmp_path):
+    clock = [time.time()]
+    spool = Spool(tmp_path / "spool.db", clock=lambda: clock[0])
+    spool.remember_request("c:refill::01", "refill", b"{}")
+    expiry = 604800
+    assert spool.forget_requests(clock[0] - expiry - 86400) == 0
+    clock[0] += expiry + 86400 + 1
+    assert spool.forget_requests(clock[0] - expiry - 86400) == 1
+
+
+# -- operator decisions outlive a restart -------------------------------------------------------
+
+
+def test_drain_and_pause_are_kept_across_a_restart(tmp_path):
+    h = Harness(tmp_path)
+    h.command("drain")
+    h.command("pause")
+    h.spool.close()
+    h2 = Harness(tmp_path)
+    assert h2.core.state.paused and not h2.core.state.accepting
+    h2.send(ev.PrinterReady())
+    body, _ = h2.record(1)
+    (rejected,) = h2.events("rejected")
+    assert rejected["error"] == "not-accepting" and rejected["record_id"] == body["record_id"]
+    h2.command("accept")
+    h2.command("resume")
+    h2.spool.close()
+    h3 = Harness(tmp_path)
+    assert not h3.core.state.paused and h3.core.state.accepting
+
+
+# -- no job blocks the queue; the purge takes nothing a live job needs ------------------------
+
+
+def test_a_reprint_waiting_behind_a_pause_keeps_its_record_through_the_purge(h):
+    h.send(ev.PrinterReady())
+    body, _ = h.record(1)
+    rid = body["record_id"]
+    h.print_one(rid)
+    h.command("pause")
+    h.command("reprint", json.dumps({"record_id": rid, "reason": "smudged"}).encode())
+    assert h.spool.purge_personal_data(time.time() + 3600).removed == 0
+    assert h.spool.job(rid).payload is not None
+    h.spool.update_job(rid, ended_at=time.time() - 7200)  # as an older station left it
+    assert h.spool.purge_personal_data(time.time() + 3600).removed == 0  # live: kept
+    actions = h.command("resume")
+    assert [a.record_id for a in of(actions, ev.StartCard)] == [rid]
+
+
+def test_a_job_that_is_live_again_has_no_end_time(h):
+    h.send(ev.PrinterReady())
+    body, _ = h.record(1)
+    rid = body["record_id"]
+    h.print_one(rid)
+    h.command("reprint", json.dumps({"record_id": rid, "reason": "smudged"}).encode())
+    (ended_at,) = h.spool._db.execute("SELECT ended_at FROM jobs WHERE record_id = ?",
+                                      (rid,)).fetchone()
+    assert ended_at is None
+
+
+def test_a_job_whose_record_is_gone_is_set_aside_and_the_rest_prints(h):
+    body1, _ = h.record(1)
+    body2, _ = h.record(2)
+    first, second = body1["record_id"], body2["record_id"]
+    h.spool.update_job(first, payload=None)  # as an older purge left it
+    actions = h.send(ev.PrinterReady())
+    assert [a.record_id for a in of(actions, ev.StartCard)] == [second]
+    job = h.spool.job(first)
+    assert (job.state, job.reasons) == ("pending-held", ("job-record-missing",))
+    alerts = {a["reason"] for a in h.events("alert") if not a.get("cleared")}
+    assert "job-held-warning" in alerts
+    h.print_one(second)
+    _, actions = h.record(1)  # the district sends the record again
+    assert [a.record_id for a in of(actions, ev.StartCard)] == [first]
+    assert any(a["reason"] == "job-held-warning" and a.get("cleared")
+               for a in h.events("alert"))
+
+
+def test_purges_that_leave_copies_in_the_wal_become_an_alert_and_clear(h):
+    for _ in range(2):
+        h.send(ev.PurgeDone(1, clean=False))
+    assert not [a for a in h.events("alert") if a["reason"] == "purge-incomplete-warning"]
+    h.send(ev.PurgeDone(0, clean=False))
+    raised = [a for a in h.events("alert") if a["reason"] == "purge-incomplete-warning"]
+    assert len(raised) == 1 and not raised[0].get("cleared")
+    h.send(ev.PurgeDone(0, clean=True))
+    raised = [a for a in h.events("alert") if a["reason"] == "purge-incomplete-warning"]
+    assert len(raised) == 2 and raised[1]["cleared"] is True
+
+
+def test_a_purge_with_a_reader_holding_the_spool_is_not_clean_until_it_lets_go(h, tmp_path):
+    import sqlite3
+
+    h.send(ev.PrinterReady())
+    body, _ = h.record(1)
+    h.print_one(body["record_id"])
+    name = body["fields"]["nama"].encode()
+    reader = sqlite3.connect(tmp_path / "spool.db")
+    reader.execute("BEGIN")
+    reader.execute("SELECT COUNT(*) FROM jobs").fetchone()  # holds a snapshot of the WAL
+    outcome = h.spool.purge_personal_data(time.time() + 1)
+    assert (outcome.removed, outcome.clean) == (1, False)
+    assert name in (tmp_path / "spool.db-wal").read_bytes()  # the old page is still there
+    assert not h.spool.purge_personal_data(time.time() + 1).clean  # retried, still held
+    reader.rollback()
+    reader.close()
+    outcome = h.spool.purge_personal_data(time.time() + 1)
+    assert (outcome.removed, outcome.clean) == (0, True)
+    for suffix in ("", "-wal"):
+        path = tmp_path / f"spool.db{suffix}"
+        assert not path.exists() or name not in path.read_bytes()

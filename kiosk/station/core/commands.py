@@ -11,6 +11,14 @@ board's empty height and card thickness; the board's answer follows as a second
 `local`. Each command method returns a `Reply`: the reply's fields and the actions the
 command needs (sending the calibration to the tray board, printing a report); the
 core's facts change only through the core's own methods.
+
+Once per request (mqtt.md): a command that changes anything is identified by its
+ResponseTopic and CorrelationData, or by a ``request_id`` member of its payload. The
+spool remembers each one carried out with its reply; the same request again (the
+broker redelivering after a lost PUBACK, a district tool resending after a timeout) is
+answered with that reply, audited as a repeat, and changes nothing. Without an
+identifier such a command is refused with ``no-request-id``. Commands at the device
+need none: a button press arrives once.
 """
 
 from __future__ import annotations
@@ -26,6 +34,8 @@ if TYPE_CHECKING:
     from kiosk.station.core.machine import StationCore
 
 MAX_REFILL = 10_000
+READ_ONLY = frozenset({"status", "rebirth"})  # safe to repeat: no identifier needed
+MAX_REQUEST_ID = 128
 
 
 class CommandError(Exception):
@@ -62,14 +72,39 @@ class CommandHandler:
         actions: tuple = ()
         try:
             args = self._arguments(name, payload)
+            key = self._request_key(name, args.pop("request_id", None), response_topic,
+                                    correlation)
         except CommandError as error:
             reply = {"ok": False, "error": error.code, "detail": error.detail}
             self._audit(name, {}, "district", reply)
         else:
-            reply, actions = self._execute(name, args, "district")
+            done = self.core.spool.request_reply(key) if key else None
+            if done is not None:
+                reply = json.loads(done)
+                self._audit(name, args, "district", reply, repeat=True)
+            else:
+                reply, actions = self._execute(name, args, "district")
+                if key:
+                    self.core.spool.remember_request(key, name, json.dumps(reply).encode())
         if response_topic:
             self.core.out.outbox(response_topic, reply, correlation or b"")
         return list(actions)
+
+    @staticmethod
+    def _request_key(name: str, request_id: object, response_topic: str | None,
+                     correlation: bytes | None) -> str | None:
+        """What identifies this request (None: a read-only command, safe to repeat)."""
+        if name in READ_ONLY:
+            return None
+        if correlation:
+            return f"c:{name}:{response_topic or ''}:{correlation.hex()}"
+        if isinstance(request_id, str) and 0 < len(request_id) <= MAX_REQUEST_ID:
+            return f"r:{name}:{request_id}"
+        if request_id is not None:
+            raise CommandError("bad-arguments",
+                               f"request_id must be a string of 1..{MAX_REQUEST_ID} characters")
+        raise CommandError("no-request-id", f"{name} changes the station: send it with"
+                           " CorrelationData or a request_id, so that it takes effect once")
 
     def local(self, name: str, args: dict[str, Any]) -> list:
         """The same command asked for at the device; returns the actions it needs."""
@@ -87,9 +122,14 @@ class CommandHandler:
         self._audit(name, args, source, reply)
         return reply, actions
 
-    def _audit(self, name: str, args: dict[str, Any], source: str, reply: dict) -> None:
+    def _audit(self, name: str, args: dict[str, Any], source: str, reply: dict, *,
+               repeat: bool = False) -> None:
+        detail = reply.get("detail", "")
+        if repeat:
+            detail = "request already carried out: the same reply again, nothing changed"
         self.core.out.event("command", name=name, args=_audit(args), source=source,
-                        ok=reply["ok"], error=reply.get("error"), detail=reply.get("detail", ""))
+                            ok=reply["ok"], error=reply.get("error"), detail=detail,
+                            repeat=repeat)
 
     def _arguments(self, name: str, payload: bytes) -> dict[str, Any]:
         if name not in self.ARGS:
@@ -101,7 +141,7 @@ class CommandHandler:
         if not isinstance(body, dict):
             raise CommandError("bad-request", "request must be a JSON object")
         wanted = self.ARGS[name]
-        extra = sorted(set(body) - set(wanted))
+        extra = sorted(set(body) - set(wanted) - {"request_id"})
         if extra:
             raise CommandError("bad-arguments", f"{name} takes no argument {extra[0]!r}")
         missing = [key for key in wanted if key not in body]

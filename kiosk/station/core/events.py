@@ -207,6 +207,14 @@ class PurgePersonalData:
 
 
 @dataclass(frozen=True)
+class PurgeDone:
+    """What the purge did; ``clean`` False: copies are still in the WAL (a reader held it)."""
+
+    removed: int
+    clean: bool
+
+
+@dataclass(frozen=True)
 class CalibrateTray:
     """Send the calibration to the tray board (it answers within 2 s, off the loop)."""
 

@@ -47,6 +47,7 @@ from kiosk.station.spool import Spool
 log = logging.getLogger(__name__)
 
 PURGE_EVERY_S = 60.0
+PURGE_UNCLEAN_ALERT = 3  # purges in a row that left copies in the WAL before it is an alert
 REJECT_LOG_PER_MINUTE = 20
 
 
@@ -91,6 +92,9 @@ class StationCore:
             else:
                 self.set_job(job.record_id, JobState.PENDING, (), "requeued after restart")
         self.stock.load(self.spool)
+        # An operator's pause and a district's drain outlive a power cut.
+        self.state.paused = self.spool.get_meta("paused") == "1"
+        self.state.accepting = self.spool.get_meta("accepting", "1") == "1"
         return self.out.flush()
 
     def handle(self, event: object) -> list:
@@ -114,6 +118,7 @@ class StationCore:
             ev.CardPrinted: self._on_card_printed,
             ev.CardFailed: self._on_card_failed,
             ev.Tick: self._on_tick,
+            ev.PurgeDone: self._on_purge_done,
             ev.OperatorIntent: self.desk.on_intent,
             ev.ReceiptFault: self.desk.on_receipt_fault,
             ev.TrayCalibrated: self._on_tray_calibrated,
@@ -169,6 +174,8 @@ class StationCore:
             return
         if self.spool.add_job(record.record_id, record.priority, mask_nik(record.nik), payload):
             self.out.job_event(record.record_id, JobState.PENDING, (), "spooled")
+        elif self.spool.restore_payload(record.record_id, payload):
+            self.set_job(record.record_id, JobState.PENDING, (), "its record arrived again")
         else:
             log.info("record %s seen before: acknowledged and ignored", record.record_id)
 
@@ -265,12 +272,21 @@ class StationCore:
         resumes = job is not None and job.state == JobState.PROCESSING_STOPPED
         if not resumes or is_uncertain(job.state, job.reasons):
             job = self.spool.next_pending()
-        if job is None or job.payload is None:
+        while job is not None and job.payload is None:
+            self._set_aside(job.record_id)  # no job may block the ones behind it
+            job = self.spool.next_pending()
+        if job is None:
             return []
         self.state.current = job.record_id
         self.state.printer = PrinterCondition.BUSY
         self.set_job(job.record_id, JobState.PROCESSING, (), "sent to the card printer")
         return [ev.StartCard(job.record_id, job.payload)]
+
+    def _set_aside(self, record_id: str) -> None:
+        """Hold a job whose record is gone; the rest of the queue prints."""
+        self.forget_current(record_id)
+        self.set_job(record_id, JobState.PENDING_HELD, (Reason.RECORD_MISSING,),
+                     "its record is no longer on this station: send the record again")
 
     def _prefetch(self) -> list:
         """Render the next card while this one prints (never in the gap between cards)."""
@@ -310,17 +326,25 @@ class StationCore:
         if now < self._next_purge:
             return []
         self._next_purge = now + min(PURGE_EVERY_S, keep_s / 4)
+        # Requests carried out are remembered beyond the session the broker may redeliver in.
+        self.spool.forget_requests(now - self.config.mqtt.session_expiry_s - 86400)
         return [ev.PurgePersonalData(now - keep_s)]
+
+    def _on_purge_done(self, event: ev.PurgeDone) -> list:
+        self.state.purges_unclean = 0 if event.clean else self.state.purges_unclean + 1
+        return []
 
     # -- for the core's parts (commands, the front desk) and the station loop -----------
 
     def set_paused(self, paused: bool) -> None:
-        """Take no new card into the printer (the card in it finishes)."""
+        """Take no new card into the printer (the card in it finishes); kept in the spool."""
         self.state.paused = paused
+        self.spool.set_meta("paused", "1" if paused else "0")
 
     def set_accepting(self, accepting: bool) -> None:
-        """Spool new records (True) or refuse them with not-accepting (drain)."""
+        """Spool new records (True) or refuse them with not-accepting (drain); kept."""
         self.state.accepting = accepting
+        self.spool.set_meta("accepting", "1" if accepting else "0")
 
     def set_spool_full(self, full: bool) -> None:
         """The spool's disk is nearly full (the station loop watches the free space)."""
@@ -355,6 +379,12 @@ class StationCore:
         active.update(self.desk.receipt_reasons)
         if self.state.spool_full:
             active[Reason.SPOOL_FULL] = "the spool's disk is nearly full: records wait"
+        held = self.spool.queue_counts()["held"]
+        if held:
+            active[Reason.JOB_HELD] = f"{held} jobs wait for their record: send them again"
+        if self.state.purges_unclean >= PURGE_UNCLEAN_ALERT:
+            active[Reason.PURGE_INCOMPLETE] = (
+                "purged personal data is still in spool.db-wal: a reader holds the spool")
         return active
 
     def state_actions(self) -> list:

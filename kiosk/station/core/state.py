@@ -55,6 +55,9 @@ class Reason(StrEnum):
     PAUSED = "paused"
     CONNECTING = "connecting-to-device"
     SPOOL_FULL = "spool-area-full-error"
+    RECORD_MISSING = "job-record-missing"  # held: its record was purged; the district resends it
+    JOB_HELD = "job-held-warning"  # alert: jobs are held waiting for their record
+    PURGE_INCOMPLETE = "purge-incomplete-warning"  # alert: purged data still in the WAL
 
 
 # The job lifecycle: for each state, the states a job may move to and why.
@@ -64,10 +67,11 @@ TRANSITIONS: dict[JobState | None, dict[JobState, str]] = {
     None: {_S.PENDING: "a record is spooled"},
     _S.PENDING: {
         _S.PROCESSING: "the printer is free and it is next",
+        _S.PENDING_HELD: "its record is missing: set aside until the district sends it again",
         _S.CANCELED: "cancel or release",
     },
     _S.PENDING_HELD: {
-        _S.PENDING: "released from hold",
+        _S.PENDING: "its record arrived again",
         _S.CANCELED: "cancel or release",
     },
     _S.PROCESSING: {
@@ -80,6 +84,7 @@ TRANSITIONS: dict[JobState | None, dict[JobState, str]] = {
     _S.PROCESSING_STOPPED: {
         _S.PROCESSING_STOPPED: "the reasons changed",
         _S.PROCESSING: "the fault cleared (it goes first)",
+        _S.PENDING_HELD: "its record is missing: set aside until the district sends it again",
         _S.COMPLETED: "confirm (the card did come out)",
         _S.PENDING: "reprint of an uncertain card, or requeued after a restart",
         _S.ABORTED: "too many blanks spoiled",
@@ -139,3 +144,4 @@ class StationState:
     accepting: bool = True
     spool_full: bool = False
     generation: int | None = None  # the broker connection that is up, if any
+    purges_unclean: int = 0  # purges in a row that left copies in the WAL
