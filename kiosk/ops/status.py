@@ -45,6 +45,10 @@ def _ledger(console: Console, spool: Spool) -> None:
         + ("" if ledger.balanced else "  (cards in doubt: see uncertain jobs)")
     )
     console.print(f"Rejected records: {spool.get_meta('rejected', '0')}")
+    failures = spool.get_meta("link_failures", "0")
+    if failures != "0":
+        console.print(f"Broker: {failures} failed connection attempts; last: "
+                      f"{spool.get_meta('link_error')}")
 
 
 def _outbox(console: Console, spool: Spool) -> None:

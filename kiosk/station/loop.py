@@ -245,6 +245,7 @@ class Station:
         now = time.monotonic()
         if now >= self._next_tick:
             self._next_tick = now + TICK_S
+            self.link.retry_due(now)  # what the broker refused goes again after its back-off
             return [ev.Tick(time.time()), *self._drain()]
         try:
             first = self.events.get(timeout=self._next_tick - now)

@@ -276,8 +276,22 @@ def _network(view: PanelView, language: str, ip: str | None) -> Lines:
         text["network"],
         text["ip"].format(ip=ip) if ip else text["no-ip"],
         text["server-up"] if view.broker_connected else text["server-down"],
-        text["tray"].format(s=tray),
+        fit(short_error(view.broker_error)) if view.broker_error
+        else text["tray"].format(s=tray),
     )
+
+
+# What a failed connection attempt says, in the technician's words (TLS, DNS are universal).
+_CAUSES = (("certificate", "TLS: certificate"), ("ssl", "TLS error"),
+           ("refused by the broker", "Broker: login refused"), ("refused", "Broker refused"),
+           ("name or service", "DNS error"), ("gaierror", "DNS error"),
+           ("timed out", "Broker: timed out"), ("unreachable", "Network unreachable"))
+
+
+def short_error(cause: str) -> str:
+    """A connection failure's cause in at most 20 characters."""
+    lowered = cause.lower()
+    return next((short for key, short in _CAUSES if key in lowered), "Broker: no connect")
 
 
 def _language(language: str) -> str:

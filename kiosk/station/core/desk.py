@@ -129,6 +129,7 @@ class Desk:
             current_name_masked=self._masked_name(facts.current),
             uncertain=tuple(self.uncertain()),
             broker_connected=facts.generation is not None,
+            broker_error=facts.link_error if facts.generation is None else None,
             tray_online=core.stock.tray_online,
             printed=state["counters"]["printed"],
             spoiled=state["counters"]["spoiled"],

@@ -40,6 +40,13 @@ class LinkDown:
 
 
 @dataclass(frozen=True)
+class LinkFailed:
+    """A connection attempt failed; ``cause`` says why (TLS, refused, DNS, not authorized)."""
+
+    cause: str
+
+
+@dataclass(frozen=True)
 class Delivered:
     """The broker confirmed (PUBACK) an outbox item."""
 
@@ -262,6 +269,7 @@ class PanelView:
     current_name_masked: str | None = None
     uncertain: tuple[str, ...] = ()  # record ids waiting for a person's decision
     broker_connected: bool = False
+    broker_error: str | None = None  # why the last connection attempt failed, while offline
     tray_online: bool | None = None
     printed: int = 0
     spoiled: int = 0

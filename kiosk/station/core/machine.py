@@ -110,6 +110,7 @@ class StationCore:
             ev.MessageArrived: self._on_message,
             ev.LinkUp: self._on_link_up,
             ev.LinkDown: self._on_link_down,
+            ev.LinkFailed: self._on_link_failed,
             ev.Delivered: self._on_delivered,
             ev.PrinterReady: self._on_printer_ready,
             ev.PrinterFault: self._on_printer_fault,
@@ -137,12 +138,20 @@ class StationCore:
 
     def _on_link_up(self, event: ev.LinkUp) -> list:
         self.state.generation = event.generation
+        self.state.link_error = None
         state = self.out.state(self.state_document(), force=True)
         return [ev.Publish(self.topic("availability"), b"online"), state]
 
     def _on_link_down(self, event: ev.LinkDown) -> list:
         if self.state.generation == event.generation:
             self.state.generation = None
+        return []
+
+    def _on_link_failed(self, event: ev.LinkFailed) -> list:
+        """Counted and kept for ``kiosk status``; the panel shows it while offline."""
+        self.state.link_error = event.cause
+        self.spool.bump("link_failures")
+        self.spool.set_meta("link_error", f"{_rfc3339(self.clock())} {event.cause}")
         return []
 
     def _on_delivered(self, event: ev.Delivered) -> list:
@@ -422,3 +431,7 @@ class StationCore:
             },
             "version": __version__,
         }
+
+
+def _rfc3339(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))

@@ -145,3 +145,4 @@ class StationState:
     spool_full: bool = False
     generation: int | None = None  # the broker connection that is up, if any
     purges_unclean: int = 0  # purges in a row that left copies in the WAL
+    link_error: str | None = None  # why the last connection attempt failed, until one works
