@@ -26,7 +26,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except ConfigError as error:
-        print(f"kiosk: configuration error: {error}", file=sys.stderr)
+        for line in error.lines():  # every problem, each naming its key
+            print(f"kiosk: configuration error: {line}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_OK
