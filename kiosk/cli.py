@@ -8,7 +8,6 @@ Exit codes: 0 ok, 2 bad usage or configuration (the message names the key),
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from collections.abc import Sequence
 
@@ -89,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> int:
     from kiosk.ops.memory import limit_malloc_arenas
+    from kiosk.ops.signals import stopped_by_signals
     from kiosk.ops.systemd import Notifier
     from kiosk.station.loop import Station
 
@@ -97,9 +97,8 @@ def _run(args: argparse.Namespace) -> int:
     notifier.status("starting")
     config = load(args.config)
     station = Station(config, notify=notifier.notify)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: station.stop())
-    station.run()
+    with stopped_by_signals(station.stop):  # not stop() in a handler: it takes a lock
+        station.run()
     return EXIT_OK
 
 

@@ -240,10 +240,10 @@ def _watch(args: argparse.Namespace) -> int:
 
 
 def _route(args: argparse.Namespace) -> int:
-    import signal
     import sqlite3
 
     from kiosk.district.router import Router
+    from kiosk.ops.signals import stopped_by_signals
 
     try:
         router = Router(args.url, args.db, district=args.district, root=args.root,
@@ -253,9 +253,8 @@ def _route(args: argparse.Namespace) -> int:
         raise InputError(str(error)) from None
     except (OSError, sqlite3.Error) as error:
         raise InputError(f"cannot open the router's store {args.db}: {error}") from None
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: router.stop())
-    router.run()
+    with stopped_by_signals(router.stop):  # not stop() in a handler: it takes a lock
+        router.run()
     return EXIT_OK
 
 
