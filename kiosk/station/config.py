@@ -261,11 +261,14 @@ def from_dict(raw: dict[str, Any]) -> Config:
             body = {}
         sections[name] = _section(name, section_type, body, problems)
     given = raw.get("station") if isinstance(raw.get("station"), dict) else {}
-    problems += [(f"station.{key}", "is required") for key in REQUIRED if key not in given]
-    problems += _across(Config(**sections))
+    missing = [f"station.{key}" for key in REQUIRED if given.get(key) in (None, "")]
+    problems = [p for p in problems if p[0] not in missing] + [
+        (key, "is required") for key in missing]
+    config = Config(**sections)  # a key that failed has its default here, for _across
+    problems += _across(config)
     if problems:
         raise ConfigError.of(_unique(problems))
-    return Config(**sections)
+    return config
 
 
 def _section(name: str, section_type: type, body: dict[str, Any],
@@ -288,7 +291,7 @@ def _section(name: str, section_type: type, body: dict[str, Any],
 
 def _problem(value: Any, hint: Any) -> str | None:
     """What is wrong with *value* for a field annotated *hint*, or None."""
-    rules: tuple[Rule, ...] = ()
+    rules: list[Rule] = []
     if get_origin(hint) is Annotated:
         hint, *rules = get_args(hint)
     optional = type(None) in get_args(hint)

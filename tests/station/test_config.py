@@ -27,7 +27,7 @@ def problems_of(settings: dict) -> dict[str, str]:
 
 IMPOSSIBLE = [
     ("station", "district", "3210-st"), ("station", "district", "32"),
-    ("station", "district", "abcd"), ("station", "id", "St 1"), ("station", "id", ""),
+    ("station", "district", "abcd"), ("station", "id", "St 1"),
     ("station", "spool", ""), ("station", "min_free_mb", -1), ("station", "min_free_mb", NAN),
     ("mqtt", "url", "http://broker:1883"), ("mqtt", "url", "mqtt://"),
     ("mqtt", "url", "mqtt://broker:0"), ("mqtt", "url", "mqtt://broker:70000"),
@@ -104,6 +104,13 @@ def test_a_missing_identity_is_named_with_the_rest():
     assert dict(raised.value.problems) == {
         "printer.baud": "must be greater than 0, got 0",
         "station.district": "is required", "station.id": "is required"}
+
+
+def test_an_empty_identity_is_required_not_malformed():
+    with pytest.raises(ConfigError) as raised:
+        from_dict({"station": {"district": "", "id": ""}})
+    assert raised.value.problems == [("station.district", "is required"),
+                                     ("station.id", "is required")]
 
 
 def test_the_defaults_and_good_values_load():
