@@ -8,7 +8,6 @@ Exit codes: 0 ok, 2 bad usage or configuration (the message names the key),
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from collections.abc import Sequence
 
@@ -27,7 +26,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except ConfigError as error:
-        print(f"kiosk: configuration error: {error}", file=sys.stderr)
+        for line in error.lines():  # every problem, each naming its key
+            print(f"kiosk: configuration error: {line}", file=sys.stderr)
         return EXIT_USAGE
     except MissingExtra as error:
         print(f"kiosk: {error}", file=sys.stderr)
@@ -93,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     from kiosk.ops.memory import limit_malloc_arenas
     from kiosk.ops.systemd import Notifier
+    from kiosk.signals import stopped_by_signals
     from kiosk.station.loop import Station
 
     limit_malloc_arenas()
@@ -100,9 +101,8 @@ def _run(args: argparse.Namespace) -> int:
     notifier.status("starting")
     config = load(args.config)
     station = Station(config, notify=notifier.notify)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: station.stop())
-    station.run()
+    with stopped_by_signals(station.stop):  # not stop() in a handler: it takes a lock
+        station.run()
     return EXIT_OK
 
 

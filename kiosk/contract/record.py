@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
+import simplejpeg
 from PIL import Image
 
 if TYPE_CHECKING:
@@ -325,4 +326,34 @@ class _Checker:
                               f"({type(exc).__name__})") from None
         if max(width, height) > max_side or min(width, height) < 1:
             raise self.reject("bad-image", f"{key}: {width}x{height} px, over {max_side} a side")
+        problem = _decode_problem(data, fmt)  # only now: the pixels are known to be bounded
+        if problem:
+            raise self.reject("bad-image", f"{key}: does not decode in full ({problem})")
         return data
+
+
+def _decode_problem(data: bytes, fmt: str) -> str | None:
+    """Why *data* does not decode in full as *fmt*, or None: every pixel its header promises.
+
+    A JPEG cut short, or whose header promises more than its data holds, decodes "fine"
+    in Pillow (libjpeg warns, Pillow does not listen, the rest is grey): simplejpeg's
+    strict mode turns libjpeg's warnings into errors. Pillow's PNG decoder refuses a
+    short or corrupt stream by itself (unless ``ImageFile.LOAD_TRUNCATED_IMAGES``, never
+    set here).
+    """
+    try:
+        if fmt == "JPEG":
+            simplejpeg.decode_jpeg(data, colorspace=_jpeg_output(data), strict=True)
+        else:
+            with Image.open(io.BytesIO(data), formats=(fmt,)) as img:
+                img.load()
+    except Exception as exc:  # the decoders raise many types on hostile data
+        return f"{type(exc).__name__}: {str(exc)[:80]}"
+    return None
+
+
+def _jpeg_output(data: bytes) -> str:
+    """Grey: the whole stream is decoded all the same, in a third of the memory of RGB.
+    libjpeg converts CMYK (and YCCK) to nothing but CMYK."""
+    colorspace = simplejpeg.decode_jpeg_header(data)[2]
+    return "CMYK" if colorspace in ("CMYK", "YCCK") else "GRAY"

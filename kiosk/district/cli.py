@@ -13,7 +13,8 @@ columns). ``k=v`` values are read as JSON when they parse (``count=5`` is a
 number), else as text (``'k="5"'`` forces text).
 
 Exit codes: 0 ok, 2 bad usage or input (the message names file and line),
-1 other failure (no reply, broker gone, a command answered ``ok: false``).
+1 other failure (no reply, broker gone, a command answered ``ok: false``, a record the
+broker refused: its PUBACK reason code is printed with the record's line).
 """
 
 from __future__ import annotations
@@ -145,27 +146,45 @@ def _send(args: argparse.Namespace) -> int:
         if not args.station and not client.wait_for(lambda: "_router" in client.availability, 1):
             console.print("[yellow]warning: no router has announced itself on this district;"
                           " the broker keeps inbox records only for a router's session")
-        in_flight: deque = deque()
         with Progress(console=console) as progress:
             task = progress.add_task(f"sending to {topic}", total=total)
-            for _, record in read_records(path, fmt):
-                in_flight.append(client.publish(topic, sign(record)))
-                while in_flight and (len(in_flight) > SEND_WINDOW or in_flight[0].is_published()):
-                    _confirmed(in_flight.popleft(), args.timeout)
-                    progress.advance(task)
-            while in_flight:
-                _confirmed(in_flight.popleft(), args.timeout)
-                progress.advance(task)
+            refused = _publish_all(client, topic, read_records(path, fmt), sign, args.timeout,
+                                   lambda: progress.advance(task))
     finally:
         client.close()
+    for line, reason in refused:  # the broker's own words, record by record
+        print(f"kiosk district: {path}:{line}: {reason}", file=sys.stderr)
+    if refused:
+        print(f"kiosk district: {total - len(refused)} of {total} records sent to {topic};"
+              f" {len(refused)} refused by the broker", file=sys.stderr)
+        return EXIT_FAILURE
     print(f"{total} records sent to {topic}")
     return EXIT_OK
 
 
-def _confirmed(info, timeout: float) -> None:
-    info.wait_for_publish(timeout)
-    if not info.is_published():
-        raise TimeoutError(f"the broker did not confirm a record within {timeout} s")
+def _publish_all(client, topic: str, records, sign, timeout: float,
+                 done) -> list[tuple[int, str]]:
+    """Publish every (line, record), at most SEND_WINDOW unconfirmed; (line, reason) refused."""
+    from kiosk.district.client import Refused
+
+    refused: list[tuple[int, str]] = []
+    in_flight: deque = deque()
+
+    def confirm_oldest() -> None:
+        line, info = in_flight.popleft()
+        try:
+            client.confirm(info, topic, timeout)
+        except Refused as refusal:
+            refused.append((line, str(refusal)))
+        done()
+
+    for line, record in records:
+        in_flight.append((line, client.publish(topic, sign(record))))
+        while in_flight and (len(in_flight) > SEND_WINDOW or in_flight[0][1].is_published()):
+            confirm_oldest()
+    while in_flight:
+        confirm_oldest()
+    return refused
 
 
 def _signer(key_path: str | None):
@@ -240,10 +259,10 @@ def _watch(args: argparse.Namespace) -> int:
 
 
 def _route(args: argparse.Namespace) -> int:
-    import signal
     import sqlite3
 
     from kiosk.district.router import Router
+    from kiosk.signals import stopped_by_signals
 
     try:
         router = Router(args.url, args.db, district=args.district, root=args.root,
@@ -253,9 +272,8 @@ def _route(args: argparse.Namespace) -> int:
         raise InputError(str(error)) from None
     except (OSError, sqlite3.Error) as error:
         raise InputError(f"cannot open the router's store {args.db}: {error}") from None
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: router.stop())
-    router.run()
+    with stopped_by_signals(router.stop):  # not stop() in a handler: it takes a lock
+        router.run()
     return EXIT_OK
 
 

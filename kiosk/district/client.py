@@ -32,6 +32,14 @@ class CommandTimeout(TimeoutError):
     pass
 
 
+class Refused(RuntimeError):
+    """The broker answered a publish with a failure reason code (MQTT 5 PUBACK, 3.4.2.1)."""
+
+    def __init__(self, topic: str, reason: str) -> None:
+        super().__init__(f"the broker refused the message to {topic}: {reason}")
+        self.topic, self.reason = topic, reason
+
+
 class DistrictClient:
     """Speaks to every station of one district on one broker.
 
@@ -64,6 +72,8 @@ class DistrictClient:
         self.availability: dict[str, str] = {}
         self.last_message_at = 0.0
         self._replies: dict[bytes, dict] = {}
+        # The last PUBACK reason code of each message id (paho's info does not keep it).
+        self._pubacks: dict[int, mqtt.ReasonCode] = {}
         self._cond = threading.Condition()
         self._connected = threading.Event()
         self.client = make_client(self.client_id, url=url, credentials=credentials)
@@ -71,6 +81,7 @@ class DistrictClient:
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
+        self.client.on_publish = self._on_publish
         self.client.on_disconnect = lambda *args: self._connected.clear()
         connect_client(self.client, url, session_expiry_s=3600 if persistent else 0)
         self.client.loop_start()
@@ -107,6 +118,11 @@ class DistrictClient:
         self.last_message_at = time.monotonic()  # retained messages follow the SUBACK
         self._connected.set()
 
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        # Called before paho marks the message published: `confirm` finds it here.
+        with self._cond:
+            self._pubacks[mid] = reason_code
+
     def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
         station, _, leaf = message.topic[len(self.prefix) + 1:].partition("/")
         with self._cond:
@@ -136,16 +152,29 @@ class DistrictClient:
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         return self.client.publish(topic, data, qos=1, properties=json_properties())
 
+    def confirm(self, info: mqtt.MQTTMessageInfo, topic: str, timeout: float = 10.0) -> None:
+        """Wait for *info*'s PUBACK: `TimeoutError` without one, `Refused` if it says no."""
+        info.wait_for_publish(timeout)
+        if not info.is_published():
+            raise TimeoutError(f"the broker did not confirm a message to {topic} "
+                               f"within {timeout} s")
+        with self._cond:
+            reason = self._pubacks.pop(info.mid, None)
+        if reason is not None and reason.is_failure:
+            raise Refused(topic, f"{reason} (0x{reason.value:02x})")
+
     def publish_record(self, station: str, record: dict | bytes, timeout: float = 10.0) -> float:
-        """Send one record to a station (QoS 1); returns time.monotonic() before it left."""
+        """Send one record to a station (QoS 1) and `confirm` it; returns time.monotonic()
+        before it left."""
         sent_at = time.monotonic()
-        self.publish(self.topic(station, "jobs"), record).wait_for_publish(timeout)
+        topic = self.topic(station, "jobs")
+        self.confirm(self.publish(topic, record), topic, timeout)
         return sent_at
 
     def send_inbox(self, record: dict | bytes, timeout: float = 10.0) -> float:
         """Send one record to the district inbox, for the router; as `publish_record`."""
         sent_at = time.monotonic()
-        self.publish(self.inbox_topic, record).wait_for_publish(timeout)
+        self.confirm(self.publish(self.inbox_topic, record), self.inbox_topic, timeout)
         return sent_at
 
     def command(self, station: str, name: str, args: dict | None = None,

@@ -21,6 +21,7 @@ import logging
 import queue
 import threading
 import time
+import uuid
 from collections import deque
 from typing import NamedTuple
 
@@ -265,8 +266,9 @@ class Router:
             info = self.client.publish(f"{self.prefix}/{station}/jobs", payload, qos=1,
                                        properties=json_properties())
             self._inflight[info.mid] = rid
-        for station in self._commands:
-            self.client.publish(f"{self.prefix}/{station}/cmd/release", b"{}", qos=1,
+        for station in self._commands:  # each release a request of its own (mqtt.md)
+            request = json.dumps({"request_id": f"router-release-{uuid.uuid4()}"}).encode()
+            self.client.publish(f"{self.prefix}/{station}/cmd/release", request, qos=1,
                                 properties=json_properties())
         for note in self._notes:
             self.client.publish(f"{self.own}/events", json.dumps(note).encode(), qos=1,

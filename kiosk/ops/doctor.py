@@ -62,12 +62,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def diagnose(config_path: str, *, timeout: float = 5.0) -> Iterator[Check]:
-    """All checks, in order; without a valid config only the first two."""
+    """All checks, in order; without a valid config only the user and the config's problems."""
     yield check_user()
     try:
         config = load(config_path)
-    except ConfigError as error:
-        yield Check(FAIL, "config", str(error))
+    except ConfigError as error:  # the lines `kiosk run` refuses to start with
+        for line in error.lines():
+            yield Check(FAIL, "config", line)
         return
     yield Check(OK, "config", f"{config_path} (station {config.client_id})")
     yield check_keys(config)

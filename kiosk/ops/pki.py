@@ -301,7 +301,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for command in commands.values():
         command.add_argument("dir", help="the CA's directory (certificates are written there)")
     for name in ("station", "district", "acl"):
-        commands[name].add_argument("--district", required=True)
+        commands[name].add_argument("--district", required=True, type=_district,
+                                    help="4 digits: the first four of a NIK")
     commands["ca"].add_argument("--name", default="E-KTP district CA", help="the CA's name")
     commands["server"].add_argument("--host", action="append", required=True,
                                     help="a name or IP address of the broker (repeatable)")
@@ -319,6 +320,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"kiosk pki: {error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _district(value: str) -> str:
+    """``--district``: refused at once (usage error, exit 2) unless it is 4 digits."""
+    if not DISTRICT.fullmatch(value):
+        raise argparse.ArgumentTypeError(f"{value!r} must be 4 digits (the first four of a NIK)")
+    return value
 
 
 def _ca_of(args: argparse.Namespace) -> Pair:

@@ -6,11 +6,12 @@ nothing of the station; only `demo` joins them to a real station.
 
 from __future__ import annotations
 
-import signal
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
+
+from kiosk.signals import stopped_by_signals
 
 
 def serve_until_signalled(device: AbstractContextManager[Any],
@@ -21,16 +22,10 @@ def serve_until_signalled(device: AbstractContextManager[Any],
     opens); *farewell* may add a last line when it stops.
     """
     stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set())
-                for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        with device as running:
-            print(running.path, flush=True)
-            while not stop.wait(0.5):
-                pass
-            if farewell:
-                print(farewell(), flush=True)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with stopped_by_signals(stop.set), device as running:  # nothing runs in the handler
+        print(running.path, flush=True)
+        while not stop.wait(0.5):
+            pass
+        if farewell:
+            print(farewell(), flush=True)
     return 0

@@ -1,104 +1,217 @@
 """Station configuration: the TOML file of station.md, read strictly.
 
-Every key has a default except the station identity. An unknown section or
-key, or a value of the wrong type, is a `ConfigError` naming the key: the
-service refuses to start (exit 2) rather than run on a silent default.
+Every key has a default except the station identity. Unknown sections and keys,
+wrong types and impossible values are all collected and raised together as one
+`ConfigError`, each problem naming its key: the service refuses to start (exit 2,
+which the unit does not restart on) rather than run on a silent default or crash later.
+
+A key's rule sits in its annotation, ``baud: Annotated[int, positive] = 115200``:
+adding a key with its rule is one line. A rule returns the problem or None; rules
+that join several keys (distinct pins, a certificate with its key) are in `_across`.
+Floats must be finite everywhere (TOML allows ``nan`` and ``inf``).
+
+Why not a schema library: msgspec stops at the first error, and pydantic is a large
+compiled dependency for what is here a table of one-line rules.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Annotated, Any, get_args, get_origin, get_type_hints
+from urllib.parse import urlsplit
 
 STATION_ID = re.compile(r"[a-z0-9-]{1,32}")
-DISTRICT = re.compile(r"[A-Za-z0-9_-]{1,32}")
+DISTRICT = re.compile(r"[0-9]{4}")  # the first four digits of a NIK (mqtt.md)
+
+Rule = Callable[[Any], str | None]
 
 
 class ConfigError(ValueError):
-    """A configuration problem; the message names the key."""
+    """Configuration problems; each names its key (``problems``: (key, problem) pairs)."""
 
-    def __init__(self, key: str, problem: str) -> None:
-        super().__init__(f"{key}: {problem}")
+    def __init__(self, key: str, problem: str, *more: tuple[str, str]) -> None:
+        self.problems = [(key, problem), *more]
         self.key = key
+        super().__init__("; ".join(self.lines()))
+
+    @classmethod
+    def of(cls, problems: list[tuple[str, str]]) -> ConfigError:
+        return cls(*problems[0], *problems[1:])
+
+    def lines(self) -> list[str]:
+        """One ``key: problem`` line per problem, as `kiosk run` and `kiosk doctor` print them."""
+        return [f"{key}: {problem}" for key, problem in self.problems]
+
+
+# -- rules: each returns what is wrong with a value, or None --------------------------------
+
+
+def positive(value: float) -> str | None:
+    return None if value > 0 else "must be greater than 0"
+
+
+def not_negative(value: float) -> str | None:
+    return None if value >= 0 else "must be 0 or more"
+
+
+def between(low: float, high: float) -> Rule:
+    return lambda value: None if low <= value <= high else f"must be {low}..{high}"
+
+
+def one_of(*choices: object) -> Rule:
+    text = " or ".join(repr(choice) for choice in choices)
+    return lambda value: None if value in choices else f"must be {text}"
+
+
+def matching(pattern: re.Pattern[str], meaning: str) -> Rule:
+    return lambda value: None if pattern.fullmatch(value) else f"must be {meaning}"
+
+
+def not_empty(value: str | list) -> str | None:
+    return None if value else "must not be empty"
+
+
+def each_not_empty(values: list[str]) -> str | None:
+    return None if all(values) else "must not hold an empty path"
+
+
+def broker_url(url: str) -> str | None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts"):
+        return "must start with mqtt:// or mqtts://"
+    try:
+        port = parts.port
+    except ValueError:
+        return "has a port that is not 1..65535"
+    if not parts.hostname:
+        return "must name a host (mqtt://HOST:PORT)"
+    if port == 0:
+        return "has a port that is not 1..65535"
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        return "must be mqtt://HOST:PORT or mqtts://HOST:PORT, nothing after"
+    return None
+
+
+def topic_root(root: str) -> str | None:
+    if not root:
+        return "must not be empty"
+    if set(root) & set("+#\0"):
+        return "must not hold the MQTT wildcards + or # (or NUL)"
+    if root.startswith("$"):
+        return "must not start with $ (the broker's own topics)"
+    if "" in root.split("/"):
+        return "must not start or end with / or hold //"
+    return None
+
+
+def lcd(spec: str) -> str | None:
+    from kiosk.devices.panel.lcd import LcdError, parse_i2c
+
+    if spec in ("none", "terminal", "memory"):
+        return None
+    if not spec.startswith("i2c:"):
+        return "must be i2c:BUS:ADDR, terminal or none"
+    try:
+        parse_i2c(spec)
+    except LcdError as error:
+        return str(error).removeprefix("panel.lcd: ")
+    return None
+
+
+BCM_PIN = between(0, 27)  # the 40-pin header's GPIO
+
+
+# -- the sections ---------------------------------------------------------------------------
+
+FILE = not_empty  # a path or pyserial URL
 
 
 @dataclass(frozen=True)
 class StationSection:
-    district: str = ""
-    id: str = ""
-    spool: str = "/var/lib/kiosk/spool.db"
-    min_free_mb: float = 20.0
+    district: Annotated[str, matching(DISTRICT, "4 digits (the first four of a NIK)")] = ""
+    id: Annotated[str, matching(STATION_ID, "1-32 of [a-z0-9-]")] = ""
+    spool: Annotated[str, FILE] = "/var/lib/kiosk/spool.db"
+    min_free_mb: Annotated[float, not_negative] = 20.0
 
 
 @dataclass(frozen=True)
 class MqttSection:
-    url: str = "mqtt://127.0.0.1:1883"
-    topic_root: str = "ektp/v1"
-    session_expiry_s: int = 604800
-    keepalive_s: int = 30
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-    username: str | None = None
-    password_file: str | None = None
+    url: Annotated[str, broker_url] = "mqtt://127.0.0.1:1883"
+    topic_root: Annotated[str, topic_root] = "ektp/v1"
+    session_expiry_s: Annotated[int, between(1, 0xFFFFFFFF)] = 604800  # MQTT 5: 4 bytes
+    keepalive_s: Annotated[int, between(1, 0xFFFF)] = 30  # MQTT: 2 bytes
+    ca_file: Annotated[str | None, FILE] = None
+    cert_file: Annotated[str | None, FILE] = None
+    key_file: Annotated[str | None, FILE] = None
+    username: Annotated[str | None, not_empty] = None
+    password_file: Annotated[str | None, FILE] = None
 
 
 @dataclass(frozen=True)
 class PrinterSection:
-    port: str = "/dev/kiosk-printer"
-    baud: int = 115200
-    ribbon: str = "ymcko"
-    colour_bits: int = 6
-    rotate: int = 90
-    print_seconds: float = 30.0
-    setting_timeout_s: float = 2.0
-    download_timeout_s: float = 30.0
-    max_attempts: int = 3
-    poll_s: float = 1.0
-    resync_s: float = 6.0
+    port: Annotated[str, FILE] = "/dev/kiosk-printer"
+    baud: Annotated[int, positive] = 115200
+    ribbon: Annotated[str, one_of("ymcko", "k")] = "ymcko"
+    colour_bits: Annotated[int, one_of(5, 6, 7)] = 6
+    rotate: Annotated[int, one_of(90, 270)] = 90
+    print_seconds: Annotated[float, positive] = 30.0
+    setting_timeout_s: Annotated[float, positive] = 2.0
+    download_timeout_s: Annotated[float, positive] = 30.0
+    max_attempts: Annotated[int, positive] = 3
+    poll_s: Annotated[float, positive] = 1.0
+    resync_s: Annotated[float, positive] = 6.0
 
 
 @dataclass(frozen=True)
 class TraySection:
-    port: str = "/dev/kiosk-tray"
+    port: Annotated[str, FILE] = "/dev/kiosk-tray"
     enabled: bool = True
-    low_threshold: int = 50
-    card_um: int = 760
-    empty_height_um: int = 0
-    mismatch_tolerance: int = 10
-    path_jam_s: float = 8.0
+    low_threshold: Annotated[int, not_negative] = 50
+    card_um: Annotated[int, between(200, 2000)] = 760  # the board's calibration limits
+    empty_height_um: Annotated[int, between(0, 200_000)] = 0
+    mismatch_tolerance: Annotated[int, not_negative] = 10
+    path_jam_s: Annotated[float, positive] = 8.0
 
 
 @dataclass(frozen=True)
 class ReceiptSection:
-    port: str = "/dev/kiosk-receipt"
+    port: Annotated[str, FILE] = "/dev/kiosk-receipt"
     enabled: bool = False
 
 
 @dataclass(frozen=True)
 class PanelSection:
     enabled: bool = True
-    lcd: str = "none"
-    language: str = "id"
-    hold_s: float = 3.0
-    button_pause: int = 5
-    button_ok: int = 6
-    button_menu: int = 13
-    button_extra: int = 19
-    led_green: int = 17
-    led_amber: int = 27
-    led_red: int = 22
-    buzzer: int = 18
+    lcd: Annotated[str, lcd] = "none"
+    language: Annotated[str, one_of("id", "en")] = "id"
+    hold_s: Annotated[float, positive] = 3.0
+    button_pause: Annotated[int, BCM_PIN] = 5
+    button_ok: Annotated[int, BCM_PIN] = 6
+    button_menu: Annotated[int, BCM_PIN] = 13
+    button_extra: Annotated[int, BCM_PIN] = 19
+    led_green: Annotated[int, BCM_PIN] = 17
+    led_amber: Annotated[int, BCM_PIN] = 27
+    led_red: Annotated[int, BCM_PIN] = 22
+    buzzer: Annotated[int, BCM_PIN] = 18
+
+
+REQUIRED = ("district", "id")  # of [station]; every other key has a default
+PINS = ("button_pause", "button_ok", "button_menu", "button_extra",
+        "led_green", "led_amber", "led_red", "buzzer")
+I2C1_PINS = (2, 3)  # SDA and SCL of bus 1, taken when the LCD is on it
 
 
 @dataclass(frozen=True)
 class SecuritySection:
     require_signed_jobs: bool = True
-    trusted_keys: list[str] = field(default_factory=lambda: ["/etc/kiosk/district.pub"])
-    keep_personal_data_h: float = 24.0
+    trusted_keys: Annotated[list[str], each_not_empty] = field(
+        default_factory=lambda: ["/etc/kiosk/district.pub"])
+    keep_personal_data_h: Annotated[float, not_negative] = 24.0
 
 
 @dataclass(frozen=True)
@@ -120,6 +233,9 @@ class Config:
         return f"{self.mqtt.topic_root}/{self.station.district}/{self.station.id}"
 
 
+# -- reading --------------------------------------------------------------------------------
+
+
 def load(path: str | Path) -> Config:
     """Read and check the TOML file at *path*."""
     try:
@@ -133,74 +249,104 @@ def load(path: str | Path) -> Config:
 
 
 def from_dict(raw: dict[str, Any]) -> Config:
-    """Build a `Config` from parsed TOML, rejecting unknown keys and wrong types."""
+    """Build a `Config` from parsed TOML; every problem found is in the one `ConfigError`."""
+    problems: list[tuple[str, str]] = []
     hints = get_type_hints(Config)
-    unknown = set(raw) - set(hints)
-    if unknown:
-        raise ConfigError(sorted(unknown)[0], "unknown section")
+    problems += [(name, "unknown section") for name in raw if name not in hints]
     sections = {}
     for name, section_type in hints.items():
         body = raw.get(name, {})
         if not isinstance(body, dict):
-            raise ConfigError(name, "must be a table")
-        sections[name] = _section(name, section_type, body)
-    config = Config(**sections)
-    _check_values(config)
+            problems.append((name, "must be a table"))
+            body = {}
+        sections[name] = _section(name, section_type, body, problems)
+    given = raw.get("station") if isinstance(raw.get("station"), dict) else {}
+    missing = [f"station.{key}" for key in REQUIRED if given.get(key) in (None, "")]
+    problems = [p for p in problems if p[0] not in missing] + [
+        (key, "is required") for key in missing]
+    config = Config(**sections)  # a key that failed has its default here, for _across
+    problems += _across(config)
+    if problems:
+        raise ConfigError.of(_unique(problems))
     return config
 
 
-def _section(name: str, section_type: type, body: dict[str, Any]) -> Any:
-    hints = get_type_hints(section_type)
-    known = {f.name for f in fields(section_type)}
+def _section(name: str, section_type: type, body: dict[str, Any],
+             problems: list[tuple[str, str]]) -> Any:
+    """The section built from the keys that passed; the others go to *problems*."""
+    hints = get_type_hints(section_type, include_extras=True)
+    good = {}
     for key, value in body.items():
-        if key not in known:
-            raise ConfigError(f"{name}.{key}", "unknown key")
-        _check_type(f"{name}.{key}", value, hints[key])
-    return section_type(**body)
+        where = f"{name}.{key}"
+        if key not in hints:
+            problems.append((where, "unknown key"))
+            continue
+        problem = _problem(value, hints[key])
+        if problem:
+            problems.append((where, problem))
+        else:
+            good[key] = value
+    return section_type(**good)
 
 
-def _check_type(key: str, value: Any, hint: Any) -> None:
-    text = str(hint)
+def _problem(value: Any, hint: Any) -> str | None:
+    """What is wrong with *value* for a field annotated *hint*, or None."""
+    rules: list[Rule] = []
+    if get_origin(hint) is Annotated:
+        hint, *rules = get_args(hint)
+    optional = type(None) in get_args(hint)
+    if optional:
+        hint = next(arg for arg in get_args(hint) if arg is not type(None))
+    wrong = _wrong_type(value, hint)
+    if wrong:
+        return wrong
+    for rule in rules:
+        problem = rule(value)
+        if problem:
+            return f"{problem}, got {value!r}"
+    return None
+
+
+def _wrong_type(value: Any, hint: Any) -> str | None:
+    got = f", got {type(value).__name__} {value!r}"
     if hint is bool:
-        ok = isinstance(value, bool)
-    elif hint is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif hint is float:
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-    elif hint is str or text == "str | None":
-        ok = isinstance(value, str)
-    elif text == "list[str]":
+        return None if isinstance(value, bool) else "must be true or false" + got
+    if isinstance(value, bool) and hint in (int, float):
+        return f"must be {'an integer' if hint is int else 'a number'}" + got
+    if hint is int:
+        return None if isinstance(value, int) else "must be an integer" + got
+    if hint is float:
+        if not isinstance(value, int | float):
+            return "must be a number" + got
+        return None if math.isfinite(value) else f"must be a finite number, got {value!r}"
+    if hint is str:
+        return None if isinstance(value, str) else "must be a string" + got
+    if get_origin(hint) is list and get_args(hint) == (str,):
         ok = isinstance(value, list) and all(isinstance(item, str) for item in value)
-    else:  # pragma: no cover - a new field type without a checker
-        raise TypeError(f"no type check for {key}: {hint}")
-    if not ok:
-        expected = {bool: "true or false", int: "an integer", float: "a number"}.get(
-            hint, "a list of strings" if text == "list[str]" else "a string"
-        )
-        raise ConfigError(key, f"must be {expected}, got {type(value).__name__} {value!r}")
+        return None if ok else "must be a list of strings" + got
+    raise TypeError(f"no type check for {hint}")  # pragma: no cover - a new field type
 
 
-def _check_values(config: Config) -> None:
-    if not config.station.district:
-        raise ConfigError("station.district", "is required")
-    if not DISTRICT.fullmatch(config.station.district):
-        raise ConfigError("station.district", "must be 1-32 of [A-Za-z0-9_-]")
-    if not config.station.id:
-        raise ConfigError("station.id", "is required")
-    if not STATION_ID.fullmatch(config.station.id):
-        raise ConfigError("station.id", "must be 1-32 of [a-z0-9-]")
-    if not config.mqtt.url.startswith(("mqtt://", "mqtts://")):
-        raise ConfigError("mqtt.url", "must start with mqtt:// or mqtts://")
-    if config.printer.ribbon not in ("ymcko", "k"):
-        raise ConfigError("printer.ribbon", "must be 'ymcko' or 'k'")
-    if config.printer.colour_bits not in (5, 6, 7):
-        raise ConfigError("printer.colour_bits", "must be 5, 6 or 7")
-    if config.printer.rotate not in (90, 270):
-        raise ConfigError("printer.rotate", "must be 90 or 270")
-    if config.printer.max_attempts < 1:
-        raise ConfigError("printer.max_attempts", "must be at least 1")
-    if config.panel.language not in ("id", "en"):
-        raise ConfigError("panel.language", "must be 'id' or 'en'")
-    for key in ("session_expiry_s", "keepalive_s"):
-        if getattr(config.mqtt, key) <= 0:
-            raise ConfigError(f"mqtt.{key}", "must be positive")
+def _across(config: Config) -> list[tuple[str, str]]:
+    """Rules that join keys: pins distinct, a certificate with its key, a trusted key."""
+    problems = []
+    panel = config.panel
+    taken: dict[int, str] = {pin: "the LCD's I2C bus 1" for pin in I2C1_PINS
+                             if panel.lcd.startswith("i2c:1:")}
+    for name in PINS:
+        pin = getattr(panel, name)
+        if pin in taken:
+            problems.append((f"panel.{name}", f"pin {pin} is already {taken[pin]}"))
+        else:
+            taken[pin] = f"panel.{name}"
+    if (config.mqtt.cert_file is None) != (config.mqtt.key_file is None):
+        problems.append(("mqtt.key_file" if config.mqtt.key_file is None else "mqtt.cert_file",
+                         "mqtt.cert_file and mqtt.key_file go together"))
+    if config.security.require_signed_jobs and not config.security.trusted_keys:
+        problems.append(("security.trusted_keys",
+                         "must name a key while security.require_signed_jobs = true"))
+    return problems
+
+
+def _unique(problems: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    return list(dict.fromkeys(problems))

@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from kiosk.contract.record import (
     FIELD_MAX_CHARS,
@@ -254,6 +254,87 @@ def test_images_at_the_limits_pass() -> None:
     obj = base()
     obj["photo_jpeg"] = image_b64("JPEG", (2000, 2000))
     obj["signature_png"] = image_b64("PNG", (2000, 1))
+    assert parse(obj).photo_jpeg.startswith(b"\xff\xd8")
+
+
+# -- images that promise more than they hold (decoded in full on arrival) -------------------
+
+
+def encoded(image: Image.Image, fmt: str, **options: Any) -> bytes:
+    out = io.BytesIO()
+    image.save(out, fmt, **options)
+    return out.getvalue()
+
+
+def noise(size: tuple[int, int], mode: str = "RGB") -> Image.Image:
+    return Image.effect_noise(size, 40).convert(mode)
+
+
+def scrawl(size: tuple[int, int] = (400, 120)) -> Image.Image:
+    """A signature-like image: dark strokes on white (it compresses as signatures do)."""
+    image = Image.new("L", size, 255)
+    draw = ImageDraw.Draw(image)
+    for step in range(0, size[0], 7):
+        draw.line([(step, 10 + step % 90), (step + 30, size[1] - 10 - step % 70)], fill=0, width=2)
+    return image
+
+
+def with_jpeg_size(data: bytes, width: int, height: int) -> bytes:
+    """*data* with its frame header (SOF0) saying width x height."""
+    sof = data.index(b"\xff\xc0")
+    return (data[:sof + 5] + height.to_bytes(2, "big") + width.to_bytes(2, "big")
+            + data[sof + 9:])
+
+
+def cut_png(data: bytes) -> bytes:
+    """The PNG cut inside its image data, then closed with IEND as if it were whole."""
+    return data[:len(data) // 2] + data[-12:]
+
+
+def big_jpeg_cut(keep: int) -> bytes:
+    """A 2000 x 2000 JPEG of which only the first *keep* bytes arrived."""
+    return encoded(noise((2000, 2000)), "JPEG", quality=20)[:keep]
+
+
+BROKEN_IMAGES = [
+    ("jpeg says 2000x2000, holds 64x64", "photo_jpeg",
+     lambda: with_jpeg_size(encoded(noise((64, 64)), "JPEG"), 2000, 2000)),
+    ("jpeg cut short", "photo_jpeg", lambda: big_jpeg_cut(40_000)),
+    ("jpeg cut short, then EOI", "photo_jpeg", lambda: big_jpeg_cut(40_000) + b"\xff\xd9"),
+    ("progressive jpeg cut short, then EOI", "photo_jpeg",
+     lambda: encoded(noise((400, 500)), "JPEG", progressive=True)[:20_000] + b"\xff\xd9"),
+    ("jpeg with its scan overwritten", "photo_jpeg",
+     lambda: (lambda d: d[:-3000] + b"\x00" * 2998 + d[-2:])(
+         encoded(noise((300, 400)), "JPEG"))),
+    ("png cut short", "signature_png",
+     lambda: (lambda d: d[:len(d) // 2])(encoded(scrawl(), "PNG"))),
+    ("png cut short, then IEND", "signature_png",
+     lambda: cut_png(encoded(scrawl(), "PNG"))),
+]
+
+
+@pytest.mark.parametrize(("key", "make"), [c[1:] for c in BROKEN_IMAGES],
+                         ids=[c[0] for c in BROKEN_IMAGES])
+def test_an_image_that_does_not_decode_in_full_is_bad_image(key: str, make) -> None:
+    data = make()
+    assert len(data) <= (PHOTO_MAX_BYTES if key == "photo_jpeg" else SIGNATURE_MAX_BYTES)
+    with Image.open(io.BytesIO(data)) as header:  # its header alone looks fine
+        assert max(header.size) <= 2000
+    obj = base()
+    obj[key] = base64.b64encode(data).decode("ascii")
+    rejected = rejection(obj)
+    assert rejected.code == "bad-image"
+    assert rejected.detail.startswith(f"{key}: does not decode in full (")
+    assert rejected.record_id == RID
+
+
+@pytest.mark.parametrize(("mode", "progressive"), [
+    ("RGB", False), ("RGB", True), ("L", False), ("CMYK", False)])
+def test_whole_photos_of_every_kind_pass(mode: str, progressive: bool) -> None:
+    obj = base()
+    obj["photo_jpeg"] = base64.b64encode(
+        encoded(noise((300, 400), mode), "JPEG", progressive=progressive)).decode("ascii")
+    obj["signature_png"] = base64.b64encode(encoded(scrawl(), "PNG")).decode("ascii")
     assert parse(obj).photo_jpeg.startswith(b"\xff\xd8")
 
 

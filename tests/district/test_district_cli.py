@@ -16,7 +16,9 @@ from rich.console import Console
 from kiosk.contract.record import FIELD_NAMES
 from kiosk.contract.signing import Verifier, sign_record
 from kiosk.district import cli as district_cli
+from kiosk.district.client import DistrictClient, Refused
 from kiosk.district.view import station_table
+from kiosk.sim.broker import Broker
 from kiosk.sim.samples import make_record
 from tests.conftest import DISTRICT, STATION, StationThread, wait_until
 
@@ -106,6 +108,45 @@ def test_send_without_key_sends_records_as_they_are(tmp_path, broker, inbox, sig
     assert run_cli(broker, "send", str(tmp_path / "signed.jsonl")) == 0
     assert wait_until(lambda: len(inbox) == 2, 5)
     assert inbox == records
+
+
+@pytest.fixture
+def inbox_only_broker(tmp_path, mosquitto):
+    """A real Mosquitto whose ACL lets anonymous clients write the district inbox only."""
+    acl = tmp_path / "acl.conf"
+    acl.write_text(f"topic readwrite {INBOX}\n")
+    server = Broker(tmp_path / "acl-broker", extra_config=f"acl_file {acl}").start()
+    yield server
+    server.kill()
+
+
+def test_send_that_the_broker_refuses_is_an_error_with_its_reason(
+        tmp_path, inbox_only_broker, signed, capsys):
+    records = [signed(i) for i in range(1, 4)]
+    write_jsonl(tmp_path / "records.jsonl", records)
+    code = run_cli(inbox_only_broker, "send", str(tmp_path / "records.jsonl"),
+                   "--station", STATION, "--timeout", "5")
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert "sent to" not in out
+    refusals = [line for line in err.splitlines() if "refused the message" in line]
+    assert len(refusals) == 3
+    assert all("Not authorized (0x87)" in line for line in refusals)
+    assert "records.jsonl:1:" in refusals[0]
+    assert f"0 of 3 records sent to ektp/v1/{DISTRICT}/{STATION}/jobs; 3 refused" in err
+    # What the ACL allows still goes, and says so.
+    assert run_cli(inbox_only_broker, "send", str(tmp_path / "records.jsonl")) == 0
+    assert f"3 records sent to {INBOX}" in capsys.readouterr().out
+
+
+def test_the_client_library_raises_what_the_broker_refused(inbox_only_broker, signed):
+    client = DistrictClient(inbox_only_broker.url, district=DISTRICT).wait_connected()
+    try:
+        with pytest.raises(Refused, match="Not authorized"):
+            client.publish_record(STATION, signed(1), timeout=5)
+        client.send_inbox(signed(2), timeout=5)
+    finally:
+        client.close()
 
 
 @pytest.mark.parametrize(("bad", "problem"), [

@@ -186,7 +186,7 @@ def test_template_loads_once_the_identity_is_filled_in(tmp_path):
 
 def test_template_lists_every_key():
     parsed = tomllib.loads(TEMPLATE)
-    defaults = station_config.from_dict({"station": {"district": "d", "id": "i"}})
+    defaults = station_config.from_dict({"station": {"district": "3210", "id": "i"}})
     for section in dataclasses.fields(defaults):
         for key in (f.name for f in dataclasses.fields(getattr(defaults, section.name))):
             commented = re.search(rf"^# {key} = ", TEMPLATE, re.MULTILINE)

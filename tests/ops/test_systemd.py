@@ -197,6 +197,8 @@ def test_unit_runs_the_station_under_a_watchdog():
     assert unit[("Service", "ExecStart")] == (
         "/opt/kiosk/venv/bin/kiosk run --config /etc/kiosk/station.toml")
     assert unit[("Service", "Restart")] == "always"
+    # Exit 2 is a configuration `kiosk run` refused (station.md): restarting cannot fix it.
+    assert unit[("Service", "RestartPreventExitStatus")] == "2"
     assert unit[("Service", "User")] == "kiosk"
     watchdog = unit[("Service", "WatchdogSec")]
     assert watchdog.endswith("s") and int(watchdog[:-1]) >= 10  # the loop pings every second

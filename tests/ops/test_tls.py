@@ -367,11 +367,25 @@ def test_kiosk_pki_makes_what_an_installer_needs(tmp_path, capsys):
     lambda: pki.acl_for_district("ektp/v1", DISTRICT, ["st-1\nuser x"]),
     lambda: pki.acl_for_district("ektp/#", DISTRICT, ["st-1"]),
     lambda: pki.station_username("32/10", "st-1"),
+    lambda: pki.station_username("3210-st", "1"),
+    lambda: pki.district_username("3210-st"),
     lambda: pki.district_username(DISTRICT, "+"),
 ])
 def test_names_that_would_widen_the_acl_are_refused(call):
     with pytest.raises(ValueError, match="must match"):
         call()
+
+
+@pytest.mark.parametrize("district", ["3210-st", "32", "32100", "abcd", "3210/x"])
+def test_kiosk_pki_refuses_a_district_that_is_not_four_digits(tmp_path, capsys, district):
+    """Else ``--district 3210-st --station 1`` makes 3210-st-1: station st-1 of 3210 to the ACL."""
+    assert kiosk_pki("ca", str(tmp_path)) == 0
+    for command in (["station", "--station", "1"], ["district"], ["acl"]):
+        with pytest.raises(SystemExit) as usage:
+            kiosk_pki(command[0], str(tmp_path), "--district", district, *command[1:])
+        assert usage.value.code == 2
+        assert "must be 4 digits" in capsys.readouterr().err
+    assert sorted(path.name for path in tmp_path.glob("*.crt")) == ["ca.crt"]
 
 
 def test_a_certificate_names_its_hosts_and_its_key_is_private(tmp_path):
