@@ -86,7 +86,6 @@ class Router:
         self._inflight: dict[int, str] = {}  # forward mid -> record_id
         # Decided inside a transaction, carried out after its commit:
         self._forwards: list[tuple[str, str, bytes]] = []  # record_id, station, payload
-        self._acks: list[tuple[int, int]] = []  # mid, generation (not inbox)
         self._notes: list[dict] = []  # router events
         self._commands: list[str] = []  # stations to send `release`
         self._release_clock = ReleaseClock(release_after_s or 0.0)
@@ -190,7 +189,8 @@ class Router:
         if msg.topic == self.inbox_topic:
             self._take(msg)
             return
-        self._acks.append((msg.mid, msg.generation))
+        if msg.mid:  # acked in arrival order, behind any inbox message still held (4.6)
+            self._inbox.append(_Inbox(msg.mid, msg.generation, None))
         station, _, leaf = msg.topic[len(self.prefix) + 1:].partition("/")
         if not is_station(station):
             return
@@ -273,13 +273,17 @@ class Router:
         for note in self._notes:
             self.client.publish(f"{self.own}/events", json.dumps(note).encode(), qos=1,
                                 properties=json_properties())
-        for mid, generation in self._acks:
-            self._ack(mid, generation)
-        self._forwards, self._commands, self._notes, self._acks = [], [], [], []
+        self._forwards, self._commands, self._notes = [], [], []
         self._ack_inbox()
 
     def _ack_inbox(self) -> None:
-        """Acknowledge inbox messages in arrival order while the oldest one is settled."""
+        """Acknowledge messages in arrival order while the oldest one is settled.
+
+        A station event is settled once committed; an inbox message once its record is
+        forwarded or ended. MQTT 5 (4.6) wants PUBACKs in arrival order, so an event
+        waits behind a record still held. Station states come at QoS 0, so the router
+        still sees a station free up, and forwards, while acks wait.
+        """
         while self._inbox:
             head = self._inbox[0]
             if head.record_id is not None and head.generation == self._generation:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -19,6 +20,7 @@ import uuid
 from collections import Counter
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from typing import ClassVar
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -98,7 +100,13 @@ class RouterThread:
 
 
 class RouterProcess:
-    """``kiosk district route`` as its own process, for kill -9."""
+    """``kiosk district route`` as its own process, for kill -9.
+
+    Every one started is killed at the end of its test, whatever the test's fate
+    (tests/district/conftest.py).
+    """
+
+    started: ClassVar[list[RouterProcess]] = []
 
     def __init__(self, broker, db, directory) -> None:
         self.command = [sys.executable, "-m", "kiosk.district.cli", "route", "--url", broker.url,
@@ -110,7 +118,13 @@ class RouterProcess:
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(self.command, stdout=log, stderr=log,
                                             start_new_session=True)
+        RouterProcess.started.append(self)
         return self
+
+    def kill_if_running(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
 
     def kill(self) -> None:
         assert self.process is not None

@@ -11,6 +11,7 @@ read ACL applies at delivery); a denied QoS 1 publish is answered with PUBACK
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import signal
@@ -26,9 +27,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from rich.console import Console
 
 from kiosk.ops import pki
+from kiosk.ops.status import print_status
 from kiosk.sim.broker import Broker, free_port
+from kiosk.station.config import from_dict
 from tests.conftest import DISTRICT, STATION, StationThread, wait_until
 
 BASE = f"ektp/v1/{DISTRICT}"
@@ -311,6 +315,14 @@ def test_the_station_refuses_a_broker_its_ca_did_not_sign(
             # TLS 1.3: the station, as client, ends the handshake with an "unknown CA" alert.
             assert wait_until(lambda: "alert unknown ca" in broker_log(rogue))
             assert not station.link.connected
+            # Not silent: the cause is kept, shown on the panel and in `kiosk status`.
+            assert wait_until(lambda: "CERTIFICATE_VERIFY_FAILED" in (
+                station.core.state.link_error or ""), 10)
+            assert station.core.desk.view().broker_error == station.core.state.link_error
+        out = io.StringIO()
+        print_status(from_dict(station_settings), Console(file=out, width=200))
+        assert "failed connection attempts" in out.getvalue()
+        assert "CERTIFICATE_VERIFY_FAILED" in out.getvalue()
         assert watcher.messages == []
         assert printer_sim.printed == 0
     finally:

@@ -7,6 +7,7 @@ flow, so these tests meet the case the window is for with the broker as it is.
 from __future__ import annotations
 
 import queue
+import signal
 import time
 import tracemalloc
 
@@ -50,7 +51,8 @@ class Listener:
         """The next *count* messages, or every message heard until *timeout* passes in
         silence."""
         found: list[ev.MessageArrived] = []
-        while not count or len(found) < count:
+        deadline = time.monotonic() + 60
+        while (not count or len(found) < count) and time.monotonic() < deadline:
             try:
                 event = self.heard.get(timeout=10 if count else timeout)
             except queue.Empty:
@@ -59,7 +61,6 @@ class Listener:
                 found.append(event)
         return found
 
-
     def ack_all(self, messages: list[ev.MessageArrived]) -> list[tuple[int, int]]:
         """Ack *messages*, then every message heard until a second's silence, as the
         station would; (record number, generation) of each message acked."""
@@ -67,7 +68,8 @@ class Listener:
         self.reconnected = False
         for message in messages:
             self._ack(message, acked)
-        while True:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
             try:
                 event = self.heard.get(timeout=1.0)
             except queue.Empty:
@@ -75,6 +77,7 @@ class Listener:
             if isinstance(event, ev.MessageArrived):
                 self._ack(event, acked)
             self.reconnected |= isinstance(event, ev.LinkUp)
+        raise AssertionError("messages kept coming for 60 s")
 
     def _ack(self, message: ev.MessageArrived, acked: list[tuple[int, int]]) -> None:
         self.link.ack(message.mid, message.generation)
@@ -106,7 +109,9 @@ def test_a_backlog_is_taken_in_no_more_than_the_window_at_a_time(station_setting
         link_up = listener.link_up()
         unacked: list[ev.MessageArrived] = []
         worst, taken = 0, 0
+        deadline = time.monotonic() + 60  # a lost session fails here, it does not hang
         while taken < 300:
+            assert time.monotonic() < deadline, f"only {taken} of 300 records arrived"
             try:
                 event = listener.heard.get(timeout=0.002)
                 if isinstance(event, ev.MessageArrived):
@@ -207,3 +212,194 @@ def test_events_leave_in_outbox_order_while_confirmations_come_back(station_sett
         watcher.disconnect()
         watcher.loop_stop()
     assert seen == list(range(total))
+
+
+# -- issue 14/15: the link's own promises, each against a real broker ----------------------
+
+
+class Watcher:
+    """A plain paho client counting what reaches one topic."""
+
+    def __init__(self, broker, topic: str) -> None:
+        self.seen: list[bytes] = []
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client.on_message = lambda c, u, message: self.seen.append(message.payload)
+        self.client.on_connect = lambda c, u, f, r, p: c.subscribe(topic, 1)
+        self.client.connect("127.0.0.1", broker.port)
+        self.client.loop_start()
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def test_state_published_while_the_broker_is_away_is_not_sent_later(station_settings, broker):
+    """Publishing into the void: a station offline for an hour changes state thousands
+    of times; none of it may pile up in memory and pour out at the next connection."""
+    with Listener(station_settings) as listener:
+        topic = listener.link.base + "/state"
+        broker.stop()
+        listener.next(ev.LinkDown)
+        for n in range(500):
+            listener.link.publish(topic, f'{{"n": {n}}}'.encode())
+        broker.start()
+        watcher = Watcher(broker, topic)
+        try:
+            listener.link_up()
+            time.sleep(1.0)
+            assert watcher.seen == [], f"{len(watcher.seen)} stale states were sent"
+            listener.link.publish(topic, b'{"n": "fresh"}')
+            assert wait_until(lambda: watcher.seen == [b'{"n": "fresh"}'], 5)
+        finally:
+            watcher.close()
+
+
+def test_outbox_items_handed_over_while_away_leave_once_connected(station_settings, broker):
+    with Listener(station_settings) as listener:
+        topic = listener.link.base + "/events"
+        broker.stop()
+        listener.next(ev.LinkDown)
+        listener.link.send([OutboxItem(i, topic, b"{}", None) for i in range(1, 6)])
+        broker.start()
+        listener.link_up()
+        listener.link.publish(listener.link.base + "/availability", b"online")  # as on LinkUp
+        delivered = {listener.next(ev.Delivered).item_id for _ in range(5)}
+        assert delivered == {1, 2, 3, 4, 5}
+
+
+def test_a_puback_with_a_failure_code_keeps_the_item_and_it_goes_again(
+    station_settings, tmp_path
+):
+    """The broker refuses an event (Not authorized, 0x87): it is not taken as delivered;
+    once the broker takes it (the ACL fixed, SIGHUP), the link's retry delivers it."""
+    from kiosk.sim.broker import Broker
+
+    base = "ektp/v1/3210/st-1"
+    acl = tmp_path / "acl.conf"
+    allowed = [f"topic readwrite {base}/{leaf}" for leaf in ("jobs", "cmd/#", "availability")]
+    acl.write_text("\n".join(allowed) + "\n")
+    with Broker(tmp_path / "acl-broker", extra_config=f"acl_file {acl}") as broker:
+        station_settings["mqtt"]["url"] = broker.url
+        with Listener(station_settings) as listener:
+            listener.link.send([OutboxItem(7, f"{base}/events", b"{}", None)])
+            time.sleep(1.0)
+            heard = [listener.heard.get_nowait() for _ in range(listener.heard.qsize())]
+            assert not [e for e in heard if isinstance(e, ev.Delivered)], "refused, yet taken"
+            acl.write_text("\n".join([*allowed, f"topic readwrite {base}/events"]) + "\n")
+            broker.process.send_signal(signal.SIGHUP)  # Mosquitto reads its ACL again
+            time.sleep(0.5)
+            listener.link.retry_due(time.monotonic() + 120)
+            assert listener.next(ev.Delivered).item_id == 7
+
+
+def test_acks_leave_in_arrival_order_whatever_order_the_station_finishes_in(
+    station_settings, broker
+):
+    """Messages 2 and 3 are finished before 1 (1 is a record held back): none is acked
+    until 1 is, so a cut line brings all three back, not 1 alone."""
+    from tests.station.netcut import NetCut
+
+    with NetCut(broker.port) as relay:
+        station_settings["mqtt"].update(url=relay.url)
+        with Listener(station_settings) as listener:
+            publish_jobs(broker, listener.link.base, 3)
+            first, second, third = listener.messages(timeout=0.0, count=3)
+            listener.link.ack(third.mid, third.generation)
+            listener.link.ack(second.mid, second.generation)
+            time.sleep(0.3)
+            relay.reset()
+            listener.link_up()
+            again = listener.messages(timeout=1.0)
+    assert sorted(m.payload for m in again) == sorted(
+        m.payload for m in (first, second, third))
+
+
+def test_an_ack_for_an_older_connection_is_never_sent_on_a_newer_one(station_settings, broker):
+    from tests.station.netcut import NetCut
+
+    with NetCut(broker.port) as relay:
+        station_settings["mqtt"].update(url=relay.url)
+        with Listener(station_settings) as listener:
+            publish_jobs(broker, listener.link.base, 1)
+            (old,) = listener.messages(timeout=0.0, count=1)
+            relay.reset()
+            listener.link_up()
+            (redelivered,) = listener.messages(timeout=0.0, count=1)
+            listener.link.ack(old.mid, old.generation)  # stale: must be dropped
+            time.sleep(0.3)
+            relay.reset()
+            listener.link_up()
+            third = listener.messages(timeout=1.0)
+    assert redelivered.payload == old.payload
+    assert [m.payload for m in third] == [old.payload], "the stale ack was taken"
+
+
+def test_rebirth_sends_again_what_was_handed_over_and_not_confirmed(station_settings, broker):
+    """An event lost on the way (no PUBACK yet) is not handed over twice by the outbox's
+    refills, but rebirth (``again``) sends it again at once."""
+    from tests.station.netcut import NetCut
+
+    with NetCut(broker.port) as relay:
+        station_settings["mqtt"].update(url=relay.url)
+        with Listener(station_settings) as listener:
+            topic = listener.link.base + "/events"
+            watcher = Watcher(broker, topic)
+            try:
+                time.sleep(0.3)
+                item = OutboxItem(3, topic, b'{"n": 3}', None)
+                relay.mute_client()
+                listener.link.send([item])  # swallowed on the way
+                time.sleep(0.3)
+                relay.flow()
+                listener.link.send([item])  # handed over already: not again
+                time.sleep(0.5)
+                assert watcher.seen == []
+                listener.link.send([item], again=True)  # rebirth
+                assert wait_until(lambda: watcher.seen == [b'{"n": 3}'], 5)
+                assert listener.next(ev.Delivered).item_id == 3
+            finally:
+                watcher.close()
+
+
+def test_the_broker_keeps_messages_far_beyond_the_record_limit_from_the_station(
+    station_settings, broker
+):
+    """Maximum Packet Size in CONNECT: a 2 MiB message never reaches the station's memory;
+    one a little over the record limit does, and the station's own check rejects it."""
+    with Listener(station_settings) as listener:
+        base = listener.link.base
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        client.connect("127.0.0.1", broker.port)
+        client.loop_start()
+        try:
+            for size in (2 * 1024 * 1024, 300 * 1024, 10):
+                client.publish(f"{base}/jobs", b"x" * size, qos=1).wait_for_publish(10)
+        finally:
+            client.disconnect()
+            client.loop_stop()
+        sizes = [len(m.payload) for m in listener.messages(timeout=1.5)]
+    assert sizes == [300 * 1024, 10]
+
+
+def test_connection_failures_name_their_cause(station_settings, broker, caplog):
+    """A port where nothing listens, and TLS spoken to a plain listener: each attempt is
+    logged with its cause and reported as LinkFailed (a certificate the station's CA did
+    not sign: tests/ops/test_tls.py)."""
+    from kiosk.sim.broker import free_port
+
+    for url, cause in ((f"mqtt://127.0.0.1:{free_port()}", "ConnectionRefusedError"),
+                       (broker.url.replace("mqtt://", "mqtts://"), "ConnectionResetError")):
+        station_settings["mqtt"]["url"] = url
+        heard: queue.Queue = queue.Queue()
+        link = MqttLink(from_dict(station_settings), heard.put)
+        link.start()
+        try:
+            deadline = time.monotonic() + 10
+            failed = None
+            while failed is None and time.monotonic() < deadline:
+                event = heard.get(timeout=max(0.01, deadline - time.monotonic()))
+                failed = event if isinstance(event, ev.LinkFailed) else None
+        finally:
+            link.stop()
+        assert failed is not None and cause in failed.cause, failed
+        assert cause in caplog.text
