@@ -157,6 +157,7 @@ class PrinterSimulator:
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._stop = threading.Event()
+        self._deaf = False  # a hung firmware or a stalled USB: nothing is read
         self._thread: threading.Thread | None = None
         self._requests: queue.SimpleQueue[tuple[Callable[[], None], threading.Event]] = (
             queue.SimpleQueue())
@@ -259,6 +260,14 @@ class PrinterSimulator:
         """Plug back in under the same path (a new pty behind it)."""
         self._on_loop(self._come_back)
 
+    def stop_reading(self) -> None:
+        """Hang: read nothing more (the host's writes fill the line, then block)."""
+        self._deaf = True
+
+    def resume_reading(self) -> None:
+        """Back from the hang, as a printer that restarted: what it had half-read is gone."""
+        self._on_loop(self._wake)
+
     def wait_for_cards(self, count: int, timeout: float) -> bool:
         with self._changed:
             return self._changed.wait_for(lambda: len(self.cards) >= count, timeout)
@@ -268,7 +277,7 @@ class PrinterSimulator:
     def _run(self) -> None:
         while not self._stop.is_set():
             self._serve_requests()
-            if not self._port.present:
+            if not self._port.present or self._deaf:
                 if self._reappear_at is not None and time.monotonic() >= self._reappear_at:
                     self._come_back()
                 self._stop.wait(0.01)
@@ -314,6 +323,12 @@ class PrinterSimulator:
         self._port.vanish()
         self._parser.reset()
         self._reappear_at = None if seconds is None else time.monotonic() + seconds
+
+    def _wake(self) -> None:
+        self._deaf = False
+        while self._port.read(CHUNK, timeout=0):  # what piled up while hung is dropped
+            pass
+        self._parser.reset()
 
     def _come_back(self) -> None:
         self._port.reappear()

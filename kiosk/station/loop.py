@@ -33,7 +33,7 @@ from kiosk.station.config import Config, ConfigError
 from kiosk.station.core import events as ev
 from kiosk.station.core.machine import StationCore
 from kiosk.station.mqttlink import MqttLink
-from kiosk.station.printing import PrintWorker
+from kiosk.station.printing import PICK_ANSWER_TIMEOUT, PrintWorker
 from kiosk.station.spool import Spool
 
 if TYPE_CHECKING:
@@ -58,6 +58,14 @@ def make_renderer(config: Config) -> Callable[[bytes], Sequence[PanelData]]:
                            rotate=printer.rotate)
 
     return render
+
+
+def card_budget_s(config: Config) -> float:
+    """The longest a card may take when every timeout inside it runs out, and a margin."""
+    printer = config.printer
+    downloads = 6 * printer.download_timeout_s  # five panels and the overlay, at worst
+    settings = 10 * printer.setting_timeout_s
+    return downloads + settings + printer.print_seconds + 10 + PICK_ANSWER_TIMEOUT + 60
 
 
 def make_verifier(config: Config) -> Verifier:
@@ -117,11 +125,13 @@ class Station:
         )
         self.worker = PrintWorker(printer, make_renderer(config), self.events.put,
                                   poll_s=config.printer.poll_s,
-                                  resync_s=config.printer.resync_s)
+                                  resync_s=config.printer.resync_s,
+                                  card_budget_s=card_budget_s(config))
         self.tray = TrayLink(config.tray.port, self.events.put) if config.tray.enabled else None
         self.receipt = self._receipt(config)
         self.panel = self._panel(config)
         self.notify = notify or (lambda status: None)
+        self._starving = False  # the watchdog is not being fed (a stuck thread)
         self._stop = threading.Event()
         self._next_tick = 0.0
         self._held: list[object] = []
@@ -131,7 +141,7 @@ class Station:
             ev.SendOutbox: lambda a: self.link.send(a.items, again=a.again),
             ev.StartCard: lambda a: self.worker.start_card(a.record_id, a.payload),
             ev.Prefetch: lambda a: self.worker.prefetch(a.record_id, a.payload),
-            ev.AnswerPick: lambda a: self.worker.answer_pick(a.record_id, a.allow),
+            ev.AnswerPick: self.worker.answer_pick,
             ev.Show: lambda a: self.panel and self.panel.show(a.view),
             ev.ProbePrinter: lambda a: self.worker.probe_now(),
             ev.PurgePersonalData: self._purge,
@@ -213,7 +223,7 @@ class Station:
             actions += self._handle(others)
         actions.extend(self.core.state_actions())
         self._execute(actions)
-        self.notify("WATCHDOG=1")
+        self._feed_watchdog()
         if any(isinstance(a, ev.Publish) and a.topic.endswith("/state") for a in actions):
             self.notify("STATUS=" + self._status_line())
 
@@ -232,6 +242,18 @@ class Station:
         # Committed: the printer hears first.
         self._execute([a for a in actions if isinstance(a, ev.AnswerPick)])
         return [a for a in actions if not isinstance(a, ev.AnswerPick)]
+
+    def _feed_watchdog(self) -> None:
+        """Tell systemd we are alive, unless a thread of ours is stuck beyond its timeouts:
+        then systemd restarts the service rather than leave it looking alive."""
+        if self.worker.stuck():
+            if not self._starving:
+                log.critical("the printer thread is stuck beyond its timeouts: the watchdog"
+                             " is no longer fed, systemd will restart the station")
+            self._starving = True
+            return
+        self._starving = False
+        self.notify("WATCHDOG=1")
 
     def _status_line(self) -> str:
         """One line for `systemctl status`: state, reasons, queue, stock."""

@@ -15,11 +15,14 @@ Wiring::
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 
 from kiosk.devices.printer.evolis.driver import CardError, CardPrinter, PrinterError
 from kiosk.devices.printer.evolis.panels import PanelData
@@ -48,6 +51,8 @@ class PrintWorker:
         poll_s: float = 1.0,
         idle_check_s: float = 5.0,
         resync_s: float = 6.0,
+        card_budget_s: float = 600.0,
+        step_budget_s: float = 60.0,
     ) -> None:
         self.printer = printer
         self.render = render
@@ -57,17 +62,36 @@ class PrintWorker:
         self.resync_s = resync_s
         self._jobs: queue.Queue[ev.StartCard | ev.ProbePrinter | None] = queue.Queue()
         self._answers: queue.Queue[ev.AnswerPick] = queue.Queue()
+        self.tokens = itertools.count(1)  # one per pick request (PickRequested.token)
         self._renders: dict[str, Future] = {}
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="render")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="printer", daemon=True)
         self._connected = False
         self._reasons: tuple[str, ...] | None = None
+        # Each blocking step is given a budget beyond every timeout inside it (a card:
+        # its downloads, print time, the pick answer). Past it the thread is stuck.
+        self.card_budget_s, self.step_budget_s = card_budget_s, step_budget_s
+        self._busy: tuple[float, float] | None = None  # (since, budget) of the step under way
 
     # -- called from the station thread -------------------------------------------
 
     def start(self) -> None:
         self._thread.start()
+
+    def stuck(self, now: float | None = None) -> bool:
+        """The printer thread is in a step for longer than that step's budget (any thread)."""
+        busy = self._busy
+        now = time.monotonic() if now is None else now
+        return busy is not None and now - busy[0] > busy[1]
+
+    @contextmanager
+    def _step(self, budget: float) -> Iterator[None]:
+        self._busy = (time.monotonic(), budget)
+        try:
+            yield
+        finally:
+            self._busy = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -89,8 +113,8 @@ class PrintWorker:
         """Look at the printer at once (a person says the fault is cleared)."""
         self._jobs.put(PROBE)
 
-    def answer_pick(self, record_id: str, allow: bool) -> None:
-        self._answers.put(ev.AnswerPick(record_id, allow))
+    def answer_pick(self, answer: ev.AnswerPick) -> None:
+        self._answers.put(answer)
 
     # -- the printer thread ---------------------------------------------------------
 
@@ -108,11 +132,13 @@ class PrintWorker:
             if job is PROBE:
                 self._check()
             elif job is not None:
-                self._print(job)
+                with self._step(self.card_budget_s):
+                    self._print(job)
 
     def _connect(self) -> None:
         try:
-            info = self.printer.connect()
+            with self._step(self.step_budget_s):
+                info = self.printer.connect()
         except PrinterError as error:
             self._report(error.reasons or ("connecting-to-device",), error.detail)
             self._fail_waiting_jobs()
@@ -127,7 +153,8 @@ class PrintWorker:
 
     def _check(self) -> None:
         try:
-            reasons = self.printer.check()
+            with self._step(self.step_budget_s):
+                reasons = self.printer.check()
         except PrinterError as error:
             self._lost(error)
             return
@@ -193,14 +220,18 @@ class PrintWorker:
         if error.link_lost:
             self._connected = False
 
-    def _await_answer(self, record_id: str) -> bool:
+    def _await_answer(self, token: int) -> bool:
+        """The core's answer to request *token*; answers to earlier requests are dropped."""
+        deadline = time.monotonic() + PICK_ANSWER_TIMEOUT
         while not self._stop.is_set():
             try:
-                answer = self._answers.get(timeout=PICK_ANSWER_TIMEOUT)
+                answer = self._answers.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 return False
-            if answer.record_id == record_id:
+            if answer.token == token:
                 return answer.allow
+            log.info("dropped a late pick answer for %s (request %d, waiting for %d)",
+                     answer.record_id, answer.token, token)
         return False
 
 
@@ -222,8 +253,9 @@ class _Hooks:
             raise RenderFailed(str(exc)) from exc
 
     def may_pick(self) -> bool:
-        self.worker.emit(ev.PickRequested(self.record_id))
-        return self.worker._await_answer(self.record_id)
+        token = next(self.worker.tokens)
+        self.worker.emit(ev.PickRequested(self.record_id, token))
+        return self.worker._await_answer(token)
 
     def picked(self) -> None:
         self.was_picked = True

@@ -13,7 +13,13 @@ import os
 import select
 from urllib.parse import urlsplit
 
-from serial.serialutil import PortNotOpenError, SerialBase, SerialException, Timeout
+from serial.serialutil import (
+    PortNotOpenError,
+    SerialBase,
+    SerialException,
+    SerialTimeoutException,
+    Timeout,
+)
 
 
 class Serial(SerialBase):
@@ -82,7 +88,7 @@ class Serial(SerialBase):
         while view:
             _, ready, _ = select.select([], [self._fd], [], timeout.time_left())
             if not ready:
-                raise SerialException("write timeout")
+                raise SerialTimeoutException("write timeout: the printer takes nothing")
             try:
                 view = view[os.write(self._fd, view):]
             except BlockingIOError:

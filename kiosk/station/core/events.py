@@ -73,9 +73,14 @@ class PrinterFault:
 
 @dataclass(frozen=True)
 class PickRequested:
-    """The driver is about to send ``Ss`` for this job and waits for a yes or no."""
+    """The driver is about to send ``Ss`` for this job and waits for a yes or no.
+
+    ``token`` names this one request: the answer carries it back, so a late answer to
+    an earlier request (a retry of the same job) is never taken for this one.
+    """
 
     record_id: str
+    token: int = 0
 
 
 @dataclass(frozen=True)
@@ -202,8 +207,11 @@ class Prefetch:
 
 @dataclass(frozen=True)
 class AnswerPick:
+    """The core's yes or no to the `PickRequested` with this ``token``, after its commit."""
+
     record_id: str
     allow: bool
+    token: int = 0
 
 
 @dataclass(frozen=True)

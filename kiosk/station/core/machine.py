@@ -212,7 +212,7 @@ class StationCore:
         )
         if allow:
             self.spool.update_job(event.record_id, phase=Phase.PICKING)
-        return [ev.AnswerPick(event.record_id, allow)]
+        return [ev.AnswerPick(event.record_id, allow, event.token)]
 
     def _on_card_picked(self, event: ev.CardPicked) -> list:
         job = self.spool.job(event.record_id)

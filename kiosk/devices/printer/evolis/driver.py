@@ -205,8 +205,14 @@ class EvolisPrinter:
         name = frame[1:].split(b";", 1)[0].split(b"\r", 1)[0].decode("ascii", "replace")
         try:
             port.reset_input_buffer()  # stale bytes (line noise) are not this reply
+            port.write_timeout = timeout  # a printer that stops reading must not hang us
             port.write(frame)
             reply = self._read_reply(port, timeout)
+        except serial.SerialTimeoutException as exc:
+            self.close()
+            raise PrinterError(("timed-out-error",), f"the printer stopped reading during"
+                               f" {name} (nothing taken for {timeout:g} s)",
+                               link_lost=True) from exc
         except (serial.SerialException, OSError, termios.error) as exc:
             # termios.error: flushing a tty whose device has gone (it is not an OSError).
             self.close()
