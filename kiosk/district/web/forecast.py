@@ -55,7 +55,7 @@ def print_rate(completions: Iterable[tuple[float, str]], *, can_print: Collectio
         span = min(window_s, max(observed_s, MIN_SPAN_S))
     counted = sorted(set(can_print))
     cards = sum(1 for at, station in completions
-                if station in can_print and now - span <= at <= now)
+                if station in can_print and now - span < at <= now)
     per_hour = cards * 3600.0 / span if span > 0 and counted else 0.0
     return Rate(per_hour, span, cards, tuple(counted))
 
