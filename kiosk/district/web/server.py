@@ -122,6 +122,10 @@ class DistrictWeb:
             return
         self._ready.set()
         self._loop.run_forever()
+        left = asyncio.all_tasks(self._loop)  # streams still open: end them before closing
+        for task in left:
+            task.cancel()
+        self._loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
         self._loop.close()
 
     async def _open(self) -> None:
@@ -129,7 +133,7 @@ class DistrictWeb:
         app = web.Application()
         app.router.add_get("/", self._page)
         app.router.add_get("/static/{name}", self._static)
-        app.router.add_get("/favicon.ico", lambda request: web.Response(status=204))
+        app.router.add_get("/favicon.ico", self._no_icon)
         app.router.add_get("/api/district", self._district)
         app.router.add_get("/api/history", self._history)
         app.router.add_get("/api/stream", self._stream)
@@ -161,6 +165,9 @@ class DistrictWeb:
     async def _page(self, request: web.Request) -> web.Response:
         return web.Response(body=static_file("index.html"), content_type="text/html",
                             charset="utf-8", headers=_NO_CACHE)
+
+    async def _no_icon(self, request: web.Request) -> web.Response:
+        return web.Response(status=204)
 
     async def _static(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
