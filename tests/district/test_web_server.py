@@ -144,3 +144,32 @@ def router_state(broker) -> dict:
     with DistrictClient(broker.url, persistent=False) as reader:
         assert reader.wait_for(lambda: "_router" in reader.states, 5)
         return reader.states["_router"]
+
+
+def test_kiosk_demo_prints_the_page_address_and_serves_it_while_it_runs(tmp_path):
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "kiosk", "demo", "--cards", "6", "--card-seconds", "0.3"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+        start_new_session=True)
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(demo.stdout), daemon=True).start()
+    try:
+        assert wait_until(lambda: any("district page:" in line for line in lines), 60), lines
+        url = re.search(r"http://\S+/", next(x for x in lines if "district page:" in x))[0]
+
+        def shows_the_station() -> bool:
+            with urllib.request.urlopen(url + "api/district", timeout=5) as response:
+                return [s["id"] for s in json.load(response)["stations"]] == ["demo-01"]
+
+        assert wait_until(shows_the_station, 20)
+        assert demo.wait(120) == 0
+    finally:
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGKILL)  # its broker too: it is in the demo's session
+            demo.wait(10)
