@@ -144,17 +144,23 @@ def test_router_and_broker_links():
 def test_memory_stays_bounded_per_station():
     view, clock = make_view()
     online(view, "st-a", T0)
-    for n in range(COMPLETIONS_KEPT + 500):
-        clock.now = T0 + n * 10.0
+
+    def card(n: int, at: float) -> None:
+        clock.now = at
         send(view, "st-a", "events", {"type": "job", "job_state": "completed",
                                       "record_id": f"R-{n}"})
-        if n % 7 == 0:
-            send(view, "st-a", "state", {**idle_state(remaining=10_000 - n), "ts": stamp(clock())})
+        send(view, "st-a", "state", {**idle_state(remaining=100_000 - n), "ts": stamp(at)})
+
+    for n in range(COMPLETIONS_KEPT + 500):  # faster than any printer, within one window
+        card(n, T0 + n * 0.5)
     kept = view._stations["st-a"]
     assert len(kept.completions) == COMPLETIONS_KEPT
     assert len(kept.completed_ids) <= 512
+    assert len(kept.stock) <= (clock.now - T0) / view.stock_sample_s + 2
+    for n in range(100):  # two days later, a card every 10 min
+        card(COMPLETIONS_KEPT + 500 + n, T0 + 2 * DAY_S + n * 600)
+    assert len(kept.completions) <= 7  # the last hour's only
     assert len(view._hourly) <= 26
-    assert len(kept.stock) <= DAY_S / view.stock_sample_s + 2
     assert all(at >= clock.now - DAY_S for at, _ in kept.stock)
 
 

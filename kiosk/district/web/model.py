@@ -29,9 +29,9 @@ from kiosk.district.web.forecast import RATE_WINDOW_S, Rate, forecast, print_rat
 SCHEMA = "ektp.district-view/1"
 ROUTER = "_router"
 DAY_S = 86400
-STOCK_SAMPLE_S = 60.0  # at most one stock point a minute: a day is 1440 per station
+STOCK_SAMPLE_S = 300.0  # at most one stock point per 5 min: a day is 288 per station
 COMPLETED_IDS_KEPT = 512  # per station, to drop an event the station sent twice
-COMPLETIONS_KEPT = 5000  # per station: more than any printer does in the rate window
+COMPLETIONS_KEPT = 5000  # per station, within the rate window: far above a printer's pace
 _QUEUE = ("pending", "held", "processing")
 _COUNTERS = ("printed", "spoiled", "rejected")
 _STOCK = ("remaining", "low_threshold", "sensor_estimate", "minutes_to_empty")
@@ -133,6 +133,8 @@ class DistrictView:
         at = min(now, _epoch(body.get("ts")) or now)
         station.completed_ids.append(rid)
         station.completions.append(at)
+        while station.completions[0] <= now - self.rate_window_s:  # only the rate's window
+            station.completions.popleft()
         hour = int(at // 3600 * 3600)
         self._hourly[hour] = self._hourly.get(hour, 0) + 1
         for old in [h for h in self._hourly if h <= now - DAY_S - 3600]:
