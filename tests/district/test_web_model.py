@@ -171,3 +171,14 @@ def test_a_change_is_announced():
     online(view, "st-a", T0)
     send(view, "st-a", "events", {"type": "alert", "reason": "media-low-warning"})
     assert len(calls) == 2  # availability and state; an alert changes nothing kept
+
+
+def test_a_card_completed_long_ago_counts_in_its_hour_not_in_the_rate():
+    view, clock = make_view()
+    online(view, "st-a", T0)
+    clock.now = T0 + 4 * 3600
+    send(view, "st-a", "events", {"type": "job", "job_state": "completed", "record_id": "R-old",
+                                  "ts": stamp(T0 + 60)})  # sent again from an outbox, late
+    assert view.document()["rate_per_hour"] == 0
+    hours = dict(view.history()["cards_per_hour"])
+    assert hours[stamp(T0 // 3600 * 3600)] == 1

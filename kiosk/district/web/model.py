@@ -133,7 +133,7 @@ class DistrictView:
         at = min(now, _epoch(body.get("ts")) or now)
         station.completed_ids.append(rid)
         station.completions.append(at)
-        while station.completions[0] <= now - self.rate_window_s:  # only the rate's window
+        while station.completions and station.completions[0] <= now - self.rate_window_s:
             station.completions.popleft()
         hour = int(at // 3600 * 3600)
         self._hourly[hour] = self._hourly.get(hour, 0) + 1

@@ -71,8 +71,7 @@ class DistrictWeb:
         self.client.reconnect_delay_set(1, 2)  # the banner clears soon after the broker returns
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = lambda *args: self.view.set_broker(False)
-        self.client.on_message = lambda c, u, message: self.view.on_message(message.topic,
-                                                                            message.payload)
+        self.client.on_message = self._on_message
         self.url_mqtt = url
 
     @property
@@ -109,6 +108,12 @@ class DistrictWeb:
         client.subscribe([(f"{self.prefix}/+/availability", 1), (f"{self.prefix}/+/state", 1),
                           (f"{self.prefix}/+/events", 1)])
         self.view.set_broker(True)
+
+    def _on_message(self, client, userdata, message) -> None:
+        try:
+            self.view.on_message(message.topic, message.payload)
+        except Exception:  # one odd message must not stop the feed
+            log.exception("message on %s not understood", message.topic)
 
     # -- the event loop's thread ---------------------------------------------------------
 

@@ -284,7 +284,7 @@ function renderHourly() {
 function stockPlot(points, low) {
   const width = 280, height = 60, pad = 4;
   const now = Date.parse(history.ts) / 1000;
-  const first = Math.min(points[0][0], now - 600);  // at least the last 10 minutes
+  const first = Math.min(points[0][0], now - 120);  // since the first point, 2 min at least
   const values = points.filter((p) => p[1] !== null).map((p) => p[1]);
   const top = Math.max(1, ...values, low || 0);
   const x = (at) => pad + (width - 2 * pad) * (at - first) / Math.max(1, now - first);
