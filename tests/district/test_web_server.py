@@ -173,3 +173,37 @@ def test_kiosk_demo_prints_the_page_address_and_serves_it_while_it_runs(tmp_path
         if demo.poll() is None:
             os.killpg(demo.pid, signal.SIGKILL)  # its broker too: it is in the demo's session
             demo.wait(10)
+
+
+def test_kiosk_district_web_serves_until_sigterm_and_refuses_a_bad_listen(broker):
+    import signal
+    import subprocess
+    import sys
+
+    from kiosk.sim.broker import free_port
+
+    bad = subprocess.run([sys.executable, "-m", "kiosk", "district", "web", "--url", broker.url,
+                          "--listen", "8080"], capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and "HOST:PORT" in bad.stderr
+    port = free_port()
+    web = subprocess.Popen([sys.executable, "-m", "kiosk", "district", "web", "--url",
+                            broker.url, "--listen", f"127.0.0.1:{port}"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           start_new_session=True)
+    try:
+        def answers() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/district",
+                                            timeout=2) as response:
+                    return json.load(response)["broker"] == "online"
+            except OSError:
+                return False
+
+        assert wait_until(answers, 20)
+        web.send_signal(signal.SIGTERM)
+        assert web.wait(15) == 0
+        assert f"http://127.0.0.1:{port}/" in web.stdout.read()
+    finally:
+        if web.poll() is None:
+            web.kill()
+            web.wait(10)
