@@ -10,15 +10,29 @@ NOW = 1_800_000_000.0
 HOUR = 3600.0
 
 
-def spread(station: str, cards: int, over_s: float, *, ending: float = NOW) -> list:
+def spread(station: str, cards: int, over_s: float, *, ending: float = NOW) -> dict:
     """*cards* completions evenly over the *over_s* seconds before *ending*."""
-    return [(ending - over_s + over_s * (i + 1) / cards, station) for i in range(cards)]
+    return {station: [ending - over_s + over_s * (i + 1) / cards for i in range(cards)]}
+
+
+def joined(*histories: dict) -> dict:
+    out: dict[str, list[float]] = {}
+    for history in histories:
+        for station, times in history.items():
+            out[station] = sorted(out.get(station, []) + times)
+    return out
+
+
+def test_cards_after_now_are_not_counted():
+    rate = print_rate(joined(spread("st-a", 6, HOUR), {"st-a": [NOW + 5]}), can_print={"st-a"},
+                      now=NOW)
+    assert rate.cards == 6
 
 
 def test_rate_counts_only_stations_that_can_print_and_only_the_window():
-    history = (spread("st-a", 30, HOUR) + spread("st-b", 10, HOUR)
-               + spread("st-c", 20, HOUR)  # jammed now: its past cards say nothing of the future
-               + spread("st-a", 50, HOUR, ending=NOW - HOUR))  # before the window
+    history = joined(spread("st-a", 30, HOUR), spread("st-b", 10, HOUR),
+                     spread("st-c", 20, HOUR),  # jammed now: its past says nothing of the future
+                     spread("st-a", 50, HOUR, ending=NOW - HOUR))  # before the window
     rate = print_rate(history, can_print={"st-a", "st-b"}, now=NOW, window_s=HOUR)
     assert rate == Rate(per_hour=40.0, window_s=HOUR, cards=40, stations=("st-a", "st-b"))
 
@@ -35,7 +49,7 @@ def test_watched_for_half_the_window_counts_over_what_was_watched():
 
 
 def test_one_card_in_the_first_seconds_is_not_a_rate_of_thousands():
-    rate = print_rate([(NOW - 1, "st-a")], can_print={"st-a"}, now=NOW, observed_s=2)
+    rate = print_rate({"st-a": [NOW - 1]}, can_print={"st-a"}, now=NOW, observed_s=2)
     assert rate.window_s == MIN_SPAN_S
     assert rate.per_hour == pytest.approx(3600 / MIN_SPAN_S)
 
@@ -48,7 +62,7 @@ def test_nothing_can_print_gives_no_date():
 
 
 def test_stations_that_can_print_but_printed_nothing_give_no_date():
-    rate = print_rate([], can_print={"st-a"}, now=NOW)
+    rate = print_rate({}, can_print={"st-a"}, now=NOW)
     assert forecast(backlog=10, rate=rate, now=NOW, on_hand=[], printed=0,
                     spoiled=0).backlog_done_at is None
 

@@ -6,7 +6,7 @@ is ``None`` when nothing can print (or nothing printed in the window, so no
 rate can be measured); every figure comes back with what it rests on, for the
 page to show beside it.
 
-    rate = print_rate(completions, can_print={"st-1"}, now=now, window_s=3600,
+    rate = print_rate({"st-1": [t1, t2]}, can_print={"st-1"}, now=now, window_s=3600,
                       observed_s=now - started)
     outlook = forecast(backlog=1200, rate=rate, now=now, on_hand=[150, None],
                        printed=400, spoiled=8)
@@ -15,7 +15,8 @@ page to show beside it.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterable, Sequence
+from bisect import bisect_right
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 RATE_WINDOW_S = 3600.0  # "recent": the last hour of completed cards
@@ -39,7 +40,7 @@ class Forecast:
     spoil_ratio: float  # blank cards spoiled per card printed, so far
 
 
-def print_rate(completions: Iterable[tuple[float, str]], *, can_print: Collection[str],
+def print_rate(completions: Mapping[str, Sequence[float]], *, can_print: Collection[str],
                now: float, window_s: float = RATE_WINDOW_S,
                observed_s: float | None = None) -> Rate:
     """Cards per hour over the last *window_s*.
@@ -47,15 +48,16 @@ def print_rate(completions: Iterable[tuple[float, str]], *, can_print: Collectio
     Watched for only *observed_s* (< *window_s*), the span is what was
     watched, but never less than MIN_SPAN_S (or *window_s* if shorter), so one
     card seen in the first second does not make a rate of thousands an hour.
-    *completions* are (epoch seconds, station) of cards completed; only the
-    stations in *can_print* count, since a stopped station prints nothing.
+    *completions* maps each station to the times (epoch seconds, ascending)
+    of its completed cards; only the stations in *can_print* count, since a
+    stopped station prints nothing.
     """
     span = window_s
     if observed_s is not None:
         span = min(window_s, max(observed_s, MIN_SPAN_S))
     counted = sorted(set(can_print))
-    cards = sum(1 for at, station in completions
-                if station in can_print and now - span < at <= now)
+    cards = sum(bisect_right(times, now) - bisect_right(times, now - span)
+                for times in (completions.get(station, ()) for station in counted))
     per_hour = cards * 3600.0 / span if span > 0 and counted else 0.0
     return Rate(per_hour, span, cards, tuple(counted))
 

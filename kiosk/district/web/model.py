@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from bisect import insort
 from calendar import timegm
 from collections import deque
 from collections.abc import Callable
@@ -45,6 +46,7 @@ class _Station:
     completions: deque[float] = field(default_factory=lambda: deque(maxlen=COMPLETIONS_KEPT))
     completed_ids: deque[str] = field(default_factory=lambda: deque(maxlen=COMPLETED_IDS_KEPT))
     stock: deque[tuple[float, int | None]] = field(default_factory=deque)
+    entry: dict[str, Any] | None = None  # its part of document(), until its next message
 
 
 class DistrictView:
@@ -71,6 +73,7 @@ class DistrictView:
         self.router_state: dict[str, Any] | None = None
         self._stations: dict[str, _Station] = {}
         self._hourly: dict[int, int] = {}  # hour start (epoch s) -> cards completed
+        self.version = 0  # +1 on every change
         self._lock = threading.Lock()
 
     # -- input ---------------------------------------------------------------------
@@ -78,6 +81,7 @@ class DistrictView:
     def set_broker(self, connected: bool) -> None:
         with self._lock:
             self.broker = connected
+            self.version += 1
         self.on_change()
 
     def on_message(self, topic: str, payload: bytes) -> None:
@@ -88,6 +92,7 @@ class DistrictView:
         with self._lock:
             changed = (self._router_message(leaf, payload) if name == ROUTER
                        else is_station(name) and self._station_message(name, leaf, payload))
+            self.version += bool(changed)
         if changed:
             self.on_change()
 
@@ -103,6 +108,7 @@ class DistrictView:
 
     def _station_message(self, name: str, leaf: str, payload: bytes) -> bool:
         now = self.clock()
+        self._station(name).entry = None
         if leaf == "availability":
             self._station(name).availability = payload.decode(errors="replace")
         elif leaf == "state":
@@ -132,7 +138,9 @@ class DistrictView:
             return False
         at = min(now, _epoch(body.get("ts")) or now)
         station.completed_ids.append(rid)
-        station.completions.append(at)
+        if len(station.completions) == COMPLETIONS_KEPT:
+            station.completions.popleft()
+        insort(station.completions, at)  # in time order: a late event goes in its place
         while station.completions and station.completions[0] <= now - self.rate_window_s:
             station.completions.popleft()
         hour = int(at // 3600 * 3600)
@@ -209,6 +217,12 @@ class DistrictView:
             }
 
     def _station_entry(self, name: str, station: _Station, now: float) -> dict[str, Any]:
+        if station.entry is None:
+            station.entry = self._new_entry(name, station)
+        age = None if station.state_ts is None else max(0, round(now - station.state_ts))
+        return {**station.entry, "state_age_s": age}
+
+    def _new_entry(self, name: str, station: _Station) -> dict[str, Any]:
         state = station.state or {}
         why = refusal(station.availability, station.state)
         entry: dict[str, Any] = {
@@ -221,8 +235,7 @@ class DistrictView:
             "queue": {k: _count(state.get("queue", {}).get(k), 0) for k in _QUEUE},
             "stock": {k: state.get("stock", {}).get(k) for k in _STOCK},
             "counters": {k: _count(state.get("counters", {}).get(k), 0) for k in _COUNTERS},
-            "state_age_s": (None if station.state_ts is None
-                            else max(0, round(now - station.state_ts))),
+            "state_age_s": None,  # filled in at each document()
             "takes_records": why is None,
         }
         if why is not None:
@@ -238,7 +251,7 @@ class DistrictView:
 
     def _rate(self, stations: list[dict], now: float) -> Rate:
         can_print = {s["id"] for s in stations if s["takes_records"]}
-        completions = [(at, name) for name, s in self._stations.items() for at in s.completions]
+        completions = {name: s.completions for name, s in self._stations.items()}
         return print_rate(completions, can_print=can_print, now=now,
                           window_s=self.rate_window_s, observed_s=now - self.started_at)
 

@@ -65,6 +65,7 @@ class DistrictWeb:
         self._thread = threading.Thread(target=self._serve, name="district-web", daemon=True)
         self._runner: web.AppRunner | None = None
         self._error: BaseException | None = None
+        self._document: tuple[tuple[int, int], str] = ((-1, 0), "")  # shared by all streams
         self.port = listen[1]
         self.client = make_client(f"district-web-{uuid.uuid4().hex[:8]}", url=url,
                                   credentials=credentials)
@@ -165,6 +166,13 @@ class DistrictWeb:
         if tick is not None:
             tick.set()
 
+    def _document_text(self) -> str:
+        """The district document as JSON, made once per change and second for every stream."""
+        key = (self.view.version, int(time.time()))
+        if self._document[0] != key:
+            self._document = (key, _json(self.view.document()))
+        return self._document[1]
+
     # -- handlers ------------------------------------------------------------------------
 
     async def _page(self, request: web.Request) -> web.Response:
@@ -200,10 +208,10 @@ class DistrictWeb:
         try:
             while True:
                 tick = self._tick
-                await _send(response, "district", self.view.document())
+                await _send(response, "district", self._document_text())
                 if time.monotonic() - history_at >= HISTORY_S:
                     history_at = time.monotonic()
-                    await _send(response, "history", self.view.history())
+                    await _send(response, "history", _json(self.view.history()))
                 try:
                     await asyncio.wait_for(tick.wait(), HEARTBEAT_S)
                     await asyncio.sleep(COALESCE_S)
@@ -216,6 +224,9 @@ class DistrictWeb:
 _NO_CACHE = {"Cache-Control": "no-store"}
 
 
-async def _send(response: web.StreamResponse, kind: str, body: dict[str, Any]) -> None:
-    data = json.dumps(body, separators=(",", ":"))
+def _json(body: dict[str, Any]) -> str:
+    return json.dumps(body, separators=(",", ":"))
+
+
+async def _send(response: web.StreamResponse, kind: str, data: str) -> None:
     await response.write(f"event: {kind}\ndata: {data}\n\n".encode())
