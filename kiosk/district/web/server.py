@@ -9,8 +9,9 @@ server on its own thread and event loop:
 - ``GET /api/district``   the district view (station.md)
 - ``GET /api/history``    the plots' data: cards per hour over the last day, stock per station
 - ``GET /api/stream``     server-sent events: ``district`` on every change (coalesced over
-                          COALESCE_S) and at least every HEARTBEAT_S, ``history`` every
-                          HISTORY_S; the page updates in place from them
+                          COALESCE_S, at most one per MIN_INTERVAL_S) and at least every
+                          HEARTBEAT_S, ``history`` every HISTORY_S; the page updates in
+                          place from them
 
     web = DistrictWeb("mqtt://127.0.0.1:1883", district="3210", listen=("127.0.0.1", 8080))
     web.start()      # returns once the HTTP port is open; web.url is the page
@@ -37,6 +38,7 @@ from kiosk.district.web.model import DistrictView
 log = logging.getLogger(__name__)
 
 COALESCE_S = 0.1  # changes within this are sent as one update
+MIN_INTERVAL_S = 0.5  # a stream of changes goes out at most twice a second (a big district)
 HEARTBEAT_S = 2.0  # an update at least this often (ages move on; a dead link shows)
 HISTORY_S = 10.0
 _TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
@@ -204,10 +206,12 @@ class DistrictWeb:
             "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
             "X-Accel-Buffering": "no"})  # nginx: pass each event on at once
         await response.prepare(request)
-        history_at = 0.0
+        history_at = sent_at = 0.0
         try:
             while True:
                 tick = self._tick
+                await asyncio.sleep(max(0.0, sent_at + MIN_INTERVAL_S - time.monotonic()))
+                sent_at = time.monotonic()
                 await _send(response, "district", self._document_text())
                 if time.monotonic() - history_at >= HISTORY_S:
                     history_at = time.monotonic()

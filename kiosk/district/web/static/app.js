@@ -101,6 +101,8 @@ let lang = localStorage.getItem("kiosk-lang") === "en" ? "en" : "id";
 let district = null;
 let history = null;
 let serverUp = true;
+let renderPending = false;
+const cards = new Map();  // station id -> { key, node }: a card is rebuilt only when it changed
 
 function t(key, values = {}) {
   const text = TEXT[lang][key] ?? key;
@@ -128,8 +130,9 @@ function svg(tag, attrs = {}, text = null) {
 
 function setText(id, text, value = text) {
   const node = document.getElementById(id);
-  node.textContent = text;
-  node.dataset.value = value === null ? "null" : String(value);
+  const raw = value === null ? "null" : String(value);
+  if (node.textContent !== text) node.textContent = text;
+  if (node.dataset.value !== raw) node.dataset.value = raw;
 }
 
 function duration(minutes) {
@@ -158,7 +161,10 @@ function localTime(iso) {
 
 function render() {
   document.documentElement.lang = lang;
-  for (const node of document.querySelectorAll("[data-t]")) node.textContent = t(node.dataset.t);
+  for (const node of document.querySelectorAll("[data-t]")) {
+    const text = t(node.dataset.t);
+    if (node.textContent !== text) node.textContent = text;
+  }
   for (const button of document.querySelectorAll("[data-lang]")) {
     button.setAttribute("aria-pressed", String(button.dataset.lang === lang));
   }
@@ -178,6 +184,9 @@ function renderBanners() {
   if (district && district.broker !== "online") banners.push(["broker-down", "broker-down"]);
   else if (district && district.router === "offline") banners.push(["router-down", "router-down"]);
   else if (district && district.router === "unknown") banners.push(["router-unknown", "router-unknown warn"]);
+  const shown = banners.map(([key]) => t(key)).join("|");
+  if (box.dataset.shown === shown) return;
+  box.dataset.shown = shown;
   box.replaceChildren(...banners.map(([key, cls]) =>
     el("div", { class: `banner ${cls}`, "data-banner": key, role: "alert" }, t(key))));
 }
@@ -196,8 +205,9 @@ function renderSummary() {
           : num(forecast.blanks_on_hand), forecast.blanks_on_hand);
   setText("blanks-short", num(forecast.blanks_short), forecast.blanks_short);
   const order = document.getElementById("order-now");
-  order.hidden = forecast.blanks_short <= 0;
-  order.textContent = t("order-now", { n: num(forecast.blanks_short) });
+  if (order.hidden !== (forecast.blanks_short <= 0)) order.hidden = forecast.blanks_short <= 0;
+  const orderText = t("order-now", { n: num(forecast.blanks_short) });
+  if (order.textContent !== orderText) order.textContent = orderText;
   const a = forecast.assumptions || {};
   const lines = [t("a-window", { m: Math.round((a.rate_window_s || 0) / 60), n: a.cards_in_window }),
                  (a.stations_counted || []).length
@@ -205,14 +215,38 @@ function renderSummary() {
                  t("a-spoil", { p: ((a.spoiled_per_printed || 0) * 100).toFixed(1) }),
                  t("a-hand"),
                  t(a.backlog_from === "router" ? "a-router" : "a-queues")];
-  document.getElementById("assumptions").replaceChildren(...lines.map((line) => el("li", {}, line)));
-  document.getElementById("rate-note").textContent = lines[0];
+  const list = document.getElementById("assumptions");
+  if (list.dataset.shown !== lines.join("|")) {
+    list.dataset.shown = lines.join("|");
+    list.replaceChildren(...lines.map((line) => el("li", {}, line)));
+    document.getElementById("rate-note").textContent = lines[0];
+  }
 }
 
 function renderStations() {
   const grid = document.getElementById("stations");
   document.getElementById("no-stations").hidden = district.stations.length > 0;
-  grid.replaceChildren(...district.stations.map(stationCard));
+  const nodes = district.stations.map((s) => {
+    const points = history && history.stock[s.id];
+    const key = JSON.stringify([lang, { ...s, state_age_s: null }, points && points.length,
+                                points && points[points.length - 1]]);
+    let cached = cards.get(s.id);
+    if (!cached || cached.key !== key) {
+      cached = { key, node: stationCard(s) };
+      cards.set(s.id, cached);
+    }
+    const ageCell = cached.node.querySelector('[data-field="age"]');
+    const ageText = age(s.state_age_s);
+    if (ageCell.textContent !== ageText) ageCell.textContent = ageText;  // no needless layout
+    return cached.node;
+  });
+  const same = nodes.length === grid.children.length
+    && nodes.every((node, i) => grid.children[i] === node);
+  if (!same) grid.replaceChildren(...nodes);
+  if (cards.size > nodes.length) {
+    const seen = new Set(district.stations.map((s) => s.id));
+    for (const id of cards.keys()) if (!seen.has(id)) cards.delete(id);
+  }
 }
 
 function stationCard(s) {
@@ -256,9 +290,12 @@ function stationCard(s) {
 
 // -- charts (SVG) ----------------------------------------------------------------------------
 
+let drawnHourly = null;
+
 function renderHourly() {
   const box = document.getElementById("hourly");
-  if (!history) return;
+  if (!history || drawnHourly === history.ts + lang) return;
+  drawnHourly = history.ts + lang;
   const bars = history.cards_per_hour;
   const width = 720, height = 160, left = 36, bottom = 20;
   const top = Math.max(1, ...bars.map((b) => b[1]));
@@ -309,16 +346,23 @@ function stockPlot(points, low) {
 
 // -- live data -------------------------------------------------------------------------------
 
+// Updates can come faster than a large district renders: draw only the latest, once a frame.
+function scheduleRender() {
+  if (renderPending) return;
+  renderPending = true;
+  requestAnimationFrame(() => { renderPending = false; render(); });
+}
+
 function connect() {
   const stream = new EventSource("/api/stream");
   stream.addEventListener("district", (event) => {
     serverUp = true;
     district = JSON.parse(event.data);
-    render();
+    scheduleRender();
   });
   stream.addEventListener("history", (event) => {
     history = JSON.parse(event.data);
-    render();
+    scheduleRender();
   });
   stream.onerror = () => { serverUp = false; renderBanners(); };  // EventSource retries by itself
 }
