@@ -38,7 +38,7 @@ from kiosk.district.web.model import DistrictView
 log = logging.getLogger(__name__)
 
 COALESCE_S = 0.1  # changes within this are sent as one update
-MIN_INTERVAL_S = 0.5  # a stream of changes goes out at most twice a second (a big district)
+MIN_INTERVAL_S = 0.25  # a stream of changes goes out at most 4 times a second (a big district)
 HEARTBEAT_S = 2.0  # an update at least this often (ages move on; a dead link shows)
 HISTORY_S = 10.0
 _TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
