@@ -69,13 +69,13 @@ class DistrictWeb:
         self._error: BaseException | None = None
         self._document: tuple[tuple[int, int], str] = ((-1, 0), "")  # shared by all streams
         self.port = listen[1]
+        self.broker_url = url
         self.client = make_client(f"district-web-{uuid.uuid4().hex[:8]}", url=url,
                                   credentials=credentials)
         self.client.reconnect_delay_set(1, 2)  # the banner clears soon after the broker returns
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = lambda *args: self.view.set_broker(False)
         self.client.on_message = self._on_message
-        self.url_mqtt = url
 
     @property
     def url(self) -> str:
@@ -92,7 +92,7 @@ class DistrictWeb:
             raise TimeoutError("the web server did not start")
         if self._error is not None:
             raise self._error
-        connect_client(self.client, self.url_mqtt, session_expiry_s=0)
+        connect_client(self.client, self.broker_url, session_expiry_s=0)
         self.client.loop_start()
         return self
 
@@ -150,7 +150,7 @@ class DistrictWeb:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.listen[0], self.listen[1])
         await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # the real one when 0 was asked
+        self.port = self._runner.addresses[0][1]  # the real one when port 0 was asked
 
     async def _cleanup(self) -> None:
         if self._runner is not None:
