@@ -85,7 +85,7 @@ def test_a_jam_at_a_station_shows_within_two_seconds_and_clears_when_it_clears(
     card = f'[data-station="{STATION}"]'
     with StationThread(station_settings, district):
         tab.wait_for_selector(f'{card} [data-field="route"].yes', timeout=10_000)
-        tab.wait_for_selector('[data-station="sim-1"]', timeout=5_000)
+        tab.wait_for_selector('[data-station="sim-1"]', timeout=10_000)
         tray_sim.set_path(True)
         assert district.wait_for(lambda: "media-jam-error" in reasons(district), 5)
         tab.wait_for_selector(f'{card} [data-reasons*="media-jam-error"]',
@@ -142,7 +142,7 @@ def expected_short() -> int:
 
 
 def test_a_broker_outage_is_shown_and_clears_when_the_broker_is_back(broker, fleet, tab):
-    tab.wait_for_selector('[data-station="sim-1"]', timeout=5_000)
+    tab.wait_for_selector('[data-station="sim-1"]', timeout=10_000)
     assert tab.locator('[data-banner="broker-down"]').count() == 0
     broker.kill()
     tab.wait_for_selector('[data-banner="broker-down"]', timeout=SHOWN_WITHIN_MS + 1000)
@@ -152,6 +152,7 @@ def test_a_broker_outage_is_shown_and_clears_when_the_broker_is_back(broker, fle
 
 
 def test_the_router_gone_and_the_page_server_gone_are_said(fleet, tab, web):
+    tab.wait_for_selector('[data-station="sim-1"]', timeout=10_000)  # the page is live
     fleet.client.publish("ektp/v1/3210/_router/availability", b"offline", qos=1, retain=True)
     tab.wait_for_selector('[data-banner="router-down"]', timeout=SHOWN_WITHIN_MS)
     web.stop()
