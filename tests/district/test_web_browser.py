@@ -136,8 +136,8 @@ def test_the_forecast_on_the_page_is_the_one_of_the_api_and_says_order_blanks(fl
 
 
 def expected_short() -> int:
-    # 300 waiting at sim-1, spoilage 5 per 95+5... counters: sim-2 printed 95, spoiled 5
-    needed = -(-300 * (95 + 5) // 95)  # ceil(300 * (1 + 5/95))
+    # 300 records queued at sim-1; sim-2 spoiled 5 blanks for 95 cards printed
+    needed = -(-300 * (95 + 5) // 95)  # ceil(300 * (1 + 5/95)) = 316
     return needed - (120 + 80)
 
 
