@@ -80,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
 
     from kiosk.district import cli as district_cli
 
-    district = sub.add_parser("district", help="the district side: send, watch, cmd, route")
+    district = sub.add_parser("district", help="the district side: send, watch, cmd, route, web")
     district_cli.add_arguments(district)  # sets handler=district_cli.run
 
     render = sub.add_parser("render", help="preview PNG of a record as the printer gets it")

@@ -7,6 +7,7 @@
   availability and state (``--once`` prints it once).
 - ``cmd STATION NAME [k=v ...]``: one MQTT 5 command; the reply is printed.
 - ``route``: the durable router (kiosk/district/router.py).
+- ``web``: the district's live web page (kiosk/district/web/), read-only.
 
 Record files are read by kiosk/district/recordfile.py (its docstring gives the CSV
 columns). ``k=v`` values are read as JSON when they parse (``count=5`` is a
@@ -72,6 +73,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     route.add_argument("--release-after", type=float, default=300.0, metavar="S",
                        help="release the unstarted records of a station unable to print for"
                             " S seconds (0: never)")
+    page = sub.add_parser("web", parents=[common], help="the district's live web page")
+    page.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT",
+                      help="where the page is served (default 127.0.0.1:8080: this machine only)")
     parser.set_defaults(handler=run)
 
 
@@ -79,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the parsed ``kiosk district`` sub-command; returns the exit code."""
     from kiosk.district.recordfile import RecordFileError
 
-    handlers = {"send": _send, "watch": _watch, "cmd": _cmd, "route": _route}
+    handlers = {"send": _send, "watch": _watch, "cmd": _cmd, "route": _route, "web": _web}
     try:
         return handlers[args.district_command](args)
     except (InputError, RecordFileError) as error:
@@ -274,6 +278,37 @@ def _route(args: argparse.Namespace) -> int:
         raise InputError(f"cannot open the router's store {args.db}: {error}") from None
     with stopped_by_signals(router.stop):  # not stop() in a handler: it takes a lock
         router.run()
+    return EXIT_OK
+
+
+def _web(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    try:
+        from kiosk.district.web.server import DistrictWeb
+    except ImportError as missing:
+        raise InputError(f"{missing.name} is missing: pip install 'kiosk[district]'") from None
+    host, sep, port = args.listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise InputError(f"--listen {args.listen!r} is not HOST:PORT")
+    try:
+        page = DistrictWeb(args.url, district=args.district, root=args.root,
+                           listen=(host.strip("[]"), int(port)), credentials=_credentials(args))
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    try:
+        page.start()
+    except OSError as error:
+        raise InputError(f"cannot listen on {args.listen}: {error}") from None
+    print(f"district page at {page.url} (broker {args.url})", flush=True)
+    stopped = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopped.set())
+    try:
+        stopped.wait()
+    finally:
+        page.stop()
     return EXIT_OK
 
 

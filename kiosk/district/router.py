@@ -11,7 +11,9 @@ released goes to another one; one refused as ``not-accepting`` is routed
 again. Station states and availability are subscribed at QoS 0, so they still
 arrive while inbox records no station can take fill the broker's in-flight
 window. With ``release_after_s``, a station online but unable to print for
-that long is sent ``release``. docs/district.md states the guarantees.
+that long is sent ``release``. Its backlog (records waiting, records at each
+station) is retained on ``_router/state`` whenever it changes (`backlog_state`).
+docs/district.md states the guarantees.
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ class Router:
         self._commands: list[str] = []  # stations to send `release`
         self._release_clock = ReleaseClock(release_after_s or 0.0)
         self._changed, self._next_tick = True, 0.0
+        self._backlog_sent: dict | None = None  # the counts last retained on _router/state
         self.client = make_client(client_id or f"{district}-router", manual_ack=True,
                                   credentials=credentials, url=url)
         self.store = RouteStore(db_path)
@@ -132,6 +135,7 @@ class Router:
         with self._lock:
             self._generation += 1
             self._connected = True
+            self._backlog_sent = None  # retain it again on this connection
         client.subscribe([(self.inbox_topic, 1), (f"{self.prefix}/+/events", 1),
                           (f"{self.prefix}/+/state", 0), (f"{self.prefix}/+/availability", 0)])
         client.publish(f"{self.own}/availability", b"online", qos=1, retain=True)
@@ -162,6 +166,7 @@ class Router:
                 self._tick(time.monotonic())
             self._assign_waiting()
         self._send()
+        self._publish_backlog()
 
     def _take_batch(self) -> list[object]:
         try:
@@ -298,7 +303,22 @@ class Router:
             if mid and generation == self._generation and self._connected:
                 self.client.ack(mid, 1)
 
+    def _publish_backlog(self) -> None:
+        """Retain the backlog on ``_router/state`` when its counts changed (for the page)."""
+        counts = backlog_state(self.store)
+        if counts == self._backlog_sent or not self._connected:
+            return
+        body = {"schema": "ektp.router-state/1",
+                "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **counts}
+        self.client.publish(f"{self.own}/state", json.dumps(body).encode(), qos=1, retain=True,
+                            properties=json_properties())
+        self._backlog_sent = counts
+
     def _note(self, kind: str, **fields: object) -> None:
         ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         self._notes.append({"schema": "ektp.router-event/1", "ts": ts, "type": kind, **fields})
 
+
+def backlog_state(store: RouteStore) -> dict:
+    """What the router holds that is not printed: ``waiting`` for a station, ``at_stations``."""
+    return {"waiting": store.counts().get("waiting", 0), "at_stations": store.at_stations()}

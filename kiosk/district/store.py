@@ -134,6 +134,13 @@ class RouteStore:
             (station, *UNSTARTED)).fetchone()
         return int(row[0])
 
+    def at_stations(self) -> dict[str, int]:
+        """Per station: records given to it that have not ended (sent, queued, printing)."""
+        return dict(self._db.execute(
+            "SELECT station, COUNT(*) FROM records WHERE station IS NOT NULL"
+            " AND status NOT IN ('waiting', 'completed', 'aborted', 'canceled', 'rejected')"
+            " GROUP BY station ORDER BY station"))
+
     def counts(self) -> dict[str, int]:
         return dict(self._db.execute("SELECT status, COUNT(*) FROM records GROUP BY status"))
 

@@ -59,6 +59,7 @@ class Demo:
         self.broker = Broker(workdir / "broker")  # raises MosquittoMissing before anything runs
         self.station: Station | None = None
         self.district: DistrictClient | None = None
+        self.web = None  # the district's page, once started
         self.tray = TraySimulator(str(workdir / "tray"), cards=cards + 40)
         self.printer = PrinterSimulator(str(workdir / "printer"), card_seconds=card_seconds,
                                         feeder=cards + 40, on_pick=self.tray.take_card)
@@ -78,6 +79,7 @@ class Demo:
     def start(self) -> None:
         os.environ.setdefault("GPIOZERO_PIN_FACTORY", "mock")  # the panel's pins are simulated
         self.broker.start()
+        self.web = start_page(self.broker.url)
         self.tray.start()
         self.printer.start()
         self.station = Station(from_dict(self.settings))
@@ -98,6 +100,8 @@ class Demo:
             self.district.close()
         self.printer.stop()
         self.tray.stop()
+        if self.web is not None:
+            self.web.stop()
         self.broker.stop()
 
     def inject_faults(self) -> None:
@@ -154,6 +158,10 @@ def run_demo(*, cards: int = 12, card_seconds: float = 0.5, faults: bool = False
     started = time.monotonic()
     try:
         demo.start()
+        if demo.web is not None:
+            console.print(f"district page: [bold]{demo.web.url}[/bold] (while the demo runs)")
+        else:
+            console.print("district page: not served (pip install 'kiosk[district]')")
         if faults:
             demo.inject_faults()
         progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -167,6 +175,23 @@ def run_demo(*, cards: int = 12, card_seconds: float = 0.5, faults: bool = False
     finally:
         demo.stop()
     return 0
+
+
+def start_page(url: str):
+    """The district's page on 127.0.0.1:8080 (or a free port), or None without aiohttp."""
+    try:
+        from kiosk.district.web.model import DistrictView
+        from kiosk.district.web.server import DistrictWeb
+    except ImportError:
+        return None
+    for port in (8080, 0):
+        view = DistrictView(f"ektp/v1/{DISTRICT}", district=DISTRICT, stock_sample_s=1.0)
+        try:
+            return DistrictWeb(url, district=DISTRICT, listen=("127.0.0.1", port),
+                               view=view).start()
+        except OSError:  # 8080 taken
+            continue
+    return None
 
 
 def _log_to(path: Path) -> None:
