@@ -11,7 +11,11 @@ released goes to another one; one refused as ``not-accepting`` is routed
 again. Station states and availability are subscribed at QoS 0, so they still
 arrive while inbox records no station can take fill the broker's in-flight
 window. With ``release_after_s``, a station online but unable to print for
-that long is sent ``release``. docs/district.md states the guarantees.
+that long is sent ``release``. With ``hold_ahead`` a station is sent no more
+than that many records ahead (routing.HOLD_AHEAD): the backlog waits in the
+store, where its inbox messages are acknowledged once committed while some
+station can take records, and each record goes to the first station with room.
+docs/district.md states the guarantees.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from typing import NamedTuple
 
 from kiosk.contract.record import MAX_PAYLOAD_BYTES, known_record_id
 from kiosk.district.client import Credentials, connect_client, json_object, make_client
-from kiosk.district.routing import ReleaseClock, choose, is_station
+from kiosk.district.routing import HOLD_AHEAD, ReleaseClock, choose, is_station, plan
 from kiosk.district.store import RouteStore
 from kiosk.station.mqttlink import json_properties
 
@@ -69,12 +73,16 @@ class Router:
     def __init__(self, url: str, db_path: str, *, district: str = "3210",
                  root: str = "ektp/v1", client_id: str | None = None,
                  release_after_s: float | None = None, session_expiry_s: int = 7 * 86400,
-                 credentials: Credentials | None = None) -> None:
+                 credentials: Credentials | None = None,
+                 hold_ahead: int | None = HOLD_AHEAD) -> None:
         self.url = url
         self.prefix = f"{root}/{district}"
         self.inbox_topic = f"{self.prefix}/inbox"
         self.own = f"{self.prefix}/_router"
         self.release_after_s, self.session_expiry_s = release_after_s, session_expiry_s
+        self.hold_ahead = hold_ahead
+        # The release clock is read ten times within its delay (a fast bench), at most 1/s.
+        self.tick_s = min(TICK_S, (release_after_s or TICK_S) / 10)
         self.states: dict[str, dict] = {}
         self.availability: dict[str, str] = {}
         self._events: queue.Queue[object] = queue.Queue()
@@ -158,7 +166,7 @@ class Router:
             for event in batch:
                 self._handle(event)
             if time.monotonic() >= self._next_tick:
-                self._next_tick = time.monotonic() + TICK_S
+                self._next_tick = time.monotonic() + self.tick_s
                 self._tick(time.monotonic())
             self._assign_waiting()
         self._send()
@@ -234,16 +242,12 @@ class Router:
         if not self._changed:
             return
         self._changed = False
-        if choose(self.availability, self.states) is None:
+        if choose(self.availability, self.states, ahead=self.hold_ahead) is None:
             return
-        unconfirmed = self.store.unconfirmed()
-        for record in self.store.waiting():
-            station = choose(self.availability, self.states, exclude=record.released_by,
-                             unconfirmed=unconfirmed)
-            if station is None:
-                continue
+        chosen = plan(self.store.iter_waiting(), self.availability, self.states,
+                      unconfirmed=self.store.unconfirmed(), ahead=self.hold_ahead)
+        for record, station in chosen:
             self.store.assign(record.record_id, station)
-            unconfirmed[station] = unconfirmed.get(station, 0) + 1
             self._forwards.append((record.record_id, station,
                                    self.store.payload(record.record_id)))
             self._note("routed", record_id=record.record_id, target=station,
@@ -277,12 +281,16 @@ class Router:
         self._ack_inbox()
 
     def _ack_inbox(self) -> None:
-        """Acknowledge inbox messages in arrival order while the oldest one is settled."""
+        """Acknowledge inbox messages in arrival order while the oldest one is settled:
+        forwarded, or committed and waiting only for room at stations that can take it
+        (while no station can, the broker keeps the rest of the inbox)."""
+        unsettled = ("assigned",) if choose(self.availability, self.states) else (
+            "waiting", "assigned")
         while self._inbox:
             head = self._inbox[0]
             if head.record_id is not None and head.generation == self._generation:
                 record = self.store.get(head.record_id)
-                if record is not None and record.status in ("waiting", "assigned"):
+                if record is not None and record.status in unsettled:
                     return
             self._inbox.popleft()
             self._ack(head.mid, head.generation)
