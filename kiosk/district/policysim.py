@@ -192,7 +192,8 @@ class Result:
     """When each card came out, in order, and how often records moved."""
 
     done_at: list[float]
-    released: int = 0
+    released: int = 0  # records handed back by a station (each `release` counts its records)
+    stranded: int = 0  # records every station released: never printed
 
     @property
     def makespan(self) -> float:
@@ -317,7 +318,10 @@ def simulate(records: int, faults: Faults, *, policy: Policy = Policy(),
             station = world.stations[name]
             for record in station.held:
                 record.released_by.add(name)
-                bisect.insort(waiting, record, key=lambda r: r.index)
+                if len(record.released_by) == len(world.stations):
+                    result.stranded += 1  # every station released it: it waits for ever
+                else:
+                    bisect.insort(waiting, record, key=lambda r: r.index)
             result.released += len(station.held)
             station.held.clear()
         # The router looks again one delay later while a station stays unable to print.
