@@ -166,12 +166,14 @@ class District:
 
     def play_downtime(self, outage: Outage) -> None:
         """The station is down from start to end: killed (a power cut), started again, and
-        its card left in the printer confirmed as a person at the desk would."""
+        its card that was in the printer settled as a person at the desk would: confirmed
+        if it came out, printed again if it is still inside."""
         self._sleep_until(outage.start)
-        process = self.stations[outage.station]
+        process, printer = self.stations[outage.station], self.printers[outage.station]
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
         self._sleep_until(outage.end)
+        inside = printer.picked - printer.printed - printer.rejected > 0
         self.stations[outage.station] = self._station(outage.station)
         self.client.wait_for(lambda: self.client.availability.get(outage.station) == "online",
                              30)
@@ -179,7 +181,11 @@ class District:
                              if e["station"] == outage.station and "uncertain" in e["reasons"]]
         if self.client.wait_for(lambda: bool(uncertain()), 2):
             for rid in dict.fromkeys(uncertain()):
-                self.client.command(outage.station, "confirm", {"record_id": rid})
+                if inside:
+                    self.client.command(outage.station, "reprint",
+                                        {"record_id": rid, "reason": "still in the printer"})
+                else:
+                    self.client.command(outage.station, "confirm", {"record_id": rid})
 
     def _sleep_until(self, sim_t: float) -> None:
         time.sleep(max(0.0, sim_t / self.speed - (time.monotonic() - self.t0)))
@@ -215,9 +221,9 @@ def real_run(district: District, count: int, timeout_s: float) -> tuple[Result, 
     for info in pending:
         info.wait_for_publish(60)
     published = (time.monotonic() - district.t0) * district.speed
-    ended = lambda: sum(1 for e in client.events_of("job")  # noqa: E731
-                        if e["job_state"] == "aborted")
-    client.wait_for(lambda: len(district.printed_at()) + ended() >= count, timeout_s)
+    ended = lambda: len({e["record_id"] for e in client.events_of("job")  # noqa: E731
+                         if e["job_state"] in ("completed", "aborted")})
+    client.wait_for(lambda: ended() >= count, timeout_s)
     for thread in downtime:
         thread.join(timeout=60)
     return Result(district.printed_at()[:count]), published

@@ -30,7 +30,14 @@ from typing import NamedTuple
 
 from kiosk.contract.record import MAX_PAYLOAD_BYTES, known_record_id
 from kiosk.district.client import Credentials, connect_client, json_object, make_client
-from kiosk.district.routing import HOLD_AHEAD, ReleaseClock, choose, is_station, plan
+from kiosk.district.routing import (
+    HOLD_AHEAD,
+    ReleaseClock,
+    choose,
+    is_station,
+    plan,
+    queue_length,
+)
 from kiosk.district.store import RouteStore
 from kiosk.station.mqttlink import json_properties
 
@@ -245,13 +252,23 @@ class Router:
         if choose(self.availability, self.states, ahead=self.hold_ahead) is None:
             return
         chosen = plan(self.store.iter_waiting(), self.availability, self.states,
-                      unconfirmed=self.store.unconfirmed(), ahead=self.hold_ahead)
+                      unconfirmed=self._unreported(), ahead=self.hold_ahead)
         for record, station in chosen:
             self.store.assign(record.record_id, station)
             self._forwards.append((record.record_id, station,
                                    self.store.payload(record.record_id)))
             self._note("routed", record_id=record.record_id, target=station,
                        attempt=record.attempts + 1)
+
+    def _unreported(self) -> dict[str, int]:
+        """Per station: our records there its last state does not count. Its events and
+        its state travel apart (QoS 1 and 0): a ``pending`` event may arrive before the
+        state that counts it, so the store's count of what it holds is a floor too."""
+        unreported = self.store.unconfirmed()
+        for station, held in self.store.holding().items():
+            missing = held - queue_length(self.states.get(station))
+            unreported[station] = max(unreported.get(station, 0), missing)
+        return unreported
 
     def _tick(self, now: float) -> None:
         if not self.release_after_s:

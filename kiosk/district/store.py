@@ -143,6 +143,12 @@ class RouteStore:
             "SELECT station, COUNT(*) FROM records WHERE status IN (?, ?) GROUP BY station",
             UNCONFIRMED))
 
+    def holding(self) -> dict[str, int]:
+        """Per station: records of ours there that have not ended (sent, queued, printing)."""
+        return dict(self._db.execute(
+            "SELECT station, COUNT(*) FROM records WHERE status IN (?, ?, ?, ?)"
+            " GROUP BY station", (*UNSTARTED, "printing")))
+
     def unstarted_at(self, station: str) -> int:
         marks = ",".join("?" * len(UNSTARTED))
         row = self._db.execute(
