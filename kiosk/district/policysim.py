@@ -217,6 +217,7 @@ class _World:
         self.take: Callable[[_Station], Record | None] = lambda station: (
             station.held.popleft() if station.held else None)
         self.after_event: Callable[[], None] = lambda: None
+        self.ticked: Callable[[_Station], None] = lambda station: None
         for outage in faults.outages:
             self.at(outage.start, "outage", outage.station, outage)
 
@@ -256,6 +257,10 @@ class _World:
         station.printing, station.current = False, None
         self.done_at.append(self.now)
         self.start(station)
+
+    def _on_tick(self, station: _Station, data: object) -> None:
+        """A wake-up for the dispatcher (the router's release clock)."""
+        self.ticked(station)
 
     def _on_cleared(self, station: _Station, data: object) -> None:
         station.fault = None
@@ -330,10 +335,7 @@ def simulate(records: int, faults: Faults, *, policy: Policy = Policy(),
                 ticking.add(name)
                 world.at(world.now + policy.release_after_s + EPSILON, "tick", name)
 
-    def on_tick(station: _Station, data: object) -> None:
-        ticking.discard(station.name)
-
-    world._on_tick = on_tick
+    world.ticked = lambda station: ticking.discard(station.name)
     world.after_event = route
     world.run()
     return result
