@@ -226,7 +226,9 @@ def real_run(district: District, count: int, timeout_s: float) -> tuple[Result, 
     client.wait_for(lambda: ended() >= count, timeout_s)
     for thread in downtime:
         thread.join(timeout=60)
-    return Result(district.printed_at()[:count]), published
+    released = sum(1 for e in client.events_of("job")
+                   if e["job_state"] == "canceled" and "released" in e["reasons"])
+    return Result(district.printed_at()[:count], released=released), published
 
 
 def busy(printer: PrinterSimulator, span: float) -> float:
