@@ -89,7 +89,7 @@ class Router:
         self.release_after_s, self.session_expiry_s = release_after_s, session_expiry_s
         self.hold_ahead = hold_ahead
         # The release clock is read ten times within its delay (a fast bench), at most 1/s.
-        self.tick_s = min(TICK_S, (release_after_s or TICK_S) / 10)
+        self.tick_s = min(TICK_S, release_after_s / 10) if release_after_s else TICK_S
         self.states: dict[str, dict] = {}
         self.availability: dict[str, str] = {}
         self._events: queue.Queue[object] = queue.Queue()

@@ -121,8 +121,8 @@ class RouteStore:
         after = (1 << 62, 0)  # (priority, id) of the last row read
         while True:
             rows = self._db.execute(
-                "SELECT r.id, r.priority, r.record_id, r.status, r.station, r.released_by,"
-                " r.attempts, r.detail FROM records r WHERE status = 'waiting'"
+                "SELECT id, priority, record_id, status, station, released_by, attempts,"
+                " detail FROM records WHERE status = 'waiting'"
                 " AND (priority < ? OR (priority = ? AND id > ?))"
                 " ORDER BY priority DESC, id LIMIT ?", (after[0], after[0], after[1], page)
             ).fetchall()
