@@ -119,3 +119,21 @@ def test_a_station_holds_at_most_its_share_ahead_and_the_backlog_waits_acknowled
     finally:
         for station in stations:
             station.close()
+
+
+def test_the_backlog_is_read_a_page_at_a_time_in_priority_then_arrival_order(tmp_path):
+    store = RouteStore(tmp_path / "r.db")
+    with store.transaction():
+        for index in range(250):
+            store.add(f"r-{index}", 1 if index % 10 == 3 else 0, b"{}")
+        store.assign("r-5", "st-1")
+    expected = [f"r-{i}" for i in range(250) if i % 10 == 3]
+    expected += [f"r-{i}" for i in range(250) if i % 10 != 3 and i != 5]
+    assert [r.record_id for r in store.iter_waiting(page=7)] == expected
+    assert [r.record_id for r in store.waiting()] == expected
+    pages = store.iter_waiting(page=7)
+    first = [next(pages).record_id for _ in range(3)]
+    with store.transaction():  # the reader may write between pages
+        store.assign(first[0], "st-2")
+    assert first == expected[:3]
+    store.close()
