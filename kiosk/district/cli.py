@@ -28,6 +28,8 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from kiosk.district.routing import HOLD_AHEAD, RELEASE_AFTER_S
+
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 SEND_WINDOW = 100  # records handed to paho before waiting for the oldest PUBACK
 
@@ -70,9 +72,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     route = sub.add_parser("route", parents=[common], help="the durable router of the inbox")
     route.add_argument("--db", default="router.db", help="the router's SQLite file")
     route.add_argument("--client-id", help="MQTT client id (default {district}-router)")
-    route.add_argument("--release-after", type=float, default=300.0, metavar="S",
+    route.add_argument("--release-after", type=float, default=RELEASE_AFTER_S, metavar="S",
                        help="release the unstarted records of a station unable to print for"
-                            " S seconds (0: never)")
+                            f" S seconds (0: never; default {RELEASE_AFTER_S:g})")
+    route.add_argument("--hold-ahead", type=int, default=HOLD_AHEAD, metavar="N",
+                       help="records a station may hold, printing and queued; the rest wait"
+                            f" at the router (0: send every record at once; default {HOLD_AHEAD})")
     page = sub.add_parser("web", parents=[common], help="the district's live web page")
     page.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT",
                       help="where the page is served (default 127.0.0.1:8080: this machine only)")
@@ -271,7 +276,7 @@ def _route(args: argparse.Namespace) -> int:
     try:
         router = Router(args.url, args.db, district=args.district, root=args.root,
                         client_id=args.client_id, release_after_s=args.release_after or None,
-                        credentials=_credentials(args))
+                        hold_ahead=args.hold_ahead or None, credentials=_credentials(args))
     except ValueError as error:
         raise InputError(str(error)) from None
     except (OSError, sqlite3.Error) as error:

@@ -11,8 +11,12 @@ released goes to another one; one refused as ``not-accepting`` is routed
 again. Station states and availability are subscribed at QoS 0, so they still
 arrive while inbox records no station can take fill the broker's in-flight
 window. With ``release_after_s``, a station online but unable to print for
-that long is sent ``release``. Its backlog (records waiting, records at each
-station) is retained on ``_router/state`` whenever it changes (`backlog_state`).
+that long is sent ``release``. With ``hold_ahead`` a station is sent no more
+than that many records ahead (routing.HOLD_AHEAD): the backlog waits in the
+store, where its inbox messages are acknowledged once committed while some
+station can take records, and each record goes to the first station with room.
+Its backlog (records waiting, records at each station) is retained on
+``_router/state`` whenever it changes (`backlog_state`).
 docs/district.md states the guarantees.
 """
 
@@ -30,7 +34,14 @@ from typing import NamedTuple
 from kiosk.contract.mqtt import Credentials, connect_client, json_properties, make_client
 from kiosk.contract.record import MAX_PAYLOAD_BYTES, known_record_id
 from kiosk.district.client import json_object
-from kiosk.district.routing import ReleaseClock, choose, is_station
+from kiosk.district.routing import (
+    HOLD_AHEAD,
+    ReleaseClock,
+    choose,
+    is_station,
+    plan,
+    queue_length,
+)
 from kiosk.district.store import RouteStore
 
 log = logging.getLogger(__name__)
@@ -72,12 +83,16 @@ class Router:
     def __init__(self, url: str, db_path: str, *, district: str = "3210",
                  root: str = "ektp/v1", client_id: str | None = None,
                  release_after_s: float | None = None, session_expiry_s: int = 7 * 86400,
-                 credentials: Credentials | None = None) -> None:
+                 credentials: Credentials | None = None,
+                 hold_ahead: int | None = HOLD_AHEAD) -> None:
         self.url = url
         self.prefix = f"{root}/{district}"
         self.inbox_topic = f"{self.prefix}/inbox"
         self.own = f"{self.prefix}/_router"
         self.release_after_s, self.session_expiry_s = release_after_s, session_expiry_s
+        self.hold_ahead = hold_ahead
+        # The release clock is read ten times within its delay (a fast bench), at most 1/s.
+        self.tick_s = min(TICK_S, release_after_s / 10) if release_after_s else TICK_S
         self.states: dict[str, dict] = {}
         self.availability: dict[str, str] = {}
         self._events: queue.Queue[object] = queue.Queue()
@@ -162,7 +177,7 @@ class Router:
             for event in batch:
                 self._handle(event)
             if time.monotonic() >= self._next_tick:
-                self._next_tick = time.monotonic() + TICK_S
+                self._next_tick = time.monotonic() + self.tick_s
                 self._tick(time.monotonic())
             self._assign_waiting()
         self._send()
@@ -240,20 +255,26 @@ class Router:
         if not self._changed:
             return
         self._changed = False
-        if choose(self.availability, self.states) is None:
+        if choose(self.availability, self.states, ahead=self.hold_ahead) is None:
             return
-        unconfirmed = self.store.unconfirmed()
-        for record in self.store.waiting():
-            station = choose(self.availability, self.states, exclude=record.released_by,
-                             unconfirmed=unconfirmed)
-            if station is None:
-                continue
+        chosen = plan(self.store.iter_waiting(), self.availability, self.states,
+                      unconfirmed=self._unreported(), ahead=self.hold_ahead)
+        for record, station in chosen:
             self.store.assign(record.record_id, station)
-            unconfirmed[station] = unconfirmed.get(station, 0) + 1
             self._forwards.append((record.record_id, station,
                                    self.store.payload(record.record_id)))
             self._note("routed", record_id=record.record_id, target=station,
                        attempt=record.attempts + 1)
+
+    def _unreported(self) -> dict[str, int]:
+        """Per station: our records there its last state does not count. Its events and
+        its state travel apart (QoS 1 and 0): a ``pending`` event may arrive before the
+        state that counts it, so the store's count of what it holds is a floor too."""
+        unreported = self.store.unconfirmed()
+        for station, held in self.store.holding().items():
+            missing = held - queue_length(self.states.get(station))
+            unreported[station] = max(unreported.get(station, 0), missing)
+        return unreported
 
     def _tick(self, now: float) -> None:
         if not self.release_after_s:
@@ -284,16 +305,20 @@ class Router:
     def _ack_inbox(self) -> None:
         """Acknowledge messages in arrival order while the oldest one is settled.
 
-        A station event is settled once committed; an inbox message once its record is
-        forwarded or ended. MQTT 5 (4.6) wants PUBACKs in arrival order, so an event
-        waits behind a record still held. Station states come at QoS 0, so the router
-        still sees a station free up, and forwards, while acks wait.
+        A station event is settled once committed. An inbox message is settled once
+        forwarded, or committed and waiting only for room at stations that can take it;
+        while no station can, it stays unacknowledged and the broker keeps the rest of
+        the inbox. MQTT 5 (4.6) wants PUBACKs in arrival order, so an event waits behind
+        a record still held; station states come at QoS 0, so the router still sees a
+        station free up, and forwards, while acks wait.
         """
+        unsettled = ("assigned",) if choose(self.availability, self.states) else (
+            "waiting", "assigned")
         while self._inbox:
             head = self._inbox[0]
             if head.record_id is not None and head.generation == self._generation:
                 record = self.store.get(head.record_id)
-                if record is not None and record.status in ("waiting", "assigned"):
+                if record is not None and record.status in unsettled:
                     return
             self._inbox.popleft()
             self._ack(head.mid, head.generation)

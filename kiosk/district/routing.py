@@ -11,19 +11,34 @@ station's state says plus the records the router sent it that the station has
 not reported yet, so a burst spreads instead of piling onto one station.
 Ties go to the station name, so the choice is deterministic.
 
+With *ahead* a station whose queue has reached that many records takes no more:
+the rest wait at the router and go to whichever station frees a place first
+(the router pulls for its printers rather than pushing the backlog out at once,
+so a station that jams or goes away holds few records). `plan` gives the
+assignments of a list of waiting records under these rules.
+
     choose({"st-1": "online"}, {"st-1": state}, exclude={"st-2"}, unconfirmed={"st-1": 2})
+    plan(waiting, availability, states, unconfirmed={}, ahead=HOLD_AHEAD)
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping
-from typing import Any
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any, Protocol, TypeVar
 
 STATION_ID = re.compile(r"[a-z0-9-]{1,32}")
 
 # Refusals that say nothing is wrong at the station itself (it is away or draining).
 BENIGN = frozenset({"offline", "no-state", "not-accepting"})
+
+# Records a station holds (printing + queued) before the router holds the rest back:
+# the card printing and two behind it, so the next card is always spooled and rendered
+# before the printer frees while the router's answer to a finished card is milliseconds.
+HOLD_AHEAD = 3
+# Seconds a station online but unable to print keeps its queued records before the
+# router sends it `release` (with HOLD_AHEAD few records wait that long).
+RELEASE_AFTER_S = 60.0
 
 
 def is_station(name: str) -> bool:
@@ -81,8 +96,10 @@ def choose(
     *,
     exclude: Collection[str] = (),
     unconfirmed: Mapping[str, int] | None = None,
+    ahead: int | None = None,
 ) -> str | None:
-    """The station that should take the next record, or None if no station can."""
+    """The station that should take the next record, or None if no station can
+    (or, with *ahead*, every station that could already holds that many)."""
     unconfirmed = unconfirmed or {}
     best: tuple[int, str] | None = None
     for name in availability.keys() | states.keys():
@@ -91,9 +108,48 @@ def choose(
         if refusal(availability.get(name), states.get(name)) is not None:
             continue
         key = (queue_length(states[name]) + unconfirmed.get(name, 0), name)
+        if ahead is not None and key[0] >= ahead:
+            continue
         if best is None or key < best:
             best = key
     return best[1] if best else None
+
+
+class Waiting(Protocol):
+    """A record without a station, as `plan` needs it."""
+
+    @property
+    def released_by(self) -> Collection[str]: ...
+
+
+W = TypeVar("W", bound=Waiting)
+
+
+def plan(
+    waiting: Iterable[W],
+    availability: Mapping[str, str],
+    states: Mapping[str, Mapping[str, Any]],
+    *,
+    unconfirmed: Mapping[str, int] | None = None,
+    ahead: int | None = None,
+) -> list[tuple[W, str]]:
+    """(record, station) for each waiting record, in order, that a station takes now.
+
+    Each choice counts the ones before it. It stops reading *waiting* as soon as no
+    station has room, so the router can hand it a lazy read of a long backlog; a
+    record every station with room has released is skipped (it waits).
+    """
+    loads = dict(unconfirmed or {})
+    chosen: list[tuple[W, str]] = []
+    for record in waiting:
+        if choose(availability, states, unconfirmed=loads, ahead=ahead) is None:
+            break
+        station = choose(availability, states, exclude=record.released_by,
+                         unconfirmed=loads, ahead=ahead)
+        if station is not None:
+            chosen.append((record, station))
+            loads[station] = loads.get(station, 0) + 1
+    return chosen
 
 
 class ReleaseClock:

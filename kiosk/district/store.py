@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS records (
     updated_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS records_status ON records(status, station);
+CREATE INDEX IF NOT EXISTS records_waiting ON records(status, priority DESC, id);
 """
 
 FINAL = frozenset({"completed", "aborted", "canceled", "rejected"})
@@ -112,9 +113,24 @@ class RouteStore:
 
     def waiting(self) -> list[Routed]:
         """Records without a station: highest priority first, then arrival order."""
-        rows = self._db.execute(
-            _SELECT + " WHERE status = 'waiting' ORDER BY priority DESC, id").fetchall()
-        return [_routed(row) for row in rows]
+        return list(self.iter_waiting())
+
+    def iter_waiting(self, page: int = 100) -> Iterator[Routed]:
+        """`waiting` read *page* rows at a time, so that a reader stopping early does not
+        read a long backlog; no cursor stays open between pages (the caller may write)."""
+        after = (1 << 62, 0)  # (priority, id) of the last row read
+        while True:
+            rows = self._db.execute(
+                "SELECT id, priority, record_id, status, station, released_by, attempts,"
+                " detail FROM records WHERE status = 'waiting'"
+                " AND (priority < ? OR (priority = ? AND id > ?))"
+                " ORDER BY priority DESC, id LIMIT ?", (after[0], after[0], after[1], page)
+            ).fetchall()
+            for row in rows:
+                yield _routed(row[2:])
+            if len(rows) < page:
+                return
+            after = (rows[-1][1], rows[-1][0])
 
     def assigned(self) -> list[tuple[str, str]]:
         """(record_id, station) of forwards not yet confirmed, in arrival order."""
@@ -126,6 +142,12 @@ class RouteStore:
         return dict(self._db.execute(
             "SELECT station, COUNT(*) FROM records WHERE status IN (?, ?) GROUP BY station",
             UNCONFIRMED))
+
+    def holding(self) -> dict[str, int]:
+        """Per station: records of ours there that have not ended (sent, queued, printing)."""
+        return dict(self._db.execute(
+            "SELECT station, COUNT(*) FROM records WHERE status IN (?, ?, ?, ?)"
+            " GROUP BY station", (*UNSTARTED, "printing")))
 
     def unstarted_at(self, station: str) -> int:
         marks = ",".join("?" * len(UNSTARTED))

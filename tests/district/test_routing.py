@@ -5,10 +5,12 @@ from __future__ import annotations
 import pytest
 
 from kiosk.district.routing import (
+    HOLD_AHEAD,
     ReleaseClock,
     choose,
     is_faulted,
     is_station,
+    plan,
     queue_length,
     refusal,
 )
@@ -152,3 +154,48 @@ def test_malformed_documents_from_the_network_do_not_break_the_choice(document):
     assert refusal("online", document) is None
     assert queue_length(document) == 0
     assert choose(online("st-1"), {"st-1": document}) == "st-1"
+
+
+def test_a_station_holding_its_share_ahead_takes_no_more():
+    states = {"st-1": state(printer="processing", queue=(2, 0, 1)),
+              "st-2": state(printer="processing", queue=(1, 0, 1))}
+    assert choose(online("st-1", "st-2"), states, ahead=3) == "st-2"
+    assert choose(online("st-1", "st-2"), states, ahead=3, unconfirmed={"st-2": 1}) is None
+    assert choose(online("st-1", "st-2"), states, ahead=None, unconfirmed={"st-2": 5}) == "st-1"
+    assert HOLD_AHEAD >= 2  # the next card is spooled before the printer frees
+
+
+class Waiting:
+    def __init__(self, name: str, released_by: tuple[str, ...] = ()) -> None:
+        self.name, self.released_by = name, released_by
+
+
+def test_plan_fills_each_station_to_its_hold_and_leaves_the_rest_waiting():
+    states = {"st-1": state(), "st-2": state(printer="processing", queue=(0, 0, 1))}
+    waiting = [Waiting(f"r{i}") for i in range(10)]
+    chosen = plan(waiting, online("st-1", "st-2"), states, ahead=3)
+    assert [(r.name, s) for r, s in chosen] == [
+        ("r0", "st-1"), ("r1", "st-1"), ("r2", "st-2"), ("r3", "st-1"), ("r4", "st-2")]
+
+
+def test_plan_stops_reading_the_backlog_once_no_station_has_room():
+    read: list[int] = []
+
+    def backlog():
+        for index in range(10_000):
+            read.append(index)
+            yield Waiting(f"r{index}")
+
+    states = {"st-1": state()}
+    assert len(plan(backlog(), online("st-1"), states, ahead=2)) == 2
+    assert len(read) <= 3
+
+
+def test_plan_skips_a_record_released_by_the_only_station_with_room_and_goes_on():
+    states = {"st-1": state(printer="processing", queue=(2, 0, 1)), "st-2": state()}
+    waiting = [Waiting("back", released_by=("st-2",)), Waiting("new")]
+    chosen = plan(waiting, online("st-1", "st-2"), states, ahead=3)
+    assert [(r.name, s) for r, s in chosen] == [("new", "st-2")]
+    # Without a hold every record goes out at once, to the shortest queues.
+    chosen = plan([Waiting(f"r{i}") for i in range(6)], online("st-1", "st-2"), states)
+    assert [s for _, s in chosen] == ["st-2", "st-2", "st-2", "st-1", "st-2", "st-1"]

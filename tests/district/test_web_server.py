@@ -117,7 +117,8 @@ def test_the_router_retains_its_backlog_and_the_page_shows_it(broker, page, flee
     try:
         fleet.set("sim-2", accepting_jobs=False)
         assert wait_until(lambda: get(page, "/api/district")["router"] == "online", 10)
-        time.sleep(0.5)  # the router has the stations' states
+        assert wait_until(lambda: router.states.get("sim-2", {}).get("accepting_jobs")
+                          is False and "sim-1" in router.states, 10)  # it knows them
         for n in range(3):
             district.send_inbox({"schema": "ektp.record/1", "record_id": f"R-{n}"})
         want = {"waiting": 0, "at_stations": 3}
