@@ -7,7 +7,7 @@ back to the core as events; it decides nothing about jobs.
 
 Wiring::
 
-    worker = PrintWorker(EvolisPrinter("/dev/kiosk-printer"), render, queue.put)
+    worker = PrintWorker(make_printer(config.printer), render, queue.put)
     worker.start()
     worker.start_card("rec-1", payload)      # from a StartCard action
     worker.answer_pick("rec-1", True)        # from an AnswerPick action
@@ -18,16 +18,16 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
-from kiosk.card.encode import PanelData
-from kiosk.devices.printer.evolis.driver import CardError, CardPrinter, PrinterError
+from kiosk.devices.printer.base import CardError, CardPrinter, PrinterError
 from kiosk.station.core import events as ev
 
 log = logging.getLogger(__name__)
 
-Renderer = Callable[[bytes], Sequence[PanelData]]
+Renderer = Callable[[bytes], Any]  # spooled record → the driver's document
 PICK_ANSWER_TIMEOUT = 30.0
 PROBE = ev.ProbePrinter()
 
@@ -123,7 +123,17 @@ class PrintWorker:
             return
         log.info("card printer connected: %s", info)
         self._connected = True
+        counts = self._counters()
+        if counts is not None:
+            self.emit(ev.PrinterCounters(counts))
         self._check()
+
+    def _counters(self) -> dict[str, int] | None:
+        try:
+            return self.printer.counters()
+        except PrinterError as error:
+            log.warning("cannot read the printer's counters: %s", error.detail)
+            return None
 
     def _check(self) -> None:
         try:
@@ -166,7 +176,7 @@ class PrintWorker:
             return
         hooks = _Hooks(self, job)
         try:
-            self.printer.print_card(hooks)
+            how = self.printer.print_card(hooks)
         except CardError as error:
             self._card_failed(job.record_id, error)
             return
@@ -178,18 +188,18 @@ class PrintWorker:
         except Exception as exc:  # a driver fault we did not foresee: assume the worst
             log.exception("card printer driver failed on %s", job.record_id)
             self._connected = False
+            blank = ev.BLANK_UNKNOWN if hooks.was_picked else ev.BLANK_UNTOUCHED
             self.emit(ev.CardFailed(job.record_id, ("other-error",), f"driver error: {exc}",
-                                    picked=hooks.was_picked, uncertain=hooks.was_picked))
+                                    blank=blank))
             return
-        self.emit(ev.CardPrinted(job.record_id))  # the core commits while the job is closed
+        self.emit(ev.CardPrinted(job.record_id, how or ""))  # committed while the job closes
         self.printer.finish()
 
     def _card_failed(self, record_id: str, error: CardError) -> None:
         if error.reasons:
             self._reasons = error.reasons
             self.emit(ev.PrinterFault(error.reasons, error.detail))
-        self.emit(ev.CardFailed(record_id, error.reasons, error.detail, picked=error.picked,
-                                uncertain=error.uncertain))
+        self.emit(ev.CardFailed(record_id, error.reasons, error.detail, blank=error.blank))
         if error.link_lost:
             self._connected = False
 
@@ -213,7 +223,7 @@ class _Hooks:
         self.record_id = job.record_id
         self.was_picked = False
 
-    def panels(self) -> Sequence[PanelData]:
+    def document(self) -> Any:
         """Rendered ahead if it was prefetched, else now (the printer is already busy)."""
         ahead = self.worker._renders.pop(self.record_id, None)
         try:
@@ -222,9 +232,15 @@ class _Hooks:
             raise RenderFailed(str(exc)) from exc
 
     def may_pick(self) -> bool:
-        self.worker.emit(ev.PickRequested(self.record_id))
+        counts = self.worker._counters()  # kept with the picking mark, for a restart
+        self.worker.emit(ev.PickRequested(self.record_id, counts))
         return self.worker._await_answer(self.record_id)
 
     def picked(self) -> None:
         self.was_picked = True
         self.worker.emit(ev.CardPicked(self.record_id))
+
+    def trouble(self, reasons: tuple[str, ...]) -> None:
+        """Shown at once; the printer is seen ready again after this card ends."""
+        if reasons:
+            self.worker._report(reasons, "printer reports " + ", ".join(reasons))

@@ -8,9 +8,12 @@ thread and touches no device: the station loop feeds it events and carries out
 the actions it returns, after committing the spool transaction they belong to.
 
 The crash rule: a job is marked ``phase='picking'`` durably before ``Ss`` is
-sent. A job found in ``picking`` or ``picked`` at start-up may have come out of
-the printer, so it becomes processing-stopped with reason ``uncertain`` and
-waits for a person (the OK button, or the district's ``reprint``/``confirm``).
+sent, with the printer's counters read just then. A job found in ``picking`` or
+``picked`` at start-up may have come out of the printer, so it becomes
+processing-stopped with reason ``uncertain``; when the printer connects, its
+counters decide it where they can (`counted_fate`), else it waits for a person
+(the OK button, or the district's ``reprint``/``confirm``). The ledger rules for
+a failed card, the same for every driver, are in `_on_card_failed`.
 """
 
 from __future__ import annotations
@@ -39,6 +42,30 @@ REJECT_LOG_PER_MINUTE = 20
 
 
 UNCERTAIN = "uncertain"
+
+
+def counted_fate(phase: str | None, before: dict, after: dict) -> str | None:
+    """``printed``, ``spoiled`` or ``not-picked`` from the printer's counters read before
+    a card's pick and after; None when they cannot tell (a person decides).
+
+    Only one card is ever in the printer, so every change since the pick is this card's.
+    """
+    try:
+        taken = after["taken"] - before["taken"]
+        printed = after["printed"] - before["printed"]
+    except (KeyError, TypeError):
+        return None
+    if (taken, printed) == (1, 1):
+        return "printed"
+    if (taken, printed) == (1, 0):
+        return "spoiled"
+    if (taken, printed) == (0, 0) and phase != "picked":  # "picked": the printer said it took one
+        return "not-picked"
+    return None
+
+
+def _count_change(before: dict, after: dict) -> str:
+    return ", ".join(f"{key} {before[key]}→{after.get(key)}" for key in sorted(before))
 
 
 class StationCore:
@@ -71,19 +98,26 @@ class StationCore:
         self.stock = StockWatch(config.tray)
         self.commands = CommandHandler(self)
         self.desk = Desk(self)
+        self._doubts: set[str] = set()  # found in the printer at start, with counts to compare
         self._next_purge = 0.0
         self._reject_log = LogThrottle(REJECT_LOG_PER_MINUTE)
 
     # -- entry points ------------------------------------------------------------
 
     def start(self) -> list:
-        """Recover after a (possibly unclean) stop; returns the first actions."""
+        """Recover after a (possibly unclean) stop; returns the first actions.
+
+        A card found in the printer is uncertain until the printer's counters (read
+        when it connects, `PrinterCounters`) tell what became of it, or a person does.
+        """
         for job in self.spool.jobs("processing", "processing-stopped"):
             if job.phase in ("picking", "picked"):
                 if UNCERTAIN not in job.reasons:
                     self.set_job(job.record_id, "processing-stopped", (UNCERTAIN,),
                                   "station restarted while this card was in the printer;"
                                   " check whether it came out")
+                if job.pick_counts:
+                    self._doubts.add(job.record_id)
             else:
                 self.set_job(job.record_id, "pending", (), "requeued after restart")
         self.stock.load(self.spool)
@@ -105,6 +139,7 @@ class StationCore:
             ev.Delivered: self._on_delivered,
             ev.PrinterReady: self._on_printer_ready,
             ev.PrinterFault: self._on_printer_fault,
+            ev.PrinterCounters: self._on_printer_counters,
             ev.PickRequested: self._on_pick_requested,
             ev.CardPicked: self._on_card_picked,
             ev.CardPrinted: self._on_card_printed,
@@ -191,56 +226,102 @@ class StationCore:
             and job.state == "processing"
         )
         if allow:
-            self.spool.update_job(event.record_id, phase="picking")
+            self.spool.update_job(event.record_id, phase="picking", pick_counts=event.counts)
         return [ev.AnswerPick(event.record_id, allow)]
 
     def _on_card_picked(self, event: ev.CardPicked) -> list:
-        job = self.spool.job(event.record_id)
-        attempts = (job.attempts if job else 0) + 1
-        self.spool.update_job(event.record_id, phase="picked", attempts=attempts)
-        self.spool.book("pick", 1, event.record_id)
-        self.stock.picked(self.spool)
+        self._book_pick(event.record_id, "")
+        self.spool.update_job(event.record_id, phase="picked")
         return self._prefetch()
 
+    def _book_pick(self, record_id: str, detail: str) -> None:
+        job = self.spool.job(record_id)
+        self.spool.update_job(record_id, attempts=(job.attempts if job else 0) + 1)
+        self.spool.book("pick", 1, record_id, detail)
+        self.stock.picked(self.spool)
+
     def _on_card_printed(self, event: ev.CardPrinted) -> list:
-        self.spool.book("printed", 1, event.record_id)
-        self.spool.update_job(event.record_id, phase=None)
-        self.set_job(event.record_id, "completed", (), "card printed")
+        self._complete(event.record_id, event.detail or "card printed")
         self._release_printer(event.record_id)
         return self.desk.slip(event.record_id)
 
+    def _complete(self, record_id: str, detail: str) -> None:
+        self.spool.book("printed", 1, record_id)
+        self.spool.update_job(record_id, phase=None, pick_counts=None)
+        self.set_job(record_id, "completed", (), detail)
+
     def _on_card_failed(self, event: ev.CardFailed) -> list:
+        """The ledger rules, stated once for every driver (card-printer.md, Printer drivers):
+
+        * ``untouched``: nothing is booked; the job waits or goes back to the queue;
+        * ``maybe-taken`` (the printer never confirmed the pick, e.g. no reply to
+          ``Ss``): it counts as a pick and a spoiled blank, never printed on;
+        * ``gone``: the blank is spoiled (its pick booked if the printer never said);
+        * ``unknown`` (e.g. no reply to ``Se``, an IPP job aborted after
+          ``processing``): the card is uncertain and a person or the district decides.
+        """
         rid = event.record_id
         job = self.spool.job(rid)
         self._release_printer(rid)
         if job is None:
             return []
-        if event.uncertain:
+        if event.blank == ev.BLANK_UNKNOWN:
             self.set_job(rid, "processing-stopped", (UNCERTAIN,), event.detail)
             return []
-        if event.picked and job.phase != "picked":
-            # No answer to Ss: the blank may be gone. Book the pick the printer never
-            # confirmed, so that picked = printed + spoiled still holds.
-            self.spool.book("pick", 1, rid, "no answer to Ss")
-            self.spool.update_job(rid, attempts=job.attempts + 1)
-            job = self.spool.job(rid) or job
-            self.stock.picked(self.spool)
-        if event.picked:
+        taken = event.blank in (ev.BLANK_MAYBE_TAKEN, ev.BLANK_GONE)
+        if taken and job.phase != "picked":
+            # Book the pick the printer never confirmed, so picked = printed + spoiled holds.
+            self._book_pick(rid, "the printer never confirmed the pick")
+        job = self.spool.job(rid) or job
+        if taken:
             self.spool.book("spoiled", 1, rid, event.detail)
         # No card of this job is in the printer any more (none was taken, or it is spoiled).
-        self.spool.update_job(rid, phase=None)
+        self.spool.update_job(rid, phase=None, pick_counts=None)
         if event.job_error:
             self.set_job(rid, "aborted", event.reasons, event.detail)
-        elif event.picked and job.attempts >= self.config.printer.max_attempts:
+        elif taken and job.attempts >= self.config.printer.max_attempts:
             self.set_job(rid, "aborted", event.reasons,
                           f"{job.attempts} blank cards spoiled; giving up: {event.detail}")
-        elif job.state == "processing" and (event.reasons or event.picked):
-            spoiled = " (card spoiled; it will be printed again)" if event.picked else ""
+        elif job.state == "processing" and (event.reasons or taken):
+            spoiled = " (card spoiled; it will be printed again)" if taken else ""
             self.set_job(rid, "processing-stopped", event.reasons, event.detail + spoiled)
             self.current = rid  # it goes first once the printer is back
         elif job.state == "processing":
             self.set_job(rid, "pending", (), event.detail)
         return []
+
+    def _on_printer_counters(self, event: ev.PrinterCounters) -> list:
+        """Cards found in the printer at start-up, decided by its counters where they tell."""
+        for rid in sorted(self._doubts):
+            job = self.spool.job(rid)
+            if job is None or UNCERTAIN not in job.reasons or not job.pick_counts:
+                continue
+            verdict = counted_fate(job.phase, job.pick_counts, event.counts)
+            if verdict is not None:
+                self._settle(job, verdict, _count_change(job.pick_counts, event.counts))
+        self._doubts.clear()
+        return []
+
+    def _settle(self, job, verdict: str, change: str) -> None:
+        """Book and move a card the printer's counters decided (*verdict*: a fate)."""
+        rid = job.record_id
+        how = f"decided by the printer's counters ({change})"
+        if verdict == "not-picked":
+            self.spool.update_job(rid, phase=None, pick_counts=None)
+            self.set_job(rid, "pending", (), f"no blank was taken: {how}")
+            return
+        if job.phase != "picked":
+            self._book_pick(rid, how)
+        if verdict == "printed":
+            self._complete(rid, f"card printed: {how}")
+            return
+        self.spool.book("spoiled", 1, rid, how)
+        self.spool.update_job(rid, phase=None, pick_counts=None)
+        attempts = (self.spool.job(rid) or job).attempts
+        if attempts >= self.config.printer.max_attempts:
+            self.set_job(rid, "aborted", (), f"{attempts} blank cards spoiled; giving up: {how}")
+        else:
+            self.set_job(rid, "pending", (), f"card spoiled, it will be printed again: {how}")
 
     def _release_printer(self, record_id: str) -> None:
         if self.current == record_id:
