@@ -52,13 +52,15 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--faults", action="store_true", help="a jam and an empty feeder on the way")
     demo.set_defaults(handler=_demo)
 
-    sim = sub.add_parser("sim", help="one device simulator on a pseudo-terminal")
+    sim = sub.add_parser("sim", help="one device simulator (a pty, or a private CUPS queue)")
     devices = sim.add_subparsers(dest="device", required=True)
+    from kiosk.sim import cups as sim_cups
     from kiosk.sim import printer as sim_printer
     from kiosk.sim import receipt as sim_receipt
     from kiosk.sim import tray as sim_tray
 
-    for name, module in (("printer", sim_printer), ("tray", sim_tray), ("receipt", sim_receipt)):
+    for name, module in (("printer", sim_printer), ("tray", sim_tray), ("receipt", sim_receipt),
+                         ("cups-printer", sim_cups)):
         device = devices.add_parser(name)
         module.add_arguments(device)
         device.set_defaults(handler=module.run)
