@@ -48,6 +48,7 @@ class MqttSection:
 
 @dataclass(frozen=True)
 class PrinterSection:
+    driver: str = "evolis"
     port: str = "/dev/kiosk-printer"
     baud: int = 115200
     ribbon: str = "ymcko"
@@ -59,6 +60,10 @@ class PrinterSection:
     max_attempts: int = 3
     poll_s: float = 1.0
     resync_s: float = 6.0
+    uri: str = ""
+    media: str = "iso_id-1_53.98x85.6mm"
+    username: str = "kiosk"
+    job_timeout_s: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -191,6 +196,10 @@ def _check_values(config: Config) -> None:
         raise ConfigError("station.id", "must be 1-32 of [a-z0-9-]")
     if not config.mqtt.url.startswith(("mqtt://", "mqtts://")):
         raise ConfigError("mqtt.url", "must start with mqtt:// or mqtts://")
+    if config.printer.driver not in ("evolis", "ipp"):
+        raise ConfigError("printer.driver", "must be 'evolis' or 'ipp'")
+    if config.printer.driver == "ipp" and not config.printer.uri:
+        raise ConfigError("printer.uri", "is required when printer.driver is 'ipp'")
     if config.printer.ribbon not in ("ymcko", "k"):
         raise ConfigError("printer.ribbon", "must be 'ymcko' or 'k'")
     if config.printer.colour_bits not in (5, 6, 7):
