@@ -50,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--cards", type=int, default=12)
     demo.add_argument("--card-seconds", type=float, default=0.5)
     demo.add_argument("--faults", action="store_true", help="a jam and an empty feeder on the way")
+    demo.add_argument("--printer", choices=("evolis", "ipp"), default="evolis",
+                      help="the Evolis simulator on a pty, or a private CUPS queue (IPP)")
     demo.set_defaults(handler=_demo)
 
     sim = sub.add_parser("sim", help="one device simulator (a pty, or a private CUPS queue)")
@@ -114,7 +116,8 @@ def _status(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from kiosk.sim.demo import run_demo
 
-    return run_demo(cards=args.cards, card_seconds=args.card_seconds, faults=args.faults)
+    return run_demo(cards=args.cards, card_seconds=args.card_seconds, faults=args.faults,
+                    printer=args.printer)
 
 
 def _render(args: argparse.Namespace) -> int:
