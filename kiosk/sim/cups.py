@@ -98,6 +98,13 @@ class CardPrinterSim:
     def printed(self) -> int:
         return self.counters["printed"]
 
+    def times(self) -> list[dict]:
+        """Per printed job: monotonic start, picked, end (see cups_backend)."""
+        path = self.home / "times.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line]
+
     def documents(self) -> list[Path]:
         return sorted((self.home / "documents").iterdir())
 

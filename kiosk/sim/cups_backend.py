@@ -9,7 +9,9 @@ CUPS runs it as ``kiosksim JOB USER TITLE COPIES OPTIONS FILE`` with
   ``ribbon_level`` (percent);
 * ``state.json`` (written here): ``taken`` and ``printed`` counters, which
   survive anything but the printer's own end;
-* ``documents/``: every printed document, named ``<n>-<job title>``.
+* ``documents/``: every printed document, named ``<n>-<job title>``;
+* ``times.jsonl``: per job, CLOCK_MONOTONIC (system-wide) when the backend started,
+  took the blank and ended, for benches.
 
 It reports the way vendor backends do, on standard error: ``ATTR:`` for marker
 levels, ``STATE: +reason`` while a fault stands (waiting, no blank taken, as a
@@ -72,7 +74,13 @@ def wait_while_faulted(home: Path) -> None:
         report("STATE: -" + ",".join(sorted(shown)))
 
 
+def stamp(home: Path, job: str, **moments: float) -> None:
+    with open(home / "times.jsonl", "a") as handle:
+        handle.write(json.dumps({"job": job, **moments}) + "\n")
+
+
 def print_card(home: Path, job: str, title: str, document: str) -> int:
+    started = time.monotonic()
     control = read_json(home / "control.json", {})
     report(f"ATTR: marker-names=ribbon marker-types=ribbon-wax-transfer "
            f"marker-colors=#000000 marker-levels={int(control.get('ribbon_level', 80))}")
@@ -82,6 +90,7 @@ def print_card(home: Path, job: str, title: str, document: str) -> int:
     state = read_json(state_path, {"taken": 0, "printed": 0})
     state["taken"] += 1
     write_json(state_path, state)
+    picked = time.monotonic()
     report(f"INFO: printing card for job {job}")
     time.sleep(float(control.get("card_seconds", 0.2)))
     control = read_json(home / "control.json", {})
@@ -98,6 +107,7 @@ def print_card(home: Path, job: str, title: str, document: str) -> int:
     shutil.copyfile(document, documents / f"{state['printed'] + 1:05d}-{name}")
     state["printed"] += 1
     write_json(state_path, state)
+    stamp(home, job, start=started, picked=picked, end=time.monotonic())
     report("PAGE: 1 1")
     return BACKEND_OK
 
