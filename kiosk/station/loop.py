@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 TICK_S = 1.0
 MAX_BATCH = 32  # events per commit: bounds how long the printer's next answer can wait
-PRINTER_EVENTS = (ev.PrinterCounters, ev.PickRequested, ev.CardPicked, ev.CardPrinted,
+PRINTER_EVENTS = (ev.PrinterCounters, ev.CardFate, ev.PickRequested, ev.CardPicked, ev.CardPrinted,
                   ev.CardFailed, ev.PrinterReady, ev.PrinterFault)
 
 
@@ -125,6 +125,7 @@ class Station:
             ev.AnswerPick: lambda a: self.worker.answer_pick(a.record_id, a.allow),
             ev.Show: lambda a: self.panel and self.panel.show(a.view),
             ev.ProbePrinter: lambda a: self.worker.probe_now(),
+            ev.ResolveCards: lambda a: self.worker.resolve(a.cards),
             ev.PurgePersonalData: self._purge,
             ev.CalibrateTray: self._calibrate,
             ev.PrintSlip: lambda a: self.receipt and self.receipt.slip(a),

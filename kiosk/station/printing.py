@@ -55,7 +55,9 @@ class PrintWorker:
         self.poll_s = poll_s
         self.idle_check_s = idle_check_s
         self.resync_s = resync_s
-        self._jobs: queue.Queue[ev.StartCard | ev.ProbePrinter | None] = queue.Queue()
+        self._jobs: queue.Queue[ev.StartCard | ev.ProbePrinter | ev.ResolveCards | None] = (
+            queue.Queue())
+        self._unresolved: tuple[tuple[str, dict | None], ...] = ()
         self._answers: queue.Queue[ev.AnswerPick] = queue.Queue()
         self._renders: dict[str, Future] = {}
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="render")
@@ -89,6 +91,10 @@ class PrintWorker:
         """Look at the printer at once (a person says the fault is cleared)."""
         self._jobs.put(PROBE)
 
+    def resolve(self, cards: tuple[tuple[str, dict | None], ...]) -> None:
+        """Ask the printer about cards found in it at start-up, once it answers."""
+        self._jobs.put(ev.ResolveCards(tuple(cards)))
+
     def answer_pick(self, record_id: str, allow: bool) -> None:
         self._answers.put(ev.AnswerPick(record_id, allow))
 
@@ -107,6 +113,9 @@ class PrintWorker:
                 continue
             if job is PROBE:
                 self._check()
+            elif isinstance(job, ev.ResolveCards):
+                self._unresolved += job.cards
+                self._resolve()
             elif job is not None:
                 self._print(job)
 
@@ -126,7 +135,23 @@ class PrintWorker:
         counts = self._counters()
         if counts is not None:
             self.emit(ev.PrinterCounters(counts))
+        self._resolve()
         self._check()
+
+    def _resolve(self) -> None:
+        """What the printer says of cards found in it at start-up (drivers that can tell)."""
+        fate = getattr(self.printer, "card_fate", None)
+        if not self._connected or fate is None:
+            return
+        while self._unresolved:
+            record_id, marks = self._unresolved[0]
+            try:
+                verdict, how = fate(record_id, marks or {})
+            except PrinterError as error:
+                log.warning("cannot ask the printer about %s: %s", record_id, error.detail)
+                return
+            self._unresolved = self._unresolved[1:]
+            self.emit(ev.CardFate(record_id, verdict, how))
 
     def _counters(self) -> dict[str, int] | None:
         try:
@@ -165,6 +190,8 @@ class PrintWorker:
                 return
             if isinstance(job, ev.StartCard):
                 self._refuse(job)
+            elif isinstance(job, ev.ResolveCards):
+                self._unresolved += job.cards
 
     def _refuse(self, job: ev.StartCard) -> None:
         reasons = self._reasons or ("connecting-to-device",)
@@ -236,9 +263,9 @@ class _Hooks:
         self.worker.emit(ev.PickRequested(self.record_id, counts))
         return self.worker._await_answer(self.record_id)
 
-    def picked(self) -> None:
+    def picked(self, marks: dict | None = None) -> None:
         self.was_picked = True
-        self.worker.emit(ev.CardPicked(self.record_id))
+        self.worker.emit(ev.CardPicked(self.record_id, marks))
 
     def trouble(self, reasons: tuple[str, ...]) -> None:
         """Shown at once; the printer is seen ready again after this card ends."""

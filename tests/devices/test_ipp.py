@@ -36,8 +36,9 @@ class Hooks:
         self.calls.append("may_pick")
         return self.allow
 
-    def picked(self) -> None:
+    def picked(self, marks=None) -> None:
         self.calls.append("picked")
+        self.marks = marks
 
     def trouble(self, reasons) -> None:
         self.calls.append(tuple(reasons))
@@ -69,6 +70,7 @@ def test_a_card_goes_as_one_png_named_by_record_id_and_leaves_nothing_on_the_ser
     assert printer.print_card(hooks) is None
     printer.finish()
     assert hooks.calls == ["may_pick", "picked"]
+    assert isinstance(hooks.marks["job-id"], int)  # kept with the card, for a restart
     assert cups_server.printer.counters == {"taken": 1, "printed": 1}
     [document] = cups_server.printer.documents()
     assert document.name.endswith("rec-42")

@@ -10,7 +10,8 @@ from PIL import Image
 
 from kiosk.card.render import render_card
 from kiosk.contract.record import parse_record
-from tests.conftest import STATION, StationThread
+from kiosk.station.spool import Spool
+from tests.conftest import STATION, StationProcess, StationThread, wait_until
 
 
 @pytest.fixture
@@ -94,3 +95,33 @@ def test_a_jam_after_processing_is_uncertain_and_the_district_decides(
     assert (ledger.picks, ledger.printed, ledger.spoiled) == (3, 2, 1) and ledger.balanced
     assert cups_server.printer.counters == {"taken": 3, "printed": 2}
     assert cups_server.spooled_files() == [] and cups_server.jobs() == {}
+
+
+def test_a_card_at_the_print_server_when_the_station_is_killed_is_decided_by_its_job(
+        ipp_settings, district, signed, cups_server, tmp_path):
+    """kill -9 while CUPS prints the card; after the restart the job named after the record
+    tells: completed → printed, no person needed."""
+    cups_server.printer._control(card_seconds=2.0)
+    ipp_settings["printer"]["poll_s"] = 0.05
+    station = StationProcess(ipp_settings, tmp_path).start()
+    try:
+        assert district.wait_for(lambda: district.availability.get(STATION) == "online", 20)
+        record = signed(1)
+        rid = record["record_id"]
+        district.publish_record(STATION, record)
+        assert wait_until(lambda: cups_server.printer.counters["taken"] == 1, 20)
+        station.kill()
+        station.start()
+        assert district.wait_for(lambda: district.final_state(rid) == "completed", 30)
+        details = [e["detail"] for e in district.job_events(rid)]
+        assert any("uncertain" in e["reasons"] for e in district.job_events(rid)), details
+        assert "decided by the print server" in details[-1], details
+    finally:
+        assert station.terminate() == 0
+    reader = Spool(ipp_settings["station"]["spool"])
+    try:
+        ledger = reader.ledger()
+    finally:
+        reader.close()
+    assert (ledger.picks, ledger.printed, ledger.spoiled) == (1, 1, 0)
+    assert cups_server.printer.printed == 1 and cups_server.jobs() == {}

@@ -55,8 +55,9 @@ class CardHooks(Protocol):
     def may_pick(self) -> bool:
         """Asked just before a blank may be taken; False withdraws the card."""
 
-    def picked(self) -> None:
-        """From now on a blank may be in the printer."""
+    def picked(self, marks: dict | None = None) -> None:
+        """From now on a blank may be in the printer; *marks* (e.g. an IPP job-id) are
+        kept with the card, to ask the printer about it after a crash."""
 
     def trouble(self, reasons: tuple[str, ...]) -> None:
         """The printer reports these error reasons while the card waits in it."""

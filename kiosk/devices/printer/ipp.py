@@ -42,6 +42,9 @@ WRITABLE = ("image/png", "application/pdf")  # what prepare() can write (see doc
 DPI = 300
 PENDING, HELD, PROCESSING, STOPPED, CANCELED, ABORTED, COMPLETED = range(3, 10)
 PRINTER_STOPPED = 5
+_STATE_NAMES = {PENDING: "pending", HELD: "pending-held", PROCESSING: "processing",
+                STOPPED: "processing-stopped", CANCELED: "canceled", ABORTED: "aborted",
+                COMPLETED: "completed"}
 ERROR_POLICY = "abort-job"
 PRINTER_ATTRIBUTES = ["printer-state", "printer-state-reasons", "printer-is-accepting-jobs",
                       "document-format-supported", "media-supported", "printer-error-policy",
@@ -183,8 +186,45 @@ class IppPrinter:
         self._call("CUPS-Accept-Jobs", "acceptJobs", self.queue)
 
     def counters(self) -> dict[str, int] | None:
-        """None: an IPP printer tells a card's fate through its job, not counters."""
+        """None: an IPP printer tells a card's fate through its job (`card_fate`)."""
         return None
+
+    def card_fate(self, record_id: str, marks: dict) -> tuple[str | None, str]:
+        """What became of the card of *record_id* found in the printer at a restart, from
+        its job (the job-id kept at its pick): printed, not-picked, or None (a person).
+
+        A job still pending is canceled before it starts (the station sends the card
+        again); one still printing is followed to its end. The job is purged.
+        """
+        job = marks.get("job-id")
+        if not isinstance(job, int):
+            return None, f"no print job of {record_id} was known when the station stopped"
+        state, impressions, _, _ = self._job_state_or_gone(job)
+        if (state, impressions) == (CANCELED, 0):
+            return None, f"job {job} is gone from the print server"
+        if state in (PENDING, HELD):
+            self._purge(job)
+            state, impressions, _, _ = self._job_state_or_gone(job)
+            if state in (CANCELED, ABORTED) and impressions == 0:
+                return "not-picked", f"decided by the print server: job {job} never started"
+        deadline = time.monotonic() + self.job_timeout_s
+        while state in (PROCESSING, STOPPED) and time.monotonic() < deadline:
+            time.sleep(self.poll_s)
+            state, impressions, _, _ = self._job_state(job)
+        self._purge(job)
+        if state == COMPLETED or (state in (ABORTED, CANCELED) and impressions >= 1):
+            return "printed", (f"card printed: decided by the print server (job {job} "
+                               f"{_STATE_NAMES.get(state, state)}, job-impressions-completed "
+                               f"{impressions})")
+        return None, f"job {job} {_STATE_NAMES.get(state, state)}, nothing printed it says"
+
+    def _job_state_or_gone(self, job: int) -> tuple[int, int, tuple[str, ...], bool]:
+        try:
+            return self._job_state(job)
+        except PrinterError as error:
+            if error.link_lost:
+                raise
+            return CANCELED, 0, (), False  # purged: it no longer exists
 
     # -- one card ---------------------------------------------------------------------
 
@@ -236,9 +276,10 @@ class IppPrinter:
                     raise CardError(error, blank=BLANK_UNKNOWN) from error
                 time.sleep(self.poll_s)
                 continue
-            if state in (PROCESSING, STOPPED) and not started:
-                started = True
-                hooks.picked()
+            printed = state == COMPLETED or (state in (ABORTED, CANCELED) and impressions >= 1)
+            if (state in (PROCESSING, STOPPED) or printed) and not started:
+                started = True  # a job that printed between two reads took a blank too
+                hooks.picked({"job-id": job})
             if state == COMPLETED:
                 return None
             if state in (ABORTED, CANCELED):

@@ -80,6 +80,16 @@ class PrinterFault:
 
 
 @dataclass(frozen=True)
+class CardFate:
+    """What the printer (or its print server) says became of a card found in it at a
+    restart: ``verdict`` printed | spoiled | not-picked, or None when it cannot tell."""
+
+    record_id: str
+    verdict: str | None
+    how: str = ""
+
+
+@dataclass(frozen=True)
 class PickRequested:
     """The driver is about to take a blank for this job and waits for a yes or no.
 
@@ -91,7 +101,11 @@ class PickRequested:
 
 @dataclass(frozen=True)
 class CardPicked:
+    """A blank may be in the printer now; ``marks``: what the printer can later be asked
+    about this card (an IPP job-id), kept with it."""
+
     record_id: str
+    marks: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -204,6 +218,14 @@ class TrayCalibrated:
     empty_height_um: int
     card_um: int
     reason: str | None = None
+
+
+@dataclass(frozen=True)
+class ResolveCards:
+    """Ask the printer, once it answers, what became of these cards (found in it at start):
+    (record_id, the marks kept at its pick) pairs."""
+
+    cards: tuple[tuple[str, dict | None], ...]
 
 
 @dataclass(frozen=True)

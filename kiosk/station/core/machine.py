@@ -11,7 +11,8 @@ The crash rule: a job is marked ``phase='picking'`` durably before ``Ss`` is
 sent, with the printer's counters read just then. A job found in ``picking`` or
 ``picked`` at start-up may have come out of the printer, so it becomes
 processing-stopped with reason ``uncertain``; when the printer connects, its
-counters decide it where they can (`counted_fate`), else it waits for a person
+counters decide it where they can (`counted_fate`; an IPP print server says through the
+job named after it, `CardFate`), else it waits for a person
 (the OK button, or the district's ``reprint``/``confirm``). The ledger rules for
 a failed card, the same for every driver, are in `_on_card_failed`.
 """
@@ -110,8 +111,10 @@ class StationCore:
         A card found in the printer is uncertain until the printer's counters (read
         when it connects, `PrinterCounters`) tell what became of it, or a person does.
         """
+        found: list[tuple[str, dict | None]] = []
         for job in self.spool.jobs("processing", "processing-stopped"):
             if job.phase in ("picking", "picked"):
+                found.append((job.record_id, job.pick_counts))
                 if UNCERTAIN not in job.reasons:
                     self.set_job(job.record_id, "processing-stopped", (UNCERTAIN,),
                                   "station restarted while this card was in the printer;"
@@ -121,7 +124,7 @@ class StationCore:
             else:
                 self.set_job(job.record_id, "pending", (), "requeued after restart")
         self.stock.load(self.spool)
-        return self.out.flush()
+        return ([ev.ResolveCards(tuple(found))] if found else []) + self.out.flush()
 
     def handle(self, event: object) -> list:
         """Everything the station does in answer to one event."""
@@ -140,6 +143,7 @@ class StationCore:
             ev.PrinterReady: self._on_printer_ready,
             ev.PrinterFault: self._on_printer_fault,
             ev.PrinterCounters: self._on_printer_counters,
+            ev.CardFate: self._on_card_fate,
             ev.PickRequested: self._on_pick_requested,
             ev.CardPicked: self._on_card_picked,
             ev.CardPrinted: self._on_card_printed,
@@ -232,6 +236,10 @@ class StationCore:
     def _on_card_picked(self, event: ev.CardPicked) -> list:
         self._book_pick(event.record_id, "")
         self.spool.update_job(event.record_id, phase="picked")
+        job = self.spool.job(event.record_id)
+        if event.marks and job is not None:
+            self.spool.update_job(event.record_id,
+                                  pick_counts={**(job.pick_counts or {}), **event.marks})
         return self._prefetch()
 
     def _book_pick(self, record_id: str, detail: str) -> None:
@@ -302,10 +310,20 @@ class StationCore:
         self._doubts.clear()
         return []
 
-    def _settle(self, job, verdict: str, change: str) -> None:
-        """Book and move a card the printer's counters decided (*verdict*: a fate)."""
+    def _on_card_fate(self, event: ev.CardFate) -> list:
+        """A card found in the printer at start-up, decided by what its print server says."""
+        job = self.spool.job(event.record_id)
+        if event.verdict is None or job is None or UNCERTAIN not in job.reasons:
+            return []
+        if event.verdict == "not-picked" and job.phase == "picked":
+            return []  # the printer said it took a blank: a person decides
+        self._settle(job, event.verdict, how=event.how)
+        return []
+
+    def _settle(self, job, verdict: str, change: str = "", *, how: str = "") -> None:
+        """Book and move a card the printer decided (*verdict*: a fate)."""
         rid = job.record_id
-        how = f"decided by the printer's counters ({change})"
+        how = how or f"decided by the printer's counters ({change})"
         if verdict == "not-picked":
             self.spool.update_job(rid, phase=None, pick_counts=None)
             self.set_job(rid, "pending", (), f"no blank was taken: {how}")
