@@ -154,9 +154,10 @@ class District:
             came_out = self.printed()[rid] > 0
             name, args = ("confirm", {}) if came_out else ("reprint", {"reason": "not out"})
             reply = self.client.command(STATION, name, {"record_id": rid, **args})
-            if not reply["ok"] and self.client.wait_for(
-                    lambda rid=rid: (self.last(rid) or {}).get("reasons") != ["uncertain"], 5):
-                continue  # the printer's counters decided it meanwhile
+            if not reply["ok"] and reply.get("error") in ("not-uncertain", "not-reprintable"):
+                # The printer's counters decided it meanwhile (the station says so; the
+                # uncertain event seen here may be a late redelivery from an earlier boot).
+                continue
             assert reply["ok"] is True, (rid, name, reply)
             self.resolved[name] += 1
 
