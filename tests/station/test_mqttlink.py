@@ -12,10 +12,10 @@ import tracemalloc
 
 import paho.mqtt.client as mqtt
 
+from kiosk.station import mqttlink
 from kiosk.station.config import from_dict
 from kiosk.station.core import events as ev
 from kiosk.station.core.outbound import OUTBOX_WINDOW
-from kiosk.station import mqttlink
 from kiosk.station.mqttlink import RECEIVE_MAXIMUM, MqttLink
 from kiosk.station.spool import OutboxItem
 from tests.conftest import wait_until

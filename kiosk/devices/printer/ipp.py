@@ -144,7 +144,11 @@ class IppPrinter:
                                 requested_attributes=PRINTER_ATTRIBUTES)
         names = _as_list(attributes.get("marker-names"))
         levels = _as_list(attributes.get("marker-levels"))
-        self.markers = dict(zip(names, levels, strict=False))
+        markers = dict(zip(names, levels, strict=False))
+        if markers != self.markers:
+            log.info("%s: marker levels %s", self.uri,
+                     ", ".join(f"{name} {level}%" for name, level in markers.items()) or "none")
+        self.markers = markers
         return attributes
 
     def _demand_abort_job(self, policy: str | None) -> None:
