@@ -121,11 +121,13 @@ class CupsServer:
     """A private cupsd under *root* with the queue *queue* on the simulated printer."""
 
     def __init__(self, root: str | Path, *, queue: str = "card", card_seconds: float = 0.2,
-                 error_policy: str = "abort-job", preserve_job_files: bool = False) -> None:
+                 error_policy: str = "abort-job", preserve_job_files: bool = False,
+                 formats: tuple[str, ...] = FORMATS) -> None:
         self.root = Path(root)
         self.queue = queue
         self.error_policy = error_policy
         self.preserve_job_files = preserve_job_files
+        self.formats = formats
         self.cupsd, self.lpadmin = find_cups()
         self.port = free_port()
         self.printer = CardPrinterSim(self.root / "printer", card_seconds=card_seconds)
@@ -278,19 +280,19 @@ MaxJobTime 0
 
     def _add_queue(self) -> None:
         ppd = self.root / "card.ppd"
-        ppd.write_text(card_ppd())
+        ppd.write_text(card_ppd(self.formats))
         self.lp("lpadmin", "-p", self.queue, "-E", "-v", f"{BACKEND}:{self.printer.home}",
                 "-P", str(ppd), "-o", f"printer-error-policy={self.error_policy}")
         self.lp("cupsenable", self.queue)
         self.lp("cupsaccept", self.queue)
 
 
-def card_ppd() -> str:
+def card_ppd(formats: tuple[str, ...] = FORMATS) -> str:
     """A PPD for an ID-1 card printer that takes PNG, PWG raster and PDF as they are
     (the vendor's driver, here the backend, separates the panels). CUPS names the size
     from the PPD (``om_cr80_53.98x85.6mm``); a job's ``iso_id-1_53.98x85.6mm`` matches
     it by its dimensions, as it would a Fargo or Magicard PPD's card size."""
-    filters = "\n".join(f'*cupsFilter2: "{fmt} {fmt} 0 -"' for fmt in FORMATS)
+    filters = "\n".join(f'*cupsFilter2: "{fmt} {fmt} 0 -"' for fmt in formats)
     return f"""*PPD-Adobe: "4.3"
 *FormatVersion: "4.3"
 *FileVersion: "1.0"

@@ -11,7 +11,7 @@ import pytest
 
 from kiosk.card.render import render_card
 from kiosk.contract.record import parse_record
-from kiosk.devices.printer import driver_class, make_printer
+from kiosk.devices.printer import driver_class, make_printer, pwgraster
 from kiosk.devices.printer.base import CardError
 from kiosk.devices.printer.ipp import IppPrinter
 from kiosk.sim.samples import make_record
@@ -65,7 +65,7 @@ def test_the_config_picks_the_driver_like_a_pin_factory(cups_server):
 def test_a_card_goes_as_one_png_named_by_record_id_and_leaves_nothing_on_the_server(
         cups_server):
     printer = connected(cups_server)
-    assert printer.format == "image/png"  # the queue lists png before pdf; no pwg-raster writer
+    assert printer.format == "image/pwg-raster"  # the first of the contract's order it lists
     hooks = Hooks(printer, "rec-42")
     assert printer.print_card(hooks) is None
     printer.finish()
@@ -74,7 +74,8 @@ def test_a_card_goes_as_one_png_named_by_record_id_and_leaves_nothing_on_the_ser
     assert cups_server.printer.counters == {"taken": 1, "printed": 1}
     [document] = cups_server.printer.documents()
     assert document.name.endswith("rec-42")
-    assert document.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = pwgraster.decode(document.read_bytes())
+    assert page.size == (637, 1011)  # ID-1 at 300 dpi, portrait as PWG raster pages are
     assert cups_server.spooled_files() == []
     assert cups_server.jobs() == {}, "the job (its name is the record_id) is still listed"
 
@@ -166,3 +167,20 @@ def test_an_unreachable_server_is_connecting_to_device(cups_server):
         IppPrinter(cups_server.uri).connect()
     assert getattr(failed.value, "reasons", None) in (("connecting-to-device",),
                                                       ("timed-out-error",))
+
+
+@pytest.mark.parametrize(("formats", "chosen", "magic"), [
+    (("image/png", "application/pdf"), "image/png", b"\x89PNG"),
+    (("application/pdf",), "application/pdf", b"%PDF"),
+])
+def test_the_first_format_the_queue_takes_is_sent(tmp_path, cupsd_present, formats, chosen,
+                                                  magic):
+    from kiosk.sim.cups import CupsServer
+
+    with CupsServer(tmp_path / "cups", card_seconds=0.05, formats=formats) as server:
+        printer = connected(server)
+        assert printer.format == chosen
+        printer.print_card(Hooks(printer))
+        printer.finish()
+        [document] = server.printer.documents()
+        assert document.read_bytes().startswith(magic)

@@ -10,6 +10,7 @@ from PIL import Image
 
 from kiosk.card.render import render_card
 from kiosk.contract.record import parse_record
+from kiosk.devices.printer import pwgraster
 from kiosk.station.spool import Spool
 from tests.conftest import STATION, StationProcess, StationThread, wait_until
 
@@ -44,10 +45,11 @@ def test_records_print_through_cups_and_nothing_of_them_stays_on_the_server(
     assert (ledger.picks, ledger.printed, ledger.spoiled) == (3, 3, 0)
     documents = cups_server.printer.documents()
     assert [d.name.split("-", 1)[1] for d in documents] == ids  # job-name = record_id
-    first = Image.open(documents[0])
-    assert first.size == (1016, 648) and round(first.info["dpi"][0]) == 300
+    first = pwgraster.decode(documents[0].read_bytes())
     expected = render_card(parse_record(json.dumps(records[0]).encode())).preview()
-    assert first.convert("RGB").tobytes() == expected.tobytes()
+    expected = expected.transpose(Image.Transpose.ROTATE_90).resize(first.size,
+                                                                     Image.Resampling.LANCZOS)
+    assert first.tobytes() == expected.tobytes()  # the rendered card, as one ID-1 page
     assert cups_server.spooled_files() == [] and cups_server.jobs() == {}
 
 

@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from kiosk.card.render import CardImages
+from kiosk.devices.printer import pwgraster
 from kiosk.devices.printer.base import CardError, CardHooks, PrinterError
 from kiosk.station.core.events import BLANK_UNKNOWN, BLANK_UNTOUCHED
 
@@ -37,8 +38,8 @@ except ImportError:  # pragma: no cover - the `ipp` extra is not installed
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("image/pwg-raster", "image/png", "application/pdf")
-WRITABLE = ("image/png", "application/pdf")  # what prepare() can write (see docs/printers.md)
+FORMATS = ("image/pwg-raster", "image/png", "application/pdf")  # the order of preference
+WRITABLE = FORMATS  # what prepare() writes
 DPI = 300
 PENDING, HELD, PROCESSING, STOPPED, CANCELED, ABORTED, COMPLETED = range(3, 10)
 PRINTER_STOPPED = 5
@@ -103,10 +104,10 @@ class IppPrinter:
                                link_lost=True) from exc
         attributes = self._printer_attributes()
         supported = attributes.get("document-format-supported", [])
-        usable = [f for f in FORMATS if f in supported and f in WRITABLE]
+        usable = [f for f in FORMATS if f in supported]
         if not usable:
             raise PrinterError(("document-format-error",),
-                               f"{self.uri} takes none of {', '.join(WRITABLE)}")
+                               f"{self.uri} takes none of {', '.join(FORMATS)}")
         self.format = usable[0]
         self._demand_abort_job(attributes.get("printer-error-policy"))
         return f"{attributes.get('printer-make-and-model', 'IPP printer')} at {self.uri}"
@@ -236,6 +237,8 @@ class IppPrinter:
         """The card as one 300-dpi landscape page in this printer's format."""
         picture = card.preview()
         out = io.BytesIO()
+        if self.format == "image/pwg-raster":
+            return self.format, pwgraster.encode(picture, self.media, DPI)
         if self.format == "application/pdf":
             picture.save(out, "PDF", resolution=DPI)
         else:
