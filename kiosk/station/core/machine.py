@@ -11,8 +11,8 @@ The crash rule: a job is marked ``phase='picking'`` durably before ``Ss`` is
 sent, with the printer's counters read just then. A job found in ``picking`` or
 ``picked`` at start-up may have come out of the printer, so it becomes
 processing-stopped with reason ``uncertain``; when the printer connects, its
-counters decide it where they can (`counted_fate`; an IPP print server says through the
-job named after it, `CardFate`), else it waits for a person
+counters decide it where they can (`counted_fate`; an IPP print server, through the
+job-id kept at its pick, `CardFate`), else it waits for a person
 (the OK button, or the district's ``reprint``/``confirm``). The ledger rules for
 a failed card, the same for every driver, are in `_on_card_failed`.
 """
