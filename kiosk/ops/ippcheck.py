@@ -3,8 +3,8 @@
 Reachable; a card (ID-1) size among ``media-supported``; a document format the
 station writes; accepting jobs and not stopped; ``printer-error-policy`` is
 ``abort-job`` (any other lets the server print a failed card again by itself);
-the server keeps no job files (CUPS ``PreserveJobFiles No``); the station's
-IPP user may resume the queue.
+the server keeps no job files (CUPS ``PreserveJobFiles No``). Whether the
+station's IPP user may resume the queue is not checked (it would have to try).
 """
 
 from __future__ import annotations
