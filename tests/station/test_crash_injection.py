@@ -134,13 +134,15 @@ class District:
         return Counter(self.panels[card.panels["k"]] for card in self.printer.cards)
 
     def last(self, rid: str) -> dict | None:
-        events = self.client.job_events(rid)
-        seen, unique = set(), []
-        for event in events:
-            if (event["boot_id"], event["seq"]) not in seen:
-                seen.add((event["boot_id"], event["seq"]))
-                unique.append(event)
-        return unique[-1] if unique else None
+        """The station's latest word on *rid*: boots in the order first heard from, events
+        of one boot by their seq (a redelivered event may arrive after a later one)."""
+        boots: dict[str, dict[int, dict]] = {}
+        for event in self.client.job_events(rid):
+            boots.setdefault(event["boot_id"], {}).setdefault(event["seq"], event)
+        if not boots:
+            return None
+        latest = boots[list(boots)[-1]]
+        return latest[max(latest)]
 
     def resolve_uncertain(self) -> None:
         for rid in self.records:
