@@ -54,15 +54,19 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--cards", type=int, default=12)
     demo.add_argument("--card-seconds", type=float, default=0.5)
     demo.add_argument("--faults", action="store_true", help="a jam and an empty feeder on the way")
+    demo.add_argument("--printer", choices=("evolis", "ipp"), default="evolis",
+                      help="the Evolis simulator on a pty, or a private CUPS queue (IPP)")
     demo.set_defaults(handler=_demo)
 
-    sim = sub.add_parser("sim", help="one device simulator on a pseudo-terminal")
+    sim = sub.add_parser("sim", help="one device simulator (a pty, or a private CUPS queue)")
     devices = sim.add_subparsers(dest="device", required=True)
+    from kiosk.sim import cups as sim_cups
     from kiosk.sim import printer as sim_printer
     from kiosk.sim import receipt as sim_receipt
     from kiosk.sim import tray as sim_tray
 
-    for name, module in (("printer", sim_printer), ("tray", sim_tray), ("receipt", sim_receipt)):
+    for name, module in (("printer", sim_printer), ("tray", sim_tray), ("receipt", sim_receipt),
+                         ("cups-printer", sim_cups)):
         device = devices.add_parser(name)
         module.add_arguments(device)
         device.set_defaults(handler=module.run)
@@ -116,7 +120,8 @@ def _status(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from kiosk.sim.demo import run_demo
 
-    return run_demo(cards=args.cards, card_seconds=args.card_seconds, faults=args.faults)
+    return run_demo(cards=args.cards, card_seconds=args.card_seconds, faults=args.faults,
+                    printer=args.printer)
 
 
 def _render(args: argparse.Namespace) -> int:

@@ -196,3 +196,24 @@ def wait_until(predicate, timeout: float = 20.0, interval: float = 0.05) -> bool
             return True
         time.sleep(interval)
     return predicate()
+
+
+@pytest.fixture(scope="session")
+def cupsd_present() -> None:
+    from kiosk.sim.cups import CupsMissing, find_cups
+
+    try:
+        find_cups()
+        import cups  # noqa: F401  (the `ipp` extra)
+    except (CupsMissing, ImportError) as missing:
+        pytest.fail(f"{missing} (or: scripts/setup; pip install -e '.[ipp]')", pytrace=False)
+
+
+@pytest.fixture
+def cups_server(tmp_path, cupsd_present):
+    """A private cupsd with the queue "card" on the simulated card printer."""
+    from kiosk.sim.cups import CupsServer
+
+    server = CupsServer(tmp_path / "cups", card_seconds=0.1).start()
+    yield server
+    server.stop()

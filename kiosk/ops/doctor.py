@@ -2,7 +2,8 @@
 
 Each line is ``OK``, ``WARN`` or ``FAIL``, the check's name and what was found:
 the user running the checks, the config, the trusted keys, each device path
-(what it points to, owner, mode, access), the spool, the clock, the broker
+(what it points to, owner, mode, access), an IPP printer (kiosk/ops/ippcheck.py),
+the spool, the clock, the broker
 (reached, and the login accepted: MQTT 5 with the config's URL, TLS files and
 credentials), and the gpiozero pin factory. Exit status 1 if any check FAILs.
 
@@ -74,6 +75,8 @@ def diagnose(config_path: str, *, timeout: float = 5.0) -> Iterator[Check]:
     yield check_keys(config)
     for name, port in device_ports(config):
         yield check_device(name, port)
+    if config.printer.driver == "ipp":
+        yield from check_ipp_printer(config.printer.uri, config.printer.media, timeout)
     yield check_spool(config.station.spool)
     yield check_clock()
     yield check_broker(config, timeout)
@@ -105,7 +108,7 @@ def check_keys(config: Config) -> Check:
 
 def device_ports(config: Config) -> list[tuple[str, str]]:
     """(check name, path or URL) of every device the config uses."""
-    ports = [("printer", config.printer.port)]
+    ports = [("printer", config.printer.port)] if config.printer.driver == "evolis" else []
     if config.tray.enabled:
         ports.append(("tray", config.tray.port))
     if config.receipt.enabled:
@@ -114,6 +117,15 @@ def device_ports(config: Config) -> list[tuple[str, str]]:
         bus = config.panel.lcd.split(":")[1]
         ports.append(("lcd", f"/dev/i2c-{bus}"))
     return ports
+
+
+def check_ipp_printer(uri: str, media: str, timeout: float = 5.0) -> Iterator[Check]:
+    """An IPP printer (card-printer.md, Printer drivers): reachable, card media, a format
+    the station writes, accepting jobs, ``abort-job`` policy, no job files kept."""
+    from kiosk.ops.ippcheck import ipp_findings  # pycups only where the ipp driver is used
+
+    for status, name, detail in ipp_findings(uri, media, timeout):
+        yield Check({"ok": OK, "warn": WARN, "fail": FAIL}[status], name, detail)
 
 
 def check_device(name: str, port: str) -> Check:

@@ -27,6 +27,7 @@ from rich.table import Table
 from kiosk.contract.signing import generate_key_pair, load_private_key, sign_record
 from kiosk.district.client import DistrictClient
 from kiosk.sim.broker import Broker, MosquittoMissing
+from kiosk.sim.cups import CupsMissing, CupsServer
 from kiosk.sim.printer import PrinterSimulator
 from kiosk.sim.samples import make_record
 from kiosk.sim.tray import TraySimulator
@@ -52,7 +53,8 @@ def sample_records(count: int) -> list[dict]:
 class Demo:
     """Owns the simulated world; `run` plays it and returns the figures."""
 
-    def __init__(self, workdir: Path, cards: int, card_seconds: float) -> None:
+    def __init__(self, workdir: Path, cards: int, card_seconds: float,
+                 printer: str = "evolis") -> None:
         self.workdir = workdir
         self.cards = cards
         self.card_seconds = card_seconds
@@ -61,6 +63,9 @@ class Demo:
         self.district: DistrictClient | None = None
         self.web = None  # the district's page, once started
         self.tray = TraySimulator(str(workdir / "tray"), cards=cards + 40)
+        self.cups = None
+        if printer == "ipp":  # a private CUPS whose queue ends in the card-printer simulator
+            self.cups = CupsServer(workdir / "cups", card_seconds=card_seconds)
         self.printer = PrinterSimulator(str(workdir / "printer"), card_seconds=card_seconds,
                                         feeder=cards + 40, on_pick=self.tray.take_card)
         (workdir / "keys").mkdir()
@@ -75,6 +80,9 @@ class Demo:
             "panel": {"lcd": "terminal"},
             "security": {"trusted_keys": [str(public)]},
         }
+        if self.cups is not None:
+            self.settings["printer"] = {"driver": "ipp", "uri": self.cups.uri, "poll_s": 0.1}
+            self.settings["tray"]["enabled"] = False  # the tray board sits by an Evolis here
 
     def start(self) -> None:
         os.environ.setdefault("GPIOZERO_PIN_FACTORY", "mock")  # the panel's pins are simulated
@@ -82,6 +90,8 @@ class Demo:
         self.web = start_page(self.broker.url)
         self.tray.start()
         self.printer.start()
+        if self.cups is not None:
+            self.cups.start()
         self.station = Station(from_dict(self.settings))
         self.thread = threading.Thread(target=self.station.run, name="station", daemon=True)
         self.thread.start()
@@ -99,6 +109,8 @@ class Demo:
         if self.district is not None:
             self.district.close()
         self.printer.stop()
+        if self.cups is not None:
+            self.cups.stop()
         self.tray.stop()
         if self.web is not None:
             self.web.stop()
@@ -106,6 +118,9 @@ class Demo:
 
     def inject_faults(self) -> None:
         """A jam at the third card and an empty feeder later; the 'operator' fixes both."""
+        if self.cups is not None:
+            self._inject_ipp_faults()
+            return
         self.printer.inject("Se", "CARD JAM", times=1)
 
         def operator() -> None:
@@ -119,6 +134,19 @@ class Demo:
             self.printer.load_cards(-left)
             time.sleep(3.0)
             self.printer.load_cards(left)
+
+        threading.Thread(target=operator, daemon=True).start()
+
+    def _inject_ipp_faults(self) -> None:
+        """Through CUPS: an empty feeder at the third card, refilled by the 'operator'."""
+        sim = self.cups.printer
+
+        def operator() -> None:
+            while sim.printed < min(self.cards - 1, 2):
+                time.sleep(0.1)
+            sim.raise_fault("media-empty-error")
+            time.sleep(3.0)
+            sim.clear()
 
         threading.Thread(target=operator, daemon=True).start()
 
@@ -144,16 +172,18 @@ class Demo:
         return all(self.district.final_state(rid) in ("completed", "aborted") for rid in ids)
 
 
-def run_demo(*, cards: int = 12, card_seconds: float = 0.5, faults: bool = False) -> int:
+def run_demo(*, cards: int = 12, card_seconds: float = 0.5, faults: bool = False,
+             printer: str = "evolis") -> int:
     console = Console()
     workdir = Path(tempfile.mkdtemp(prefix="kiosk-demo-"))
     _log_to(workdir / "demo.log")
     try:
-        demo = Demo(workdir, cards, card_seconds)
-    except MosquittoMissing as missing:
+        demo = Demo(workdir, cards, card_seconds, printer)
+    except (MosquittoMissing, CupsMissing) as missing:
         console.print(f"[red]{missing}[/red]")
         return 1
-    console.print(f"[bold]kiosk demo[/bold]: broker {demo.broker.url}, printer {demo.printer.path},"
+    where = demo.cups.uri if demo.cups else demo.printer.path
+    console.print(f"[bold]kiosk demo[/bold]: broker {demo.broker.url}, printer {where},"
                   f" tray {demo.tray.path}, log {workdir / 'demo.log'}")
     started = time.monotonic()
     try:
@@ -218,9 +248,9 @@ def first_bytes(sent: list[float], starts: list[float]) -> list[float]:
 
 
 def summary(demo: Demo, sent: list[float], elapsed: float, ledger) -> Table:
-    cards = demo.printer.cards
+    cards = [] if demo.cups else demo.printer.cards  # through CUPS: only what the server says
     per_card = [card.printed_at - card.picked_at for card in cards]
-    latencies = first_bytes(sent, demo.printer.job_first_byte_at)
+    latencies = [] if demo.cups else first_bytes(sent, demo.printer.job_first_byte_at)
     table = Table(title="Ringkasan / summary", show_header=False)
     table.add_row("cards printed", str(ledger.printed))
     table.add_row("blank cards spoiled", str(ledger.spoiled))

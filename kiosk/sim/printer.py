@@ -34,7 +34,9 @@ holds that thread for ``card_seconds`` as a real printer stops listening.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import queue
 import random
 import sys
@@ -144,7 +146,8 @@ class PrinterSimulator:
                  dump_dir: str | None = None, on_pick: Callable[[], None] | None = None,
                  feeder_near_empty: int = 10, receive_timeout: float = 5.0,
                  head_max_cards_per_minute: float | None = None,
-                 on_command: Callable[[str], None] | None = None) -> None:
+                 on_command: Callable[[str], None] | None = None,
+                 state_file: str | None = None) -> None:
         self.card_seconds, self.geometry = card_seconds, geometry
         self.reply_terminator, self.on_pick = reply_terminator, on_pick
         self.on_command = on_command
@@ -175,6 +178,10 @@ class PrinterSimulator:
         self.commands: list[str] = []
         self.job_first_byte_at: list[float] = []
         self.printed = self.picked = self.rejected = 0
+        # The printer's own counters (Rco;c, Rco;p) live in the printer, not the host:
+        # with a state file they survive any crash of the process that drives it.
+        self.state_file = Path(state_file) if state_file else None
+        self.picked, self.printed = self._load_counters()
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -419,9 +426,27 @@ class PrinterSimulator:
             self._pick()
         self._jammed = True
 
+    def _load_counters(self) -> tuple[int, int]:
+        if self.state_file is None or not self.state_file.exists():
+            return 0, 0
+        counts = json.loads(self.state_file.read_text())
+        return int(counts["taken"]), int(counts["printed"])
+
+    def _save_counters(self) -> None:
+        """On disk before the reply that reports the change (as a printer's NVRAM)."""
+        if self.state_file is None:
+            return
+        temporary = self.state_file.with_suffix(".tmp")
+        with open(temporary, "w") as handle:
+            json.dump({"taken": self.picked, "printed": self.printed}, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, self.state_file)
+
     def _pick(self) -> None:
         self._feeder -= 1
         self.picked += 1
+        self._save_counters()
         self._card = PrintedCard(self.geometry, picked_at=time.monotonic())
         self._back = False
 
@@ -437,6 +462,7 @@ class PrinterSimulator:
         card.printed_at = now
         self._card = None
         self.printed += 1
+        self._save_counters()
         self.hopper += 1
         self.cards.append(card)
         self._changed.notify_all()
@@ -573,6 +599,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--feeder", type=int, default=100, help="cards in the feeder")
     parser.add_argument("--ribbon-panels", type=int, default=10_000, help="panels on the ribbon")
     parser.add_argument("--dump", metavar="DIR", help="write each printed card's panels here")
+    parser.add_argument("--state", metavar="FILE",
+                        help="keep the printer's counters (Rco;c, Rco;p) in FILE across runs")
     parser.add_argument("--nul-replies", action="store_true",
                         help="end replies with NUL instead of CR (as some USB links do)")
 
@@ -584,6 +612,6 @@ def run(args: argparse.Namespace) -> int:
     log.setLevel(logging.INFO)
     printer = PrinterSimulator(
         args.link, card_seconds=args.card_seconds, feeder=args.feeder,
-        ribbon_panels=args.ribbon_panels, dump_dir=args.dump,
+        ribbon_panels=args.ribbon_panels, dump_dir=args.dump, state_file=args.state,
         reply_terminator=b"\0" if args.nul_replies else b"\r")
     return serve_until_signalled(printer)

@@ -154,6 +154,7 @@ class MqttSection:
 
 @dataclass(frozen=True)
 class PrinterSection:
+    driver: Annotated[str, one_of("evolis", "ipp")] = "evolis"
     port: Annotated[str, FILE] = "/dev/kiosk-printer"
     baud: Annotated[int, positive] = 115200
     ribbon: Annotated[str, one_of("ymcko", "k")] = "ymcko"
@@ -165,6 +166,10 @@ class PrinterSection:
     max_attempts: Annotated[int, positive] = 3
     poll_s: Annotated[float, positive] = 1.0
     resync_s: Annotated[float, positive] = 6.0
+    uri: str = ""  # required with driver = "ipp" (_across)
+    media: Annotated[str, not_empty] = "iso_id-1_53.98x85.6mm"
+    username: Annotated[str, not_empty] = "kiosk"
+    job_timeout_s: Annotated[float, positive] = 120.0
 
 
 @dataclass(frozen=True)
@@ -342,6 +347,9 @@ def _across(config: Config) -> list[tuple[str, str]]:
     if (config.mqtt.cert_file is None) != (config.mqtt.key_file is None):
         problems.append(("mqtt.key_file" if config.mqtt.key_file is None else "mqtt.cert_file",
                          "mqtt.cert_file and mqtt.key_file go together"))
+    if config.printer.driver == "ipp" and not config.printer.uri.startswith(("ipp://", "ipps://")):
+        problems.append(("printer.uri", "must be an ipp:// or ipps:// URI when printer.driver"
+                         " is 'ipp'"))
     if config.security.require_signed_jobs and not config.security.trusted_keys:
         problems.append(("security.trusted_keys",
                          "must name a key while security.require_signed_jobs = true"))

@@ -16,17 +16,17 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kiosk.card.render import render_card
 from kiosk.contract.record import parse_record
 from kiosk.contract.signing import Verifier
 from kiosk.devices.panel.buttons import DevicePanel, PanelTiming
 from kiosk.devices.panel.lcd import open_lcd
-from kiosk.devices.printer.evolis.driver import EvolisPrinter
-from kiosk.devices.printer.evolis.panels import PanelData, encode_card
+from kiosk.devices.printer import make_printer
+from kiosk.devices.printer.base import CardPrinter
 from kiosk.devices.tray.driver import TrayLink
 from kiosk.extras import require
 from kiosk.station.config import Config, ConfigError
@@ -43,19 +43,16 @@ log = logging.getLogger(__name__)
 
 TICK_S = 1.0
 MAX_BATCH = 32  # events per commit: bounds how long the printer's next answer can wait
-PRINTER_EVENTS = (ev.PickRequested, ev.CardPicked, ev.CardPrinted, ev.CardFailed,
-                  ev.PrinterReady, ev.PrinterFault)
+PRINTER_EVENTS = (ev.PrinterCounters, ev.CardFate, ev.PickRequested, ev.CardPicked, ev.CardPrinted,
+                  ev.CardFailed, ev.PrinterReady, ev.PrinterFault)
 
 
-def make_renderer(config: Config) -> Callable[[bytes], Sequence[PanelData]]:
-    """Spooled record JSON → the panels the printer gets."""
-    printer = config.printer
+def make_renderer(printer: CardPrinter) -> Callable[[bytes], Any]:
+    """Spooled record JSON → the document *printer* gets (its driver's `prepare`)."""
 
-    def render(payload: bytes) -> Sequence[PanelData]:
+    def render(payload: bytes) -> Any:
         record = parse_record(payload)  # verified when it arrived
-        card = render_card(record)
-        return encode_card(card, ribbon=printer.ribbon, colour_bits=printer.colour_bits,
-                           rotate=printer.rotate)
+        return printer.prepare(render_card(record))
 
     return render
 
@@ -117,13 +114,8 @@ class Station:
         self.spool = Spool(config.station.spool)
         self.core = StationCore(config, self.spool, verifier=make_verifier(config))
         self.link = MqttLink(config, self.events.put)
-        printer = EvolisPrinter(
-            config.printer.port, baud=config.printer.baud, ribbon=config.printer.ribbon,
-            print_seconds=config.printer.print_seconds,
-            setting_timeout=config.printer.setting_timeout_s,
-            download_timeout=config.printer.download_timeout_s,
-        )
-        self.worker = PrintWorker(printer, make_renderer(config), self.events.put,
+        printer = make_printer(config.printer)
+        self.worker = PrintWorker(printer, make_renderer(printer), self.events.put,
                                   poll_s=config.printer.poll_s,
                                   resync_s=config.printer.resync_s,
                                   card_budget_s=card_budget_s(config))
@@ -144,6 +136,7 @@ class Station:
             ev.AnswerPick: self.worker.answer_pick,
             ev.Show: lambda a: self.panel and self.panel.show(a.view),
             ev.ProbePrinter: lambda a: self.worker.probe_now(),
+            ev.ResolveCards: lambda a: self.worker.resolve(a.cards),
             ev.PurgePersonalData: self._purge,
             ev.CalibrateTray: self._calibrate,
             ev.PrintSlip: lambda a: self.receipt and self.receipt.slip(a),

@@ -7,7 +7,7 @@ back to the core as events; it decides nothing about jobs.
 
 Wiring::
 
-    worker = PrintWorker(EvolisPrinter("/dev/kiosk-printer"), render, queue.put)
+    worker = PrintWorker(make_printer(config.printer), render, queue.put)
     worker.start()
     worker.start_card("rec-1", payload)      # from a StartCard action
     worker.answer_pick("rec-1", True)        # from an AnswerPick action
@@ -20,17 +20,17 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from typing import Any
 
-from kiosk.devices.printer.evolis.driver import CardError, CardPrinter, PrinterError
-from kiosk.devices.printer.evolis.panels import PanelData
+from kiosk.devices.printer.base import CardError, CardPrinter, PrinterError
 from kiosk.station.core import events as ev
 
 log = logging.getLogger(__name__)
 
-Renderer = Callable[[bytes], Sequence[PanelData]]
+Renderer = Callable[[bytes], Any]  # spooled record → the driver's document
 PICK_ANSWER_TIMEOUT = 30.0
 PROBE = ev.ProbePrinter()
 
@@ -60,7 +60,9 @@ class PrintWorker:
         self.poll_s = poll_s
         self.idle_check_s = idle_check_s
         self.resync_s = resync_s
-        self._jobs: queue.Queue[ev.StartCard | ev.ProbePrinter | None] = queue.Queue()
+        self._jobs: queue.Queue[ev.StartCard | ev.ProbePrinter | ev.ResolveCards | None] = (
+            queue.Queue())
+        self._unresolved: tuple[tuple[str, dict | None], ...] = ()
         self._answers: queue.Queue[ev.AnswerPick] = queue.Queue()
         self.tokens = itertools.count(1)  # one per pick request (PickRequested.token)
         self._renders: dict[str, Future] = {}
@@ -113,6 +115,10 @@ class PrintWorker:
         """Look at the printer at once (a person says the fault is cleared)."""
         self._jobs.put(PROBE)
 
+    def resolve(self, cards: tuple[tuple[str, dict | None], ...]) -> None:
+        """Ask the printer about cards found in it at start-up, once it answers."""
+        self._jobs.put(ev.ResolveCards(tuple(cards)))
+
     def answer_pick(self, answer: ev.AnswerPick) -> None:
         self._answers.put(answer)
 
@@ -131,6 +137,9 @@ class PrintWorker:
                 continue
             if job is PROBE:
                 self._check()
+            elif isinstance(job, ev.ResolveCards):
+                self._unresolved += job.cards
+                self._resolve()
             elif job is not None:
                 with self._step(self.card_budget_s):
                     self._print(job)
@@ -149,7 +158,33 @@ class PrintWorker:
             return
         log.info("card printer connected: %s", info)
         self._connected = True
+        counts = self._counters()
+        if counts is not None:
+            self.emit(ev.PrinterCounters(counts))
+        self._resolve()
         self._check()
+
+    def _resolve(self) -> None:
+        """What the printer says of cards found in it at start-up (drivers that can tell)."""
+        fate = getattr(self.printer, "card_fate", None)
+        if not self._connected or fate is None:
+            return
+        while self._unresolved:
+            record_id, marks = self._unresolved[0]
+            try:
+                verdict, how = fate(record_id, marks or {})
+            except PrinterError as error:
+                log.warning("cannot ask the printer about %s: %s", record_id, error.detail)
+                return
+            self._unresolved = self._unresolved[1:]
+            self.emit(ev.CardFate(record_id, verdict, how))
+
+    def _counters(self) -> dict[str, int] | None:
+        try:
+            return self.printer.counters()
+        except PrinterError as error:
+            log.warning("cannot read the printer's counters: %s", error.detail)
+            return None
 
     def _check(self) -> None:
         try:
@@ -182,6 +217,8 @@ class PrintWorker:
                 return
             if isinstance(job, ev.StartCard):
                 self._refuse(job)
+            elif isinstance(job, ev.ResolveCards):
+                self._unresolved += job.cards
 
     def _refuse(self, job: ev.StartCard) -> None:
         reasons = self._reasons or ("connecting-to-device",)
@@ -193,7 +230,7 @@ class PrintWorker:
             return
         hooks = _Hooks(self, job)
         try:
-            self.printer.print_card(hooks)
+            how = self.printer.print_card(hooks)
         except CardError as error:
             self._card_failed(job.record_id, error)
             return
@@ -205,18 +242,18 @@ class PrintWorker:
         except Exception as exc:  # a driver fault we did not foresee: assume the worst
             log.exception("card printer driver failed on %s", job.record_id)
             self._connected = False
+            blank = ev.BLANK_UNKNOWN if hooks.was_picked else ev.BLANK_UNTOUCHED
             self.emit(ev.CardFailed(job.record_id, ("other-error",), f"driver error: {exc}",
-                                    picked=hooks.was_picked, uncertain=hooks.was_picked))
+                                    blank=blank))
             return
-        self.emit(ev.CardPrinted(job.record_id))  # the core commits while the job is closed
+        self.emit(ev.CardPrinted(job.record_id, how or ""))  # committed while the job closes
         self.printer.finish()
 
     def _card_failed(self, record_id: str, error: CardError) -> None:
         if error.reasons:
             self._reasons = error.reasons
             self.emit(ev.PrinterFault(error.reasons, error.detail))
-        self.emit(ev.CardFailed(record_id, error.reasons, error.detail, picked=error.picked,
-                                uncertain=error.uncertain))
+        self.emit(ev.CardFailed(record_id, error.reasons, error.detail, blank=error.blank))
         if error.link_lost:
             self._connected = False
 
@@ -244,7 +281,7 @@ class _Hooks:
         self.record_id = job.record_id
         self.was_picked = False
 
-    def panels(self) -> Sequence[PanelData]:
+    def document(self) -> Any:
         """Rendered ahead if it was prefetched, else now (the printer is already busy)."""
         ahead = self.worker._renders.pop(self.record_id, None)
         try:
@@ -253,10 +290,16 @@ class _Hooks:
             raise RenderFailed(str(exc)) from exc
 
     def may_pick(self) -> bool:
+        counts = self.worker._counters()  # kept with the picking mark, for a restart
         token = next(self.worker.tokens)
-        self.worker.emit(ev.PickRequested(self.record_id, token))
+        self.worker.emit(ev.PickRequested(self.record_id, counts, token))
         return self.worker._await_answer(token)
 
-    def picked(self) -> None:
+    def picked(self, marks: dict | None = None) -> None:
         self.was_picked = True
-        self.worker.emit(ev.CardPicked(self.record_id))
+        self.worker.emit(ev.CardPicked(self.record_id, marks))
+
+    def trouble(self, reasons: tuple[str, ...]) -> None:
+        """Shown at once; the printer is seen ready again after this card ends."""
+        if reasons:
+            self.worker._report(reasons, "printer reports " + ", ".join(reasons))

@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     nik_masked TEXT NOT NULL DEFAULT '',
     payload BLOB,
     detail TEXT NOT NULL DEFAULT '',
+    pick_counts TEXT,
     received_at REAL NOT NULL,
     updated_at REAL NOT NULL,
     ended_at REAL
@@ -83,6 +84,7 @@ class Job:
     nik_masked: str
     payload: bytes | None
     detail: str
+    pick_counts: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,7 @@ class Spool:
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.execute("PRAGMA secure_delete=ON")  # freed pages are zeroed: purged data goes
         self._db.executescript(SCHEMA)
+        self._add_missing_columns()
         self._depth = 0
         # Queue counts are read on every step and counting the queue costs O(its length):
         # a burst of records would count 16,851 rows per commit. Kept here, they are
@@ -182,6 +185,12 @@ class Spool:
             self._counts["pending"] += 1
         return cursor.rowcount == 1
 
+    def _add_missing_columns(self) -> None:
+        """Spools written before a column existed get it (NULL for old rows)."""
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        if "pick_counts" not in have:
+            self._db.execute("ALTER TABLE jobs ADD COLUMN pick_counts TEXT")
+
     def job(self, record_id: str) -> Job | None:
         row = self._db.execute(_JOB_SELECT + " WHERE record_id = ?", (record_id,)).fetchone()
         return _job(row) if row else None
@@ -202,7 +211,9 @@ class Spool:
         return [_job(row) for row in rows]
 
     def update_job(self, record_id: str, **changes: object) -> None:
-        """Set columns of a job (state, reasons, phase, attempts, detail)."""
+        """Set columns of a job (state, reasons, phase, attempts, detail, pick_counts)."""
+        if changes.get("pick_counts") is not None:
+            changes["pick_counts"] = json.dumps(changes["pick_counts"])
         if "reasons" in changes:
             changes["reasons"] = json.dumps(list(changes["reasons"]))  # type: ignore[arg-type]
         if changes.get("state") in FINAL_STATES:
@@ -369,14 +380,14 @@ class Spool:
 
 
 _JOB_SELECT = (
-    "SELECT record_id, priority, state, reasons, phase, attempts, nik_masked, payload, detail"
-    " FROM jobs"
+    "SELECT record_id, priority, state, reasons, phase, attempts, nik_masked, payload, detail,"
+    " pick_counts FROM jobs"
 )
 
 
 def _job(row: tuple) -> Job:
-    record_id, priority, state, reasons, phase, attempts, nik, payload, detail = row
+    record_id, priority, state, reasons, phase, attempts, nik, payload, detail, counts = row
     return Job(
         record_id, priority, state, tuple(json.loads(reasons)), phase, attempts, nik, payload,
-        detail,
+        detail, json.loads(counts) if counts else None,
     )

@@ -14,7 +14,7 @@ class Hooks:
     def __init__(self, panels):
         self._panels = panels
 
-    def panels(self):
+    def document(self):
         return self._panels
 
     def may_pick(self):

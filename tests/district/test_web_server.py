@@ -130,6 +130,7 @@ def test_the_router_retains_its_backlog_and_the_page_shows_it(broker, page, flee
         assert wait_until(lambda: get(page, "/api/district")["backlog"]["at_stations"] == 0, 10)
         assert router_state(broker)["at_stations"] == {}
         fleet.set("sim-1", accepting_jobs=False)
+        assert wait_until(lambda: router.states["sim-1"].get("accepting_jobs") is False, 10)
         district.send_inbox({"schema": "ektp.record/1", "record_id": "R-9"})
         assert wait_until(lambda: get(page, "/api/district")["backlog"]["waiting"] == 1, 10)
     finally:

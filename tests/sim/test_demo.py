@@ -28,3 +28,15 @@ def test_demo_with_faults_recovers_by_itself():
     assert result.returncode == 0, result.stderr
     assert re.search(r"cards printed\s*│\s*7\b", result.stdout), result.stdout
     assert re.search(r"blank cards spoiled\s*│\s*1\b", result.stdout), result.stdout
+
+
+def test_demo_through_a_private_cups_prints_every_card(cupsd_present):
+    result = subprocess.run(
+        [sys.executable, "-m", "kiosk", "demo", "--printer", "ipp", "--cards", "3",
+         "--card-seconds", "0.05", "--faults"],
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ipp://127.0.0.1:" in result.stdout
+    assert re.search(r"cards printed\s*│\s*3\b", result.stdout), result.stdout
+    assert re.search(r"ledger balanced\s*│\s*yes", result.stdout), result.stdout

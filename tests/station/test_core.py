@@ -163,7 +163,8 @@ def test_jam_spoils_the_card_stops_the_job_and_reprints_it_when_cleared(h):
     h.send(ev.PickRequested(rid))
     h.send(ev.CardPicked(rid))
     h.send(ev.PrinterFault(("media-jam-error",), "Se: CARD JAM"))
-    actions = h.send(ev.CardFailed(rid, ("media-jam-error",), "Se: CARD JAM", picked=True))
+    actions = h.send(ev.CardFailed(rid, ("media-jam-error",), "Se: CARD JAM",
+                                   blank=ev.BLANK_GONE))
     assert of(actions, ev.StartCard) == []
     assert h.spool.job(rid).state == "processing-stopped"
     state = h.core.state_document()
@@ -180,14 +181,14 @@ def test_jam_spoils_the_card_stops_the_job_and_reprints_it_when_cleared(h):
     assert [a.get("cleared", False) for a in h.events("alert")] == [False, True]
 
 
-def fail_at_pick(h, reason: str, detail: str, *, picked: bool = False) -> str:
+def fail_at_pick(h, reason: str, detail: str, *, blank: str = ev.BLANK_UNTOUCHED) -> str:
     """A record whose pick (``Ss``) fails with *reason*; its record_id."""
     h.send(ev.PrinterReady())
     body, _ = h.record(1)
     rid = body["record_id"]
     h.send(ev.PickRequested(rid))
     h.send(ev.PrinterFault((reason,), detail))
-    h.send(ev.CardFailed(rid, (reason,), detail, picked=picked))
+    h.send(ev.CardFailed(rid, (reason,), detail, blank=blank))
     return rid
 
 
@@ -206,7 +207,7 @@ def test_too_many_spoiled_cards_abort_the_job(tmp_path):
     for _ in range(2):
         h.send(ev.PickRequested(rid))
         h.send(ev.CardPicked(rid))
-        h.send(ev.CardFailed(rid, ("media-jam-error",), "CARD JAM", picked=True))
+        h.send(ev.CardFailed(rid, ("media-jam-error",), "CARD JAM", blank=ev.BLANK_GONE))
         h.send(ev.PrinterReady())
     assert h.spool.job(rid).state == "aborted"
     assert h.spool.ledger().spoiled == 2
@@ -263,8 +264,7 @@ def test_uncertain_card_reprinted_by_command_counts_a_spoiled_blank(tmp_path):
     rid = body["record_id"]
     h.send(ev.PickRequested(rid))
     h.send(ev.CardPicked(rid))
-    h.send(ev.CardFailed(rid, ("timed-out-error",), "no reply to Se", picked=True,
-                         uncertain=True))
+    h.send(ev.CardFailed(rid, ("timed-out-error",), "no reply to Se", blank=ev.BLANK_UNKNOWN))
     assert h.spool.job(rid).reasons == ("uncertain",)
     h.send(ev.PrinterFault(("timed-out-error",), "no reply to Se"))
     h.command("reprint", json.dumps({"record_id": rid, "reason": "no card came out"}).encode())
@@ -415,7 +415,7 @@ def test_a_pick_refused_by_the_printer_leaves_no_doubt_after_a_restart(tmp_path)
 
 
 def test_no_answer_to_ss_books_the_pick_it_spoils(h):
-    rid = fail_at_pick(h, "connecting-to-device", "port lost during Ss", picked=True)
+    rid = fail_at_pick(h, "connecting-to-device", "port lost during Ss", blank=ev.BLANK_MAYBE_TAKEN)
     ledger = h.spool.ledger()
     assert (ledger.picks, ledger.spoiled) == (1, 1) and ledger.balanced
     assert h.spool.job(rid).attempts == 1

@@ -8,7 +8,6 @@ import time
 
 from kiosk.devices.printer.evolis.driver import EvolisPrinter
 from kiosk.sim.samples import make_record
-from kiosk.station.config import from_dict
 from kiosk.station.core import events as ev
 from kiosk.station.loop import make_renderer
 from kiosk.station.printing import PrintWorker
@@ -25,11 +24,10 @@ def next_of(heard: queue.Queue, kind: type, timeout: float = 10.0):
 def test_a_late_answer_to_an_earlier_request_is_not_taken_for_a_new_one(
     printer_sim, station_settings
 ):
-    config = from_dict(station_settings)
     heard: queue.Queue = queue.Queue()
     printer = EvolisPrinter(printer_sim.path, print_seconds=2.0, setting_timeout=0.5,
                             download_timeout=1.0)
-    worker = PrintWorker(printer, make_renderer(config), heard.put, poll_s=0.1, resync_s=1.2)
+    worker = PrintWorker(printer, make_renderer(printer), heard.put, poll_s=0.1, resync_s=1.2)
     worker.start()
     try:
         next_of(heard, ev.PrinterReady)

@@ -55,12 +55,28 @@ class Delivered:
 
 # -- events: the card printer --------------------------------------------------
 
+# What became of the blank of a failed card: facts a driver reports
+# (kiosk/devices/printer/base.py); the core decides what they mean for the ledger.
+BLANK_UNTOUCHED = "untouched"  # no blank was taken
+BLANK_MAYBE_TAKEN = "maybe-taken"  # the pick was asked for and never confirmed
+BLANK_GONE = "gone"  # a blank was taken and will not come out printed
+BLANK_UNKNOWN = "unknown"  # the card may have come out printed; nobody here can tell
+BLANK_FATES = (BLANK_UNTOUCHED, BLANK_MAYBE_TAKEN, BLANK_GONE, BLANK_UNKNOWN)
+
 
 @dataclass(frozen=True)
 class PrinterReady:
     """The printer answered and has no fault: it can take a card."""
 
     info: str = ""
+
+
+@dataclass(frozen=True)
+class PrinterCounters:
+    """The printer's own counts (e.g. Evolis ``Rco;c`` taken, ``Rco;p`` printed), read
+    when it connects: the core compares them with those kept at a card's pick."""
+
+    counts: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -72,41 +88,58 @@ class PrinterFault:
 
 
 @dataclass(frozen=True)
-class PickRequested:
-    """The driver is about to send ``Ss`` for this job and waits for a yes or no.
+class CardFate:
+    """What the printer (or its print server) says became of a card found in it at a
+    restart: ``verdict`` printed | spoiled | not-picked, or None when it cannot tell."""
 
+    record_id: str
+    verdict: str | None
+    how: str = ""
+
+
+@dataclass(frozen=True)
+class PickRequested:
+    """The driver is about to take a blank for this job and waits for a yes or no.
+
+    ``counts``: the printer's counters just before (kept with the picking mark).
     ``token`` names this one request: the answer carries it back, so a late answer to
     an earlier request (a retry of the same job) is never taken for this one.
     """
 
     record_id: str
+    counts: dict | None = None
     token: int = 0
 
 
 @dataclass(frozen=True)
 class CardPicked:
+    """A blank may be in the printer now; ``marks``: what the printer can later be asked
+    about this card (an IPP job-id), kept with it."""
+
     record_id: str
+    marks: dict | None = None
 
 
 @dataclass(frozen=True)
 class CardPrinted:
+    """The card came out; ``detail`` says how that is known when not the plain way."""
+
     record_id: str
+    detail: str = ""
 
 
 @dataclass(frozen=True)
 class CardFailed:
-    """The card sequence ended without a printed card.
+    """The card sequence ended without a card known to be printed.
 
-    ``picked``: a blank was taken (it is spoiled). ``uncertain``: ``Se`` was
-    sent and never answered, so the card may have come out. ``job_error``: the
+    ``blank``: what became of its blank, one of BLANK_FATES. ``job_error``: the
     job itself is bad (cannot be rendered) and must not be retried.
     """
 
     record_id: str
     reasons: tuple[str, ...]
     detail: str
-    picked: bool = False
-    uncertain: bool = False
+    blank: str = BLANK_UNTOUCHED
     job_error: bool = False
 
 
@@ -245,6 +278,14 @@ class TrayCalibrated:
     empty_height_um: int
     card_um: int
     reason: str | None = None
+
+
+@dataclass(frozen=True)
+class ResolveCards:
+    """Ask the printer, once it answers, what became of these cards (found in it at start):
+    (record_id, the marks kept at its pick) pairs."""
+
+    cards: tuple[tuple[str, dict | None], ...]
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,13 @@ thread and touches no device: the station loop feeds it events and carries out
 the actions it returns, after committing the spool transaction they belong to.
 
 The crash rule: a job is marked ``phase='picking'`` durably before ``Ss`` is
-sent. A job found in ``picking`` or ``picked`` at start-up may have come out of
-the printer, so it becomes processing-stopped with reason ``uncertain`` and
-waits for a person (the OK button, or the district's ``reprint``/``confirm``).
+sent, with the printer's counters read just then. A job found in ``picking`` or
+``picked`` at start-up may have come out of the printer, so it becomes
+processing-stopped with reason ``uncertain``; when the printer connects, its
+counters decide it where they can (`counted_fate`; an IPP print server, through the
+job-id kept at its pick, `CardFate`), else it waits for a person
+(the OK button, or the district's ``reprint``/``confirm``). The ledger rules for
+a failed card, the same for every driver, are in `_on_card_failed`.
 
 Its mutable facts are one `StationState` (kiosk.station.core.state, with the job
 lifecycle table every state change is checked against); its parts (commands, the
@@ -52,6 +56,30 @@ REJECT_LOG_PER_MINUTE = 20
 
 
 
+def counted_fate(phase: str | None, before: dict, after: dict) -> str | None:
+    """``printed``, ``spoiled`` or ``not-picked`` from the printer's counters read before
+    a card's pick and after; None when they cannot tell (a person decides).
+
+    Only one card is ever in the printer, so every change since the pick is this card's.
+    """
+    try:
+        taken = after["taken"] - before["taken"]
+        printed = after["printed"] - before["printed"]
+    except (KeyError, TypeError):
+        return None
+    if (taken, printed) == (1, 1):
+        return "printed"
+    if (taken, printed) == (1, 0):
+        return "spoiled"
+    if (taken, printed) == (0, 0) and phase != Phase.PICKED:  # picked: the printer took one
+        return "not-picked"
+    return None
+
+
+def _count_change(before: dict, after: dict) -> str:
+    return ", ".join(f"{key} {before[key]}→{after.get(key)}" for key in sorted(before))
+
+
 class StationCore:
     """Decides what the station does next; see the module docstring."""
 
@@ -76,26 +104,35 @@ class StationCore:
         self.stock = StockWatch(config.tray, monotonic)
         self.commands = CommandHandler(self)
         self.desk = Desk(self)
+        self._doubts: set[str] = set()  # found in the printer at start, with counts to compare
         self._next_purge = 0.0
         self._reject_log = LogThrottle(REJECT_LOG_PER_MINUTE)
 
     # -- entry points ------------------------------------------------------------
 
     def start(self) -> list:
-        """Recover after a (possibly unclean) stop; returns the first actions."""
+        """Recover after a (possibly unclean) stop; returns the first actions.
+
+        A card found in the printer is uncertain until the printer's counters (read
+        when it connects, `PrinterCounters`) tell what became of it, or a person does.
+        """
+        found: list[tuple[str, dict | None]] = []
         for job in self.spool.jobs(JobState.PROCESSING, JobState.PROCESSING_STOPPED):
             if job.phase in (Phase.PICKING, Phase.PICKED):
+                found.append((job.record_id, job.pick_counts))
                 if Reason.UNCERTAIN not in job.reasons:
                     self.set_job(job.record_id, JobState.PROCESSING_STOPPED, (Reason.UNCERTAIN,),
                                   "station restarted while this card was in the printer;"
                                   " check whether it came out")
+                if job.pick_counts:
+                    self._doubts.add(job.record_id)
             else:
                 self.set_job(job.record_id, JobState.PENDING, (), "requeued after restart")
         self.stock.load(self.spool)
         # An operator's pause and a district's drain outlive a power cut.
         self.state.paused = self.spool.get_meta("paused") == "1"
         self.state.accepting = self.spool.get_meta("accepting", "1") == "1"
-        return self.out.flush()
+        return ([ev.ResolveCards(tuple(found))] if found else []) + self.out.flush()
 
     def handle(self, event: object) -> list:
         """Everything the station does in answer to one event."""
@@ -114,6 +151,8 @@ class StationCore:
             ev.Delivered: self._on_delivered,
             ev.PrinterReady: self._on_printer_ready,
             ev.PrinterFault: self._on_printer_fault,
+            ev.PrinterCounters: self._on_printer_counters,
+            ev.CardFate: self._on_card_fate,
             ev.PickRequested: self._on_pick_requested,
             ev.CardPicked: self._on_card_picked,
             ev.CardPrinted: self._on_card_printed,
@@ -211,56 +250,119 @@ class StationCore:
             and job.state == JobState.PROCESSING
         )
         if allow:
-            self.spool.update_job(event.record_id, phase=Phase.PICKING)
+            self.spool.update_job(event.record_id, phase=Phase.PICKING,
+                                  pick_counts=event.counts)
         return [ev.AnswerPick(event.record_id, allow, event.token)]
 
     def _on_card_picked(self, event: ev.CardPicked) -> list:
+        self._book_pick(event.record_id, "")
+        self.spool.update_job(event.record_id, phase=Phase.PICKED)
         job = self.spool.job(event.record_id)
-        attempts = (job.attempts if job else 0) + 1
-        self.spool.update_job(event.record_id, phase=Phase.PICKED, attempts=attempts)
-        self.spool.book("pick", 1, event.record_id)
-        self.stock.picked(self.spool)
+        if event.marks and job is not None:
+            self.spool.update_job(event.record_id,
+                                  pick_counts={**(job.pick_counts or {}), **event.marks})
         return self._prefetch()
 
+    def _book_pick(self, record_id: str, detail: str) -> None:
+        job = self.spool.job(record_id)
+        self.spool.update_job(record_id, attempts=(job.attempts if job else 0) + 1)
+        self.spool.book("pick", 1, record_id, detail)
+        self.stock.picked(self.spool)
+
     def _on_card_printed(self, event: ev.CardPrinted) -> list:
-        self.spool.book("printed", 1, event.record_id)
-        self.spool.update_job(event.record_id, phase=None)
-        self.set_job(event.record_id, JobState.COMPLETED, (), "card printed")
+        self._complete(event.record_id, event.detail or "card printed")
         self._release_printer(event.record_id)
         return self.desk.slip(event.record_id)
 
+    def _complete(self, record_id: str, detail: str) -> None:
+        self.spool.book("printed", 1, record_id)
+        self.spool.update_job(record_id, phase=None, pick_counts=None)
+        self.set_job(record_id, JobState.COMPLETED, (), detail)
+
     def _on_card_failed(self, event: ev.CardFailed) -> list:
+        """The ledger rules, stated once for every driver (card-printer.md, Printer drivers):
+
+        * ``untouched``: nothing is booked; the job waits or goes back to the queue;
+        * ``maybe-taken`` (the printer never confirmed the pick, e.g. no reply to
+          ``Ss``): it counts as a pick and a spoiled blank, never printed on;
+        * ``gone``: the blank is spoiled (its pick booked if the printer never said);
+        * ``unknown`` (e.g. no reply to ``Se``, an IPP job aborted after
+          ``processing``): the card is uncertain and a person or the district decides.
+        """
         rid = event.record_id
         job = self.spool.job(rid)
         self._release_printer(rid)
         if job is None:
             return []
-        if event.uncertain:
+        if event.blank == ev.BLANK_UNKNOWN:
             self.set_job(rid, JobState.PROCESSING_STOPPED, (Reason.UNCERTAIN,), event.detail)
             return []
-        if event.picked and job.phase != Phase.PICKED:
-            # No answer to Ss: the blank may be gone. Book the pick the printer never
-            # confirmed, so that picked = printed + spoiled still holds.
-            self.spool.book("pick", 1, rid, "no answer to Ss")
-            self.spool.update_job(rid, attempts=job.attempts + 1)
-            job = self.spool.job(rid) or job
-            self.stock.picked(self.spool)
-        if event.picked:
+        taken = event.blank in (ev.BLANK_MAYBE_TAKEN, ev.BLANK_GONE)
+        if taken and job.phase != Phase.PICKED:
+            # Book the pick the printer never confirmed, so picked = printed + spoiled holds.
+            self._book_pick(rid, "the printer never confirmed the pick")
+        job = self.spool.job(rid) or job
+        if taken:
             self.spool.book("spoiled", 1, rid, event.detail)
         # No card of this job is in the printer any more (none was taken, or it is spoiled).
-        self.spool.update_job(rid, phase=None)
+        self.spool.update_job(rid, phase=None, pick_counts=None)
         if event.job_error:
             self.set_job(rid, JobState.ABORTED, event.reasons, event.detail)
-        elif event.picked and job.attempts >= self.config.printer.max_attempts:
+        elif taken and job.attempts >= self.config.printer.max_attempts:
             self.set_job(rid, JobState.ABORTED, event.reasons,
                           f"{job.attempts} blank cards spoiled; giving up: {event.detail}")
-        elif job.state == JobState.PROCESSING and (event.reasons or event.picked):
-            spoiled = " (card spoiled; it will be printed again)" if event.picked else ""
+        elif job.state == JobState.PROCESSING and (event.reasons or taken):
+            spoiled = " (card spoiled; it will be printed again)" if taken else ""
             self.set_job(rid, JobState.PROCESSING_STOPPED, event.reasons, event.detail + spoiled)
             self.state.current = rid  # it goes first once the printer is back
         elif job.state == JobState.PROCESSING:
             self.set_job(rid, JobState.PENDING, (), event.detail)
         return []
+
+    def _on_printer_counters(self, event: ev.PrinterCounters) -> list:
+        """Cards found in the printer at start-up, decided by its counters where they tell."""
+        for rid in sorted(self._doubts):
+            job = self.spool.job(rid)
+            if job is None or Reason.UNCERTAIN not in job.reasons or not job.pick_counts:
+                continue
+            verdict = counted_fate(job.phase, job.pick_counts, event.counts)
+            if verdict is not None:
+                self._settle(job, verdict, _count_change(job.pick_counts, event.counts))
+        self._doubts.clear()
+        return []
+
+    def _on_card_fate(self, event: ev.CardFate) -> list:
+        """A card found in the printer at start-up, decided by what its print server says."""
+        job = self.spool.job(event.record_id)
+        if event.verdict is None or job is None or Reason.UNCERTAIN not in job.reasons:
+            return []
+        if event.verdict == "not-picked" and job.phase == Phase.PICKED:
+            return []  # the printer said it took a blank: a person decides
+        self._settle(job, event.verdict, how=event.how)
+        return []
+
+    def _settle(self, job, verdict: str, change: str = "", *, how: str = "") -> None:
+        """Book and move a card the printer decided (*verdict*: a fate)."""
+        rid = job.record_id
+        how = how or f"decided by the printer's counters ({change})"
+        if verdict == "not-picked":
+            self.spool.update_job(rid, phase=None, pick_counts=None)
+            self.set_job(rid, JobState.PENDING, (), f"no blank was taken: {how}")
+            return
+        if job.phase != Phase.PICKED:
+            self._book_pick(rid, how)
+        if verdict == "printed":
+            self._complete(rid, f"card printed: {how}")
+            return
+        self.spool.book("spoiled", 1, rid, how)
+        self.spool.update_job(rid, phase=None, pick_counts=None)
+        attempts = (self.spool.job(rid) or job).attempts
+        if attempts >= self.config.printer.max_attempts:
+            self.set_job(rid, JobState.ABORTED, (),
+                         f"{attempts} blank cards spoiled; giving up: {how}")
+        else:
+            self.set_job(rid, JobState.PENDING, (),
+                         f"card spoiled, it will be printed again: {how}")
 
     def _release_printer(self, record_id: str) -> None:
         if self.state.current == record_id:

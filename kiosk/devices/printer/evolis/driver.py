@@ -1,8 +1,7 @@
 """The card-printer driver: the Evolis command language over a serial port.
 
-`CardPrinter` is the small interface the rest of the station uses, so another
-printer family (a CUPS queue, Zebra, Fargo) is another class with the same
-four methods. `EvolisPrinter` implements it per card-printer.md: every command
+`EvolisPrinter` implements `kiosk.devices.printer.base.CardPrinter` per
+card-printer.md: every command
 must be answered ``OK`` before the next is sent, with a timeout per command
 class (2 s settings and reads, 30 s per download, print time + 10 s for
 ``Se``). The port is whatever ``serial.serial_for_url`` opens: a device, a
@@ -19,60 +18,28 @@ import contextlib
 import termios
 import time
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any
 
 import serial
 
+from kiosk.card.render import CardImages
+from kiosk.devices.printer.base import CardError, CardHooks, CardPrinter, PrinterError
 from kiosk.devices.printer.evolis import protocol as evolis
-from kiosk.devices.printer.evolis.panels import PanelData
+from kiosk.devices.printer.evolis.panels import PanelData, encode_card
+from kiosk.station.core.events import (
+    BLANK_GONE,
+    BLANK_MAYBE_TAKEN,
+    BLANK_UNKNOWN,
+    BLANK_UNTOUCHED,
+)
 from kiosk.transports import register as _register  # noqa: F401  (usblp://)
+
+__all__ = ["CardError", "CardHooks", "CardPrinter", "EvolisPrinter", "PrinterError"]
 
 SETTING_TIMEOUT = 2.0
 DOWNLOAD_TIMEOUT = 30.0
 PRINT_MARGIN = 10.0
 FEEDER_EMPTY_CODES = ("1", "2", "3")
-
-
-class PrinterError(Exception):
-    """The printer could not do what was asked.
-
-    ``reasons`` are IPP printer-state-reasons; ``link_lost`` means the port
-    failed or stopped answering, so the driver must reconnect.
-    """
-
-    def __init__(self, reasons: tuple[str, ...], detail: str, *, link_lost: bool = False):
-        super().__init__(detail)
-        self.reasons = reasons
-        self.detail = detail
-        self.link_lost = link_lost
-
-
-class CardError(PrinterError):
-    """A card sequence failed; ``picked``: a blank was taken; ``uncertain``: it may be printed."""
-
-    def __init__(self, cause: PrinterError, *, picked: bool, uncertain: bool = False):
-        super().__init__(cause.reasons, cause.detail, link_lost=cause.link_lost)
-        self.picked = picked
-        self.uncertain = uncertain
-
-
-class CardHooks(Protocol):
-    def panels(self) -> Sequence[PanelData]:
-        """The card's panels; waited for only after the printer is prepared."""
-
-    def may_pick(self) -> bool:
-        """Asked just before a blank is picked; False withdraws the card."""
-
-    def picked(self) -> None:
-        """The blank is in the printer."""
-
-
-class CardPrinter(Protocol):
-    def connect(self) -> str: ...
-    def close(self) -> None: ...
-    def check(self) -> tuple[str, ...]: ...
-    def print_card(self, hooks: CardHooks) -> None: ...
-    def finish(self) -> None: ...
 
 
 class EvolisPrinter:
@@ -84,6 +51,8 @@ class EvolisPrinter:
         *,
         baud: int = 115200,
         ribbon: str = "ymcko",
+        colour_bits: int = 6,
+        rotate: int = 90,
         print_seconds: float = 30.0,
         setting_timeout: float = SETTING_TIMEOUT,
         download_timeout: float = DOWNLOAD_TIMEOUT,
@@ -91,10 +60,37 @@ class EvolisPrinter:
         self.url = url
         self.baud = baud
         self.ribbon = ribbon
+        self.colour_bits = colour_bits
+        self.rotate = rotate
         self.print_timeout = print_seconds + PRINT_MARGIN
         self.setting_timeout = setting_timeout
         self.download_timeout = download_timeout
         self._port: serial.SerialBase | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> EvolisPrinter:
+        """Built from the ``[printer]`` section."""
+        return cls(settings.port, baud=settings.baud, ribbon=settings.ribbon,
+                   colour_bits=settings.colour_bits, rotate=settings.rotate,
+                   print_seconds=settings.print_seconds,
+                   setting_timeout=settings.setting_timeout_s,
+                   download_timeout=settings.download_timeout_s)
+
+    def prepare(self, card: CardImages) -> Sequence[PanelData]:
+        """The rendered card as the panels this printer's ribbon takes."""
+        return encode_card(card, ribbon=self.ribbon, colour_bits=self.colour_bits,
+                           rotate=self.rotate)
+
+    def counters(self) -> dict[str, int] | None:
+        """``Rco;c`` (cards taken) and ``Rco;p`` (cards printed); None if unreadable."""
+        try:
+            return {"taken": int(self._ask("Rco", "c")), "printed": int(self._ask("Rco", "p"))}
+        except ValueError:
+            return None
+        except PrinterError as error:
+            if error.link_lost:
+                raise
+            return None
 
     def connect(self) -> str:
         """Open the port and identify the printer; PrinterError if it does not answer."""
@@ -137,15 +133,15 @@ class EvolisPrinter:
             self._ok("Pmi", "F")
         except PrinterError as error:
             self._end_quietly()
-            raise CardError(error, picked=False) from error
+            raise CardError(error) from error
         try:
-            panels = hooks.panels()
+            panels = hooks.document()
         except Exception:
             self._end_quietly()
             raise
         if not hooks.may_pick():
             self._end_quietly()
-            raise CardError(PrinterError((), "pick withdrawn by the station"), picked=False)
+            raise CardError(PrinterError((), "pick withdrawn by the station"))
         self._pick()
         hooks.picked()
         try:
@@ -154,23 +150,26 @@ class EvolisPrinter:
                 self._download(panel)
         except PrinterError as error:
             self._end_quietly()
-            raise CardError(error, picked=True) from error
+            raise CardError(error, blank=BLANK_GONE) from error
         self._end_card()
 
     def _pick(self) -> None:
         try:
             self._ok("Ss")
         except PrinterError as error:
-            # No answer: the blank may have been taken; count it, never print on it.
+            # An error reply (FEEDER EMPTY, HOPPER FULL) took no blank; no reply might have.
             self._end_quietly()
-            raise CardError(error, picked=error.link_lost) from error
+            raise CardError(error, blank=BLANK_MAYBE_TAKEN if error.link_lost
+                            else BLANK_UNTOUCHED) from error
 
     def _end_card(self) -> None:
         try:
             self._ok("Se", timeout=self.print_timeout)
         except PrinterError as error:
             self._end_quietly()
-            raise CardError(error, picked=True, uncertain=error.link_lost) from error
+            # An error reply means the card was ejected unprinted; no reply: it may be out.
+            raise CardError(error, blank=BLANK_UNKNOWN if error.link_lost
+                            else BLANK_GONE) from error
 
     def finish(self) -> None:
         """Close the job after a printed card (``Pem;0``); the card is out whatever this says."""

@@ -1,0 +1,347 @@
+"""The IPP card-printer driver: a CUPS queue or an IPP Everywhere printer behind CUPS.
+
+It follows card-printer.md, "Printer drivers": the rendered card goes as one
+300-dpi page in the first format the printer takes, named by its record_id;
+the job is followed to its end and its states become the station's facts
+(`processing`: a blank may be taken; `completed`: printed; aborted or canceled
+after `processing`: printed if ``job-impressions-completed`` says so, else
+nobody knows). The queue's error policy is set to ``abort-job`` (the station,
+not the server, decides reprints), a stopped queue is resumed once its errors
+are gone, and every job's files are purged from the server when it ends.
+
+The client is pycups (libcups): Print-Job, Get-Job-Attributes,
+Get-Printer-Attributes, CUPS-Add-Modify-Printer, Resume-Printer, CUPS-Accept-Jobs
+and Cancel-Job with purge-job, all synchronous. libcups keeps the server, port
+and user per thread: set again before each Print-Job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import tempfile
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from kiosk.card.render import CardImages
+from kiosk.devices.printer import pwgraster
+from kiosk.devices.printer.base import CardError, CardHooks, PrinterError
+from kiosk.station.core.events import BLANK_UNKNOWN, BLANK_UNTOUCHED
+
+try:
+    import cups
+except ImportError:  # pragma: no cover - the `ipp` extra is not installed
+    cups = None
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("image/pwg-raster", "image/png", "application/pdf")  # the order of preference
+WRITABLE = FORMATS  # what prepare() writes
+DPI = 300
+PENDING, HELD, PROCESSING, STOPPED, CANCELED, ABORTED, COMPLETED = range(3, 10)
+PRINTER_STOPPED = 5
+_STATE_NAMES = {PENDING: "pending", HELD: "pending-held", PROCESSING: "processing",
+                STOPPED: "processing-stopped", CANCELED: "canceled", ABORTED: "aborted",
+                COMPLETED: "completed"}
+ERROR_POLICY = "abort-job"
+PRINTER_ATTRIBUTES = ["printer-state", "printer-state-reasons", "printer-is-accepting-jobs",
+                      "document-format-supported", "media-supported", "printer-error-policy",
+                      "marker-names", "marker-levels", "printer-make-and-model"]
+JOB_ATTRIBUTES = ["job-state", "job-state-reasons", "job-impressions-completed"]
+INSTALL_HINT = "pycups is missing: pip install 'kiosk[ipp]' (needs libcups2-dev to build)"
+
+
+def error_reasons(reasons: list[str] | str | None) -> tuple[str, ...]:
+    """The reasons that stop printing: ``*-error`` and ``offline-report``."""
+    if isinstance(reasons, str):
+        reasons = [reasons]
+    return tuple(r for r in reasons or () if r.endswith("-error") or r == "offline-report")
+
+
+class IppPrinter:
+    """The card printer at *uri* (``ipp://HOST:PORT/printers/QUEUE``)."""
+
+    def __init__(self, uri: str, *, media: str = "iso_id-1_53.98x85.6mm",
+                 username: str = "kiosk", poll_s: float = 1.0,
+                 job_timeout_s: float = 120.0) -> None:
+        if cups is None:
+            raise PrinterError(("other-error",), INSTALL_HINT)
+        parts = urlsplit(uri)
+        if parts.scheme not in ("ipp", "ipps") or not parts.hostname:
+            raise ValueError(f"not an ipp:// or ipps:// URI: {uri}")
+        self.uri = uri
+        self.host = parts.hostname
+        self.port = parts.port or 631
+        self.queue = parts.path.rstrip("/").rsplit("/", 1)[-1]
+        self.encrypted = parts.scheme == "ipps"
+        self.media = media
+        self.username = username
+        self.poll_s = poll_s
+        self.job_timeout_s = job_timeout_s
+        self.format = "image/png"
+        self.markers: dict[str, int] = {}
+        self._conn: Any = None
+        self._last_job: int | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> IppPrinter:
+        return cls(settings.uri, media=settings.media, username=settings.username,
+                   poll_s=settings.poll_s, job_timeout_s=settings.job_timeout_s)
+
+    # -- the link ---------------------------------------------------------------------
+
+    def connect(self) -> str:
+        """Reach the server, choose the document format, demand ``abort-job``."""
+        self.close()
+        self._use_server()
+        try:
+            self._conn = cups.Connection(host=self.host, port=self.port)
+        except RuntimeError as exc:
+            raise PrinterError(("connecting-to-device",), f"cannot reach {self.uri}: {exc}",
+                               link_lost=True) from exc
+        attributes = self._printer_attributes()
+        supported = attributes.get("document-format-supported", [])
+        usable = [f for f in FORMATS if f in supported]
+        if not usable:
+            raise PrinterError(("document-format-error",),
+                               f"{self.uri} takes none of {', '.join(FORMATS)}")
+        self.format = usable[0]
+        self._demand_abort_job(attributes.get("printer-error-policy"))
+        return f"{attributes.get('printer-make-and-model', 'IPP printer')} at {self.uri}"
+
+    def close(self) -> None:
+        self._conn = None
+
+    def _use_server(self) -> None:
+        """libcups keeps server, port and user per thread; Print-Job goes by them."""
+        cups.setServer(self.host)
+        cups.setPort(self.port)
+        cups.setUser(self.username)
+        if self.encrypted:
+            cups.setEncryption(cups.HTTP_ENCRYPT_REQUIRED)
+
+    def _call(self, what: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        if self._conn is None:
+            raise PrinterError(("connecting-to-device",), "not connected", link_lost=True)
+        try:
+            return getattr(self._conn, method)(*args, **kwargs)
+        except cups.IPPError as exc:
+            status, message = exc.args if len(exc.args) == 2 else (0, str(exc))
+            if status in (cups.HTTP_ERROR, cups.IPP_SERVICE_UNAVAILABLE) or status < 0x400:
+                self.close()
+                raise PrinterError(("timed-out-error",), f"{what}: no answer ({message})",
+                                   link_lost=True) from exc
+            raise PrinterError(("other-error",), f"{what}: {message}") from exc
+        except RuntimeError as exc:
+            self.close()
+            raise PrinterError(("connecting-to-device",), f"{what}: {exc}",
+                               link_lost=True) from exc
+
+    def _printer_attributes(self) -> dict[str, Any]:
+        attributes = self._call("Get-Printer-Attributes", "getPrinterAttributes", self.queue,
+                                requested_attributes=PRINTER_ATTRIBUTES)
+        names = _as_list(attributes.get("marker-names"))
+        levels = _as_list(attributes.get("marker-levels"))
+        markers = dict(zip(names, levels, strict=False))
+        if markers != self.markers:
+            log.info("%s: marker levels %s", self.uri,
+                     ", ".join(f"{name} {level}%" for name, level in markers.items()) or "none")
+        self.markers = markers
+        return attributes
+
+    def _demand_abort_job(self, policy: str | None) -> None:
+        if policy == ERROR_POLICY:
+            return
+        try:
+            self._call("CUPS-Add-Modify-Printer", "setPrinterErrorPolicy", self.queue,
+                       ERROR_POLICY)
+            log.info("%s: error policy %s set to %s", self.uri, policy, ERROR_POLICY)
+        except PrinterError as error:
+            if error.link_lost:
+                raise
+            log.error("%s: error policy is %s and cannot be set to %s (%s): the server may"
+                      " reprint failed cards by itself", self.uri, policy, ERROR_POLICY,
+                      error.detail)
+
+    # -- the printer's state ------------------------------------------------------------
+
+    def check(self) -> tuple[str, ...]:
+        """Reasons the printer cannot take a card now; () when it can.
+
+        An idle queue's error reasons are what the last job's backend left behind (CUPS
+        keeps them until the next job): they say nothing of the printer now, and the
+        next job's backend reports what still stands.
+        """
+        attributes = self._printer_attributes()
+        errors = error_reasons(attributes.get("printer-state-reasons"))
+        stopped = attributes.get("printer-state") == PRINTER_STOPPED
+        if stopped and not errors:
+            self._resume()
+            return ()
+        if not attributes.get("printer-is-accepting-jobs", True):
+            self._call("CUPS-Accept-Jobs", "acceptJobs", self.queue)
+        return errors if stopped or attributes.get("printer-state") == PROCESSING else ()
+
+    def _resume(self) -> None:
+        log.info("%s: resuming the stopped queue (no error reasons left)", self.uri)
+        self._call("Resume-Printer", "enablePrinter", self.queue)
+        self._call("CUPS-Accept-Jobs", "acceptJobs", self.queue)
+
+    def counters(self) -> dict[str, int] | None:
+        """None: an IPP printer tells a card's fate through its job (`card_fate`)."""
+        return None
+
+    def card_fate(self, record_id: str, marks: dict) -> tuple[str | None, str]:
+        """What became of the card of *record_id* found in the printer at a restart, from
+        its job (the job-id kept at its pick): printed, not-picked, or None (a person).
+
+        A job still pending is canceled before it starts (the station sends the card
+        again); one still printing is followed to its end. The job is purged.
+        """
+        job = marks.get("job-id")
+        if not isinstance(job, int):
+            return None, f"no print job of {record_id} was known when the station stopped"
+        state, impressions, _, _ = self._job_state_or_gone(job)
+        if (state, impressions) == (CANCELED, 0):
+            return None, f"job {job} is gone from the print server"
+        if state in (PENDING, HELD):
+            self._purge(job)
+            state, impressions, _, _ = self._job_state_or_gone(job)
+            if state in (CANCELED, ABORTED) and impressions == 0:
+                return "not-picked", f"decided by the print server: job {job} never started"
+        deadline = time.monotonic() + self.job_timeout_s
+        while state in (PROCESSING, STOPPED) and time.monotonic() < deadline:
+            time.sleep(self.poll_s)
+            state, impressions, _, _ = self._job_state(job)
+        self._purge(job)
+        if state == COMPLETED or (state in (ABORTED, CANCELED) and impressions >= 1):
+            return "printed", (f"card printed: decided by the print server (job {job} "
+                               f"{_STATE_NAMES.get(state, state)}, job-impressions-completed "
+                               f"{impressions})")
+        return None, f"job {job} {_STATE_NAMES.get(state, state)}, nothing printed it says"
+
+    def _job_state_or_gone(self, job: int) -> tuple[int, int, tuple[str, ...], bool]:
+        try:
+            return self._job_state(job)
+        except PrinterError as error:
+            if error.link_lost:
+                raise
+            return CANCELED, 0, (), False  # purged: it no longer exists
+
+    # -- one card ---------------------------------------------------------------------
+
+    def prepare(self, card: CardImages) -> tuple[str, bytes]:
+        """The card as one 300-dpi landscape page in this printer's format."""
+        picture = card.preview()
+        out = io.BytesIO()
+        if self.format == "image/pwg-raster":
+            return self.format, pwgraster.encode(picture, self.media, DPI)
+        if self.format == "application/pdf":
+            picture.save(out, "PDF", resolution=DPI)
+        else:
+            picture.save(out, "PNG", dpi=(DPI, DPI))
+        return self.format, out.getvalue()
+
+    def print_card(self, hooks: CardHooks) -> str | None:
+        fmt, data = hooks.document()
+        if not hooks.may_pick():
+            raise CardError(PrinterError((), "pick withdrawn by the station"))
+        job = self._submit(hooks.record_id, fmt, data)
+        self._last_job = job
+        try:
+            return self._follow(job, hooks)
+        except CardError:
+            self._purge(job)
+            raise
+
+    def _submit(self, record_id: str, fmt: str, data: bytes) -> int:
+        handle, path = tempfile.mkstemp(prefix="kiosk-card-")
+        try:
+            with os.fdopen(handle, "wb") as file:
+                file.write(data)
+            options = {"document-format": fmt, "media": self.media}
+            self._use_server()
+            return self._call("Print-Job", "printFile", self.queue, path, record_id, options)
+        except PrinterError as error:
+            raise CardError(error) from error
+        finally:
+            os.unlink(path)
+
+    def _follow(self, job: int, hooks: CardHooks) -> str | None:
+        """Read the job until it ends; the facts it gives, or CardError."""
+        deadline = time.monotonic() + self.job_timeout_s
+        started = False  # seen `processing`: a blank may have been taken
+        shown: tuple[str, ...] = ()
+        while True:
+            try:
+                state, impressions, reasons, stopped = self._job_state(job)
+            except PrinterError as error:
+                if time.monotonic() > deadline or not started:
+                    raise CardError(error, blank=BLANK_UNKNOWN) from error
+                time.sleep(self.poll_s)
+                continue
+            printed = state == COMPLETED or (state in (ABORTED, CANCELED) and impressions >= 1)
+            if (state in (PROCESSING, STOPPED) or printed) and not started:
+                started = True  # a job that printed between two reads took a blank too
+                hooks.picked({"job-id": job})
+            if state == COMPLETED:
+                return None
+            if state in (ABORTED, CANCELED):
+                return self._ended_badly(job, state, started, impressions, reasons)
+            if started and state in (PENDING, HELD):
+                # The server put a started job back (a backend asked it to stop): it would
+                # print it again on a new blank by itself. The station decides instead.
+                raise CardError(PrinterError(reasons or ("other-error",),
+                                             f"job {job} was put back after it started"),
+                                blank=BLANK_UNKNOWN)
+            if time.monotonic() > deadline:
+                raise CardError(PrinterError(("timed-out-error",),
+                                             f"job {job} not ended within "
+                                             f"{self.job_timeout_s:g} s", link_lost=True),
+                                blank=BLANK_UNKNOWN if started else BLANK_UNTOUCHED)
+            if started and reasons != shown:
+                shown = reasons
+                hooks.trouble(reasons)
+            if stopped and not reasons:
+                self._resume()
+            time.sleep(self.poll_s)
+
+    def _ended_badly(self, job: int, state: int, started: bool, impressions: int,
+                     reasons: tuple[str, ...]) -> str:
+        word = "aborted" if state == ABORTED else "canceled"
+        if started and impressions >= 1:
+            return f"card printed: job {job} {word} with job-impressions-completed {impressions}"
+        detail = f"job {job} {word}" + (f" ({', '.join(reasons)})" if reasons else "")
+        blank = BLANK_UNKNOWN if started else BLANK_UNTOUCHED
+        if started:
+            detail += " after processing, job-impressions-completed 0: did the card come out?"
+        raise CardError(PrinterError(reasons, detail), blank=blank)
+
+    def _job_state(self, job: int) -> tuple[int, int, tuple[str, ...], bool]:
+        """job-state, job-impressions-completed, the printer's error reasons, stopped."""
+        attributes = self._call("Get-Job-Attributes", "getJobAttributes", job,
+                                requested_attributes=JOB_ATTRIBUTES)
+        printer = self._printer_attributes()
+        reasons = error_reasons(printer.get("printer-state-reasons"))
+        return (attributes.get("job-state", PENDING),
+                attributes.get("job-impressions-completed", 0), reasons,
+                printer.get("printer-state") == PRINTER_STOPPED)
+
+    def finish(self) -> None:
+        """Remove the finished job's document (a photo and a name) from the server."""
+        if self._last_job is not None:
+            self._purge(self._last_job)
+
+    def _purge(self, job: int) -> None:
+        self._last_job = None
+        with contextlib.suppress(PrinterError):
+            self._call("Cancel-Job (purge-job)", "cancelJob", job, purge_job=True)
+
+
+def _as_list(value: Any) -> list:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]

@@ -1,0 +1,109 @@
+"""What `kiosk doctor` finds out about an IPP printer (card-printer.md, Printer drivers).
+
+Reachable; a card (ID-1) size among ``media-supported``; a document format the
+station writes; accepting jobs and not stopped; ``printer-error-policy`` is
+``abort-job`` (any other lets the server print a failed card again by itself);
+the server keeps no job files (CUPS ``PreserveJobFiles No``). Whether the
+station's IPP user may resume the queue is not checked (it would have to try).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+Finding = tuple[str, str, str]  # ("ok" | "warn" | "fail", check name, detail)
+ID1_MM = (53.98, 85.6)
+TOLERANCE_MM = 0.6
+SIZE = re.compile(r"_(\d+(?:\.\d+)?)x(\d+(?:\.\d+)?)(mm|in)$")
+
+
+def is_id1(media: str) -> bool:
+    """A PWG self-describing media name of ID-1 size (either way round)."""
+    match = SIZE.search(media)
+    if not match:
+        return False
+    scale = 25.4 if match.group(3) == "in" else 1.0
+    size = sorted((float(match.group(1)) * scale, float(match.group(2)) * scale))
+    return all(abs(a - b) <= TOLERANCE_MM for a, b in zip(size, ID1_MM, strict=True))
+
+
+def ipp_findings(uri: str, media: str, timeout: float = 5.0) -> Iterator[Finding]:
+    try:
+        import cups
+    except ImportError:
+        yield "fail", "ipp", "pycups is missing: pip install 'kiosk[ipp]'"
+        return
+    from kiosk.devices.printer.ipp import ERROR_POLICY, WRITABLE
+
+    parts = urlsplit(uri)
+    queue = parts.path.rstrip("/").rsplit("/", 1)[-1]
+    host, port = parts.hostname or "localhost", parts.port or 631
+    cups.setServer(host)
+    cups.setPort(port)
+    try:
+        conn = cups.Connection(host=host, port=port)
+        attributes = conn.getPrinterAttributes(queue)
+    except (RuntimeError, cups.IPPError) as error:
+        yield "fail", "ipp", f"{uri} not reachable: {error}"
+        return
+    yield "ok", "ipp", f"{uri}: {attributes.get('printer-make-and-model', '?')}"
+    yield from _media(attributes, media)
+    formats = [f for f in attributes.get("document-format-supported", []) if f in WRITABLE]
+    yield (("ok", "ipp_formats", ", ".join(formats)) if formats else
+           ("fail", "ipp_formats", f"none of {', '.join(WRITABLE)} supported"))
+    yield _accepting(attributes)
+    policy = attributes.get("printer-error-policy")
+    if policy is None:
+        yield "warn", "ipp_policy", "not reported (not CUPS?): check it never retries"
+    elif policy == ERROR_POLICY:
+        yield "ok", "ipp_policy", policy
+    else:
+        yield ("fail", "ipp_policy",
+               f"{policy}: the server would print a failed card again by itself; set "
+               f"'lpadmin -p {queue} -o printer-error-policy={ERROR_POLICY}'")
+    yield _job_files(conn)
+
+
+def _media(attributes: dict, media: str) -> Iterator[Finding]:
+    supported = attributes.get("media-supported", [])
+    supported = [supported] if isinstance(supported, str) else supported
+    cards = [m for m in supported if m == media or is_id1(m)]
+    if cards:
+        yield "ok", "ipp_media", f"card size {cards[0]} (jobs ask for {media})"
+    else:
+        yield "fail", "ipp_media", f"no ID-1 card size among {', '.join(supported) or 'none'}"
+
+
+def _accepting(attributes: dict) -> Finding:
+    stopped = attributes.get("printer-state") == 5
+    accepting = attributes.get("printer-is-accepting-jobs", True)
+    if accepting and not stopped:
+        return "ok", "ipp_queue", "accepting jobs"
+    return ("warn", "ipp_queue", f"{'stopped' if stopped else 'running'}, "
+            f"{'accepting' if accepting else 'not accepting'} jobs: the station resumes it"
+            " once its errors are gone (Resume-Printer, CUPS-Accept-Jobs)")
+
+
+def _job_files(conn) -> Finding:
+    """CUPS keeps job files PreserveJobFiles long (its default: a day)."""
+    handle, path = tempfile.mkstemp(prefix="kiosk-cupsd-")
+    os.close(handle)
+    try:
+        conn.getFile("/admin/conf/cupsd.conf", path)
+        with open(path) as handle:
+            text = handle.read()
+    except Exception as error:  # not CUPS, or not allowed: say so, never guess
+        return ("warn", "ipp_job_files", f"cannot read the server's settings ({error}); the"
+                " station purges each job itself, check PreserveJobFiles No on the server")
+    finally:
+        os.unlink(path)
+    values = re.findall(r"^\s*PreserveJobFiles\s+(\S+)", text, re.IGNORECASE | re.MULTILINE)
+    value = values[-1] if values else "86400 (the CUPS default)"
+    if value.lower() in ("no", "off", "false", "0"):
+        return "ok", "ipp_job_files", "PreserveJobFiles No"
+    return ("fail", "ipp_job_files", f"PreserveJobFiles {value}: the server keeps each card's"
+            " photo and name; set 'PreserveJobFiles No' in cupsd.conf")

@@ -1,0 +1,127 @@
+"""A CUPS backend for the simulated card printer (installed by kiosk/sim/cups.py).
+
+CUPS runs it as ``kiosksim JOB USER TITLE COPIES OPTIONS FILE`` with
+``DEVICE_URI=kiosksim:/DIR``; DIR holds the printer's state and is shared with
+`kiosk.sim.cups.CardPrinterSim`, which stands for the physical printer:
+
+* ``control.json`` (written by the simulator): ``card_seconds``, ``faults``
+  standing (IPP reason keywords), ``jam_next`` (jam the next card mid-print),
+  ``ribbon_level`` (percent);
+* ``state.json`` (written here): ``taken`` and ``printed`` counters, which
+  survive anything but the printer's own end;
+* ``documents/``: every printed document, named ``<n>-<job title>``;
+* ``times.jsonl``: per job, CLOCK_MONOTONIC (system-wide) when the backend started,
+  took the blank and ended, for benches.
+
+It reports the way vendor backends do, on standard error: ``ATTR:`` for marker
+levels, ``STATE: +reason`` while a fault stands (waiting, no blank taken, as a
+real backend waits for its printer), ``STATE: -reason`` once cleared, and a jam
+during a card as ``STATE: +media-jam-error`` and exit 1 (CUPS_BACKEND_FAILED).
+It uses only the standard library: CUPS runs it with its own environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+BACKEND_OK, BACKEND_FAILED = 0, 1
+FAULTS = ("media-empty-error", "marker-supply-empty-error", "door-open-error",
+          "offline-report", "media-jam-error")
+POLL_S = 0.05
+
+
+def report(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def read_json(path: Path, default: dict) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return dict(default)
+
+
+def write_json(path: Path, value: dict) -> None:
+    """Atomically, and on disk before it counts (a printer's counters survive a crash)."""
+    temporary = path.with_suffix(".tmp")
+    with open(temporary, "w") as handle:
+        json.dump(value, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def standing_faults(home: Path) -> list[str]:
+    return [f for f in read_json(home / "control.json", {}).get("faults", []) if f in FAULTS]
+
+
+def wait_while_faulted(home: Path) -> None:
+    """Report each standing fault and wait for it to clear (no blank is taken)."""
+    shown: set[str] = set()
+    while faults := standing_faults(home):
+        for fault in set(faults) - shown:
+            report(f"STATE: +{fault}")
+        for fault in shown - set(faults):
+            report(f"STATE: -{fault}")
+        shown = set(faults)
+        time.sleep(POLL_S)
+    if shown:
+        report("STATE: -" + ",".join(sorted(shown)))
+
+
+def stamp(home: Path, job: str, **moments: float) -> None:
+    with open(home / "times.jsonl", "a") as handle:
+        handle.write(json.dumps({"job": job, **moments}) + "\n")
+
+
+def print_card(home: Path, job: str, title: str, document: str) -> int:
+    started = time.monotonic()
+    control = read_json(home / "control.json", {})
+    report(f"ATTR: marker-names=ribbon marker-types=ribbon-wax-transfer "
+           f"marker-colors=#000000 marker-levels={int(control.get('ribbon_level', 80))}")
+    report("STATE: -" + ",".join(FAULTS))  # what the last job left behind is past
+    wait_while_faulted(home)
+    state_path = home / "state.json"
+    state = read_json(state_path, {"taken": 0, "printed": 0})
+    state["taken"] += 1
+    write_json(state_path, state)
+    picked = time.monotonic()
+    report(f"INFO: printing card for job {job}")
+    time.sleep(float(control.get("card_seconds", 0.2)))
+    control = read_json(home / "control.json", {})
+    if control.get("jam_next"):
+        control["jam_next"] = False
+        control["faults"] = sorted(set(control.get("faults", [])) | {"media-jam-error"})
+        write_json(home / "control.json", control)
+        report("STATE: +media-jam-error")
+        report("ERROR: card jammed in the printer")
+        return BACKEND_FAILED
+    documents = home / "documents"
+    documents.mkdir(exist_ok=True)
+    name = title.replace("/", "_") or "untitled"
+    shutil.copyfile(document, documents / f"{state['printed'] + 1:05d}-{name}")
+    state["printed"] += 1
+    write_json(state_path, state)
+    stamp(home, job, start=started, picked=picked, end=time.monotonic())
+    report("PAGE: 1 1")
+    return BACKEND_OK
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) == 1:  # device discovery
+        print('direct kiosksim "Kiosk card printer" "Kiosk simulated card printer"')
+        return BACKEND_OK
+    if len(argv) < 7:
+        report("ERROR: kiosksim needs the document as a file (raw queue)")
+        return BACKEND_FAILED
+    home = Path(os.environ.get("DEVICE_URI", "").partition(":")[2])
+    return print_card(home, argv[1], argv[3], argv[6])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
