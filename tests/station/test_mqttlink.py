@@ -32,6 +32,7 @@ class Listener:
     def __enter__(self) -> Listener:
         self.link.start()
         self.link_up()
+        time.sleep(0.3)  # LinkUp comes with the CONNACK; the subscription's SUBACK follows
         return self
 
     def __exit__(self, *exc: object) -> None:
