@@ -116,34 +116,26 @@ class StationThread:
         assert not self.thread.is_alive(), "station did not stop"
 
 
-class StationProcess:
-    """``kiosk run`` as its own process, for kill -9.
+class ServiceProcess:
+    """A long-running command of ours as its own process, for kill -9.
 
     Every one started is killed at the end of its test, whatever the test's fate
-    (`_no_station_process_outlives_its_test`).
+    (`_no_service_process_outlives_its_test`).
     """
 
-    started: ClassVar[list[StationProcess]] = []
+    started: ClassVar[list[ServiceProcess]] = []
 
-    def __init__(self, settings: dict, directory: Path) -> None:
-        self.config = directory / "station.toml"
-        self.config.write_text(to_toml(settings))
-        self.log = directory / "station.log"
+    def __init__(self, command: list[str], log: Path) -> None:
+        self.command = command
+        self.log = log
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> StationProcess:
+    def start(self) -> ServiceProcess:
         with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "kiosk", "run", "--config", str(self.config)],
-                stdout=log, stderr=log, start_new_session=True,
-            )
-        StationProcess.started.append(self)
+            self.process = subprocess.Popen(self.command, stdout=log, stderr=log,
+                                            start_new_session=True)
+        ServiceProcess.started.append(self)
         return self
-
-    def kill_if_running(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
 
     def kill(self) -> None:
         assert self.process is not None
@@ -155,12 +147,27 @@ class StationProcess:
         self.process.terminate()
         return self.process.wait(timeout=20)
 
+    def kill_if_running(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+
+class StationProcess(ServiceProcess):
+    """``kiosk run`` as its own process."""
+
+    def __init__(self, settings: dict, directory: Path) -> None:
+        self.config = directory / "station.toml"
+        self.config.write_text(to_toml(settings))
+        super().__init__([sys.executable, "-m", "kiosk", "run", "--config", str(self.config)],
+                         directory / "station.log")
+
 
 @pytest.fixture(autouse=True)
-def _no_station_process_outlives_its_test():
+def _no_service_process_outlives_its_test():
     yield
-    while StationProcess.started:
-        StationProcess.started.pop().kill_if_running()
+    while ServiceProcess.started:
+        ServiceProcess.started.pop().kill_if_running()
 
 
 def to_toml(settings: dict) -> str:

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import signal
 import sqlite3
-import subprocess
 import sys
 import threading
 import time
@@ -20,7 +17,6 @@ import uuid
 from collections import Counter
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import ClassVar
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -30,7 +26,7 @@ from kiosk.district.router import Router
 from kiosk.district.store import RouteStore
 from kiosk.sim.printer import PrinterSimulator
 from kiosk.sim.tray import TraySimulator
-from tests.conftest import DISTRICT, StationThread, wait_until
+from tests.conftest import DISTRICT, ServiceProcess, StationThread, wait_until
 
 PREFIX = f"ektp/v1/{DISTRICT}"
 
@@ -99,42 +95,13 @@ class RouterThread:
         assert not self.thread.is_alive(), "router did not stop"
 
 
-class RouterProcess:
-    """``kiosk district route`` as its own process, for kill -9.
-
-    Every one started is killed at the end of its test, whatever the test's fate
-    (tests/district/conftest.py).
-    """
-
-    started: ClassVar[list[RouterProcess]] = []
+class RouterProcess(ServiceProcess):
+    """``kiosk district route`` as its own process."""
 
     def __init__(self, broker, db, directory) -> None:
-        self.command = [sys.executable, "-m", "kiosk.district.cli", "route", "--url", broker.url,
-                        "--district", DISTRICT, "--db", str(db), "--release-after", "0"]
-        self.log = directory / "router.log"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> RouterProcess:
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(self.command, stdout=log, stderr=log,
-                                            start_new_session=True)
-        RouterProcess.started.append(self)
-        return self
-
-    def kill_if_running(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def terminate(self) -> int:
-        assert self.process is not None
-        self.process.terminate()
-        return self.process.wait(timeout=20)
+        super().__init__([sys.executable, "-m", "kiosk.district.cli", "route", "--url",
+                          broker.url, "--district", DISTRICT, "--db", str(db),
+                          "--release-after", "0"], directory / "router.log")
 
 
 class FakeStation:
