@@ -4,8 +4,9 @@
 station renders the next card while the current one prints, so the gap is only
 the few commands and one spool commit between cards. Beside it, in the same run:
 an ideal host (pyserial alone, panels ready, no spool, no broker) driving the
-same simulator, and the peak RSS of the `kiosk run` process.
-Goals: printer busy >= 99 %, RSS <= 80 MB.
+same simulator; and the CPU seconds per card (user + system, /proc/PID/stat, from
+the first record sent to the last card out) and peak RSS of the `kiosk run` process.
+Goals: printer busy >= 99 %, gap <= bare pyserial + 2 ms, RSS <= 80 MB.
 
     python bench/utilization.py [--records 30] [--card-ms 200]
 """
@@ -17,7 +18,7 @@ import json
 from itertools import pairwise
 
 import serial
-from harness import World, ms, peak_rss_mb, percentile, stop
+from harness import World, cpu_seconds, ms, peak_rss_mb, percentile, stop
 from rich.console import Console
 from rich.table import Table
 
@@ -40,6 +41,7 @@ def gaps_and_busy(cards) -> tuple[list[float], float]:
 
 
 def station_run(world: World, count: int, card_s: float) -> tuple[list, float, float]:
+    """The station's cards, its peak RSS (MB) and its CPU seconds per card."""
     printer = PrinterSimulator(str(world.dir / "printer"), card_seconds=card_s, feeder=count + 5)
     tray = TraySimulator(str(world.dir / "tray"))
     printer.start()
@@ -48,16 +50,18 @@ def station_run(world: World, count: int, card_s: float) -> tuple[list, float, f
     district = DistrictClient(world.broker.url).wait_connected()
     try:
         district.wait_for(lambda: district.availability.get("bench-01") == "online", 20)
+        cpu_before = cpu_seconds(station.pid)
         for index in range(1, count + 1):
             district.publish_record("bench-01", sign_record(make_record(index), world.key))
         printer.wait_for_cards(count, timeout=count * (card_s + 2) + 30)
         rss = peak_rss_mb(station.pid)
+        cpu_per_card = (cpu_seconds(station.pid) - cpu_before) / count
     finally:
         district.close()
         stop(station)
         printer.stop()
         tray.stop()
-    return printer.cards, rss, card_s
+    return printer.cards, rss, cpu_per_card
 
 
 def ideal_run(world: World, count: int, card_s: float) -> list:
@@ -92,7 +96,7 @@ def main() -> None:
     card_s = args.card_ms / 1000
     world = World()
     try:
-        cards, rss, _ = station_run(world, args.records, card_s)
+        cards, rss, cpu = station_run(world, args.records, card_s)
         ideal = ideal_run(world, args.records, card_s)
     finally:
         world.close()
@@ -106,7 +110,11 @@ def main() -> None:
     table.add_row("baseline: bare pyserial, panels ready", ms(percentile(ideal_gaps, 50)),
                   ms(percentile(ideal_gaps, 95)), f"{ideal_busy:.2%}")
     Console().print(table)
+    extra = percentile(gaps, 50) - percentile(ideal_gaps, 50)
+    Console().print(f"gap p50 above the baseline: {extra * 1000:.2f} ms (goal <= 2 ms)")
     Console().print(f"peak RSS of kiosk run: {rss:.1f} MB (goal <= 80 MB)")
+    Console().print(f"CPU of kiosk run: {cpu * 1000:.1f} ms per card (user + system,"
+                    f" {cpu / card_s:.1%} of one core at {args.card_ms:g} ms per card)")
 
 
 if __name__ == "__main__":

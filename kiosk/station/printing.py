@@ -66,6 +66,7 @@ class PrintWorker:
         self._answers: queue.Queue[ev.AnswerPick] = queue.Queue()
         self.tokens = itertools.count(1)  # one per pick request (PickRequested.token)
         self._renders: dict[str, Future] = {}
+        self._ahead: ev.StartCard | None = None  # the card the core said is next (Prefetch)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="render")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="printer", daemon=True)
@@ -110,6 +111,7 @@ class PrintWorker:
         card rendered for a job that another overtook is dropped."""
         if record_id not in self._renders:
             self._renders = {record_id: self._pool.submit(self.render, payload)}
+        self._ahead = ev.StartCard(record_id, payload)
 
     def probe_now(self) -> None:
         """Look at the printer at once (a person says the fault is cleared)."""
@@ -141,8 +143,10 @@ class PrintWorker:
                 self._unresolved += job.cards
                 self._resolve()
             elif job is not None:
-                with self._step(self.card_budget_s):
-                    self._print(job)
+                chained: _Chained | None = None
+                while job is not None:
+                    with self._step(self.card_budget_s):
+                        job, chained = self._print(job, chained)
 
     def _connect(self) -> None:
         try:
@@ -224,36 +228,65 @@ class PrintWorker:
         reasons = self._reasons or ("connecting-to-device",)
         self.emit(ev.CardFailed(job.record_id, reasons, "the printer is not ready"))
 
-    def _print(self, job: ev.StartCard) -> None:
-        if self._reasons:
+    def _print(self, job: ev.StartCard, chained: _Chained | None = None,
+               ) -> tuple[ev.StartCard | None, _Chained | None]:
+        """One card; returns the next card to run at once (its pick asked with this card's
+        end) and that request, or (None, None)."""
+        if self._reasons and chained is None:
             self._refuse(job)
-            return
-        hooks = _Hooks(self, job)
+            return None, None
+        hooks = _Hooks(self, job, chained)
         try:
             how = self.printer.print_card(hooks)
         except CardError as error:
-            self._card_failed(job.record_id, error)
-            return
+            self._card_failed(job.record_id, error, report=hooks.started())
+            return None, None
         except RenderFailed as failed:  # the job's fault, not the station's
             log.warning("cannot render %s: %s", job.record_id, failed)
-            self.emit(ev.CardFailed(job.record_id, ("document-format-error",),
-                                    f"cannot render the card: {failed}", job_error=True))
-            return
+            if hooks.started():
+                self.emit(ev.CardFailed(job.record_id, ("document-format-error",),
+                                        f"cannot render the card: {failed}", job_error=True))
+            return None, None
         except Exception as exc:  # a driver fault we did not foresee: assume the worst
             log.exception("card printer driver failed on %s", job.record_id)
             self._connected = False
-            blank = ev.BLANK_UNKNOWN if hooks.was_picked else ev.BLANK_UNTOUCHED
-            self.emit(ev.CardFailed(job.record_id, ("other-error",), f"driver error: {exc}",
-                                    blank=blank))
-            return
-        self.emit(ev.CardPrinted(job.record_id, how or ""))  # committed while the job closes
-        self.printer.finish()
+            if hooks.started():
+                blank = ev.BLANK_UNKNOWN if hooks.was_picked else ev.BLANK_UNTOUCHED
+                self.emit(ev.CardFailed(job.record_id, ("other-error",),
+                                        f"driver error: {exc}", blank=blank))
+            return None, None
+        return self._card_out(job, how or "")
 
-    def _card_failed(self, record_id: str, error: CardError) -> None:
+    def _card_out(self, job: ev.StartCard, how: str,
+                  ) -> tuple[ev.StartCard | None, _Chained | None]:
+        """Report the card printed; with it, ask to pick the next one if it is rendered."""
+        upcoming = self._upcoming(job.record_id)
+        if upcoming is None:
+            self.emit(ev.CardPrinted(job.record_id, how))  # committed while the job closes
+            self.printer.finish()
+            return None, None
+        counts = self._counters()  # the card is out: these are the next pick's counts
+        chained = _Chained(next(self.tokens))
+        self.emit(ev.CardPrinted(job.record_id, how,
+                                 then=ev.PickRequested(upcoming.record_id, counts, chained.token)))
+        self.printer.finish()  # and the next card's settings, while the core commits
+        return upcoming, chained
+
+    def _upcoming(self, record_id: str) -> ev.StartCard | None:
+        """The card the core said is next, if it is rendered and the printer is ready."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is None or ahead.record_id == record_id or self._reasons or self._stop.is_set():
+            return None
+        render = self._renders.get(ahead.record_id)
+        return ahead if render is not None and render.done() else None
+
+    def _card_failed(self, record_id: str, error: CardError, *, report: bool = True) -> None:
+        """The printer's fault in any case; the card's end if the core started it."""
         if error.reasons:
             self._reasons = error.reasons
             self.emit(ev.PrinterFault(error.reasons, error.detail))
-        self.emit(ev.CardFailed(record_id, error.reasons, error.detail, blank=error.blank))
+        if report:
+            self.emit(ev.CardFailed(record_id, error.reasons, error.detail, blank=error.blank))
         if error.link_lost:
             self._connected = False
 
@@ -272,14 +305,35 @@ class PrintWorker:
         return False
 
 
+class _Chained:
+    """A card whose pick was asked with the previous card's end (`CardPrinted.then`):
+    the core has not started it unless it allows that pick."""
+
+    def __init__(self, token: int) -> None:
+        self.token = token
+        self.answer: bool | None = None
+
+
 class _Hooks:
     """The pick handshake between the driver and the core, for one card."""
 
-    def __init__(self, worker: PrintWorker, job: ev.StartCard) -> None:
+    def __init__(self, worker: PrintWorker, job: ev.StartCard,
+                 chained: _Chained | None = None) -> None:
         self.worker = worker
         self.job = job
         self.record_id = job.record_id
         self.was_picked = False
+        self.chained = chained
+
+    def started(self) -> bool:
+        """The core started this card (so its end is reported); a chained card is started
+        only if its pick was allowed (waited for here if the card ended before it)."""
+        chained = self.chained
+        if chained is None:
+            return True
+        if chained.answer is None:
+            chained.answer = self.worker._await_answer(chained.token)
+        return chained.answer
 
     def document(self) -> Any:
         """Rendered ahead if it was prefetched, else now (the printer is already busy)."""
@@ -290,6 +344,8 @@ class _Hooks:
             raise RenderFailed(str(exc)) from exc
 
     def may_pick(self) -> bool:
+        if self.chained is not None:  # asked already, with the previous card's end
+            return self.started()
         counts = self.worker._counters()  # kept with the picking mark, for a restart
         token = next(self.worker.tokens)
         self.worker.emit(ev.PickRequested(self.record_id, counts, token))

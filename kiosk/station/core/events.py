@@ -122,10 +122,16 @@ class CardPicked:
 
 @dataclass(frozen=True)
 class CardPrinted:
-    """The card came out; ``detail`` says how that is known when not the plain way."""
+    """The card came out; ``detail`` says how that is known when not the plain way.
+
+    ``then``: the printer thread asks, in the same event, to pick the card it was told
+    is next (`Prefetch`), so one commit books this card printed and marks that one
+    picking; the core refuses it if that is not the job it would start.
+    """
 
     record_id: str
     detail: str = ""
+    then: PickRequested | None = None
 
 
 @dataclass(frozen=True)

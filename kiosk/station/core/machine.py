@@ -272,7 +272,18 @@ class StationCore:
     def _on_card_printed(self, event: ev.CardPrinted) -> list:
         self._complete(event.record_id, event.detail or "card printed")
         self._release_printer(event.record_id)
-        return self.desk.slip(event.record_id)
+        actions = self.desk.slip(event.record_id)
+        if event.then is None:
+            return actions
+        return actions + self._chained_pick(event.then)
+
+    def _chained_pick(self, pick: ev.PickRequested) -> list:
+        """The next card's pick, asked with the previous card's end: allowed only if it is
+        the job the core starts now, which the printer thread then already runs."""
+        started = self._dispatch()
+        if any(isinstance(a, ev.StartCard) and a.record_id == pick.record_id for a in started):
+            started = []  # no StartCard: the printer thread has this card under way
+        return started + self._on_pick_requested(pick)
 
     def _complete(self, record_id: str, detail: str) -> None:
         self.spool.book("printed", 1, record_id)

@@ -1,0 +1,112 @@
+"""The next card's pick asked together with the previous card's end (`CardPrinted.then`):
+one commit books card N printed and marks card N+1 picking, and only for the job the core
+would start; the printer thread on a real pty simulator chains cards that way."""
+
+from __future__ import annotations
+
+import json
+import queue
+import time
+
+from kiosk.devices.printer.evolis.driver import EvolisPrinter
+from kiosk.sim.samples import make_record
+from kiosk.station.core import events as ev
+from kiosk.station.loop import make_renderer
+from kiosk.station.printing import PrintWorker
+from tests.station.test_core import Harness, of
+from tests.station.test_pick_token import next_of
+
+
+def printing(h: Harness, *indexes: int) -> list[str]:
+    """Queue records; the first is in the printer, picked; returns their record ids."""
+    h.send(ev.PrinterReady())
+    rids = [h.record(i)[0]["record_id"] for i in indexes]
+    h.send(ev.PickRequested(rids[0]))
+    h.send(ev.CardPicked(rids[0]))
+    return rids
+
+
+def test_one_commit_books_the_card_printed_and_marks_the_next_picking(tmp_path):
+    h = Harness(tmp_path)
+    first, second = printing(h, 1, 2)
+    counts = {"taken": 1, "printed": 1}
+    actions = h.send(ev.CardPrinted(first, then=ev.PickRequested(second, counts, 7)))
+    assert ev.AnswerPick(second, True, 7) in actions
+    assert of(actions, ev.StartCard) == []  # the printer thread runs it already
+    assert h.spool.job(first).state == "completed"
+    job = h.spool.job(second)
+    assert (job.state, job.phase, job.pick_counts) == ("processing", "picking", counts)
+    h.send(ev.CardPicked(second))
+    h.send(ev.CardPrinted(second))
+    ledger = h.spool.ledger()
+    assert (ledger.picks, ledger.printed, ledger.spoiled) == (2, 2, 0)
+
+
+def test_a_pick_for_a_job_that_is_not_next_is_refused_even_with_the_previous_end(tmp_path):
+    h = Harness(tmp_path)
+    first, second = printing(h, 1, 2)
+    urgent = h.record(3, priority=5)[0]["record_id"]  # overtakes the one rendered ahead
+    actions = h.send(ev.CardPrinted(first, then=ev.PickRequested(second, None, 8)))
+    assert ev.AnswerPick(second, False, 8) in actions
+    assert [a.record_id for a in of(actions, ev.StartCard)] == [urgent]
+    assert h.spool.job(first).state == "completed"
+    assert (h.spool.job(second).state, h.spool.job(second).phase) == ("pending", None)
+    assert h.spool.job(urgent).state == "processing"
+
+
+def test_a_chained_pick_is_refused_while_paused(tmp_path):
+    h = Harness(tmp_path)
+    first, second = printing(h, 1, 2)
+    h.command("pause")
+    actions = h.send(ev.CardPrinted(first, then=ev.PickRequested(second, None, 9)))
+    assert ev.AnswerPick(second, False, 9) in actions
+    assert of(actions, ev.StartCard) == []
+    assert (h.spool.job(second).state, h.spool.job(second).phase) == ("pending", None)
+
+
+def test_the_printer_thread_chains_the_prefetched_card_and_drops_a_refused_one(
+    printer_sim, station_settings
+):
+    heard: queue.Queue = queue.Queue()
+    printer = EvolisPrinter(printer_sim.path, print_seconds=2.0, setting_timeout=0.5,
+                            download_timeout=1.0)
+    worker = PrintWorker(printer, make_renderer(printer), heard.put, poll_s=0.1, resync_s=1.2)
+    worker.start()
+    records = [make_record(i) for i in (1, 2, 3)]
+    rids = [r["record_id"] for r in records]
+    payloads = [json.dumps(r).encode() for r in records]
+    try:
+        next_of(heard, ev.PrinterReady)
+        worker.start_card(rids[0], payloads[0])
+        request = next_of(heard, ev.PickRequested)
+        worker.prefetch(rids[1], payloads[1])
+        time.sleep(1.0)  # rendered ahead
+        worker.answer_pick(ev.AnswerPick(rids[0], True, request.token))
+        printed = next_of(heard, ev.CardPrinted)
+        assert printed.record_id == rids[0]
+        chained = printed.then
+        assert chained is not None and chained.record_id == rids[1]
+        assert chained.counts == {"taken": 1, "printed": 1}  # read after the card came out
+        time.sleep(0.3)
+        assert printer_sim.picked == 1, "the next blank was picked before the core's answer"
+        worker.answer_pick(ev.AnswerPick(rids[1], True, chained.token))
+        assert next_of(heard, ev.CardPrinted).record_id == rids[1]
+        assert printer_sim.picked == 2
+        # The same again, but the core refuses: no blank, no CardFailed, the thread goes on.
+        worker.start_card(rids[2], payloads[2])
+        worker.prefetch(rids[0], payloads[0])
+        request = next_of(heard, ev.PickRequested)
+        time.sleep(1.0)
+        worker.answer_pick(ev.AnswerPick(rids[2], True, request.token))
+        printed = next_of(heard, ev.CardPrinted)
+        assert printed.then is not None and printed.then.record_id == rids[0]
+        worker.answer_pick(ev.AnswerPick(rids[0], False, printed.then.token))
+        time.sleep(0.5)
+        assert printer_sim.picked == 3
+        left = []
+        while not heard.empty():
+            left.append(heard.get_nowait())
+        assert not [e for e in left if isinstance(e, ev.CardFailed)], left
+        assert printer_sim.commands[-1] == "Pem", "the withdrawn card's job was not closed"
+    finally:
+        worker.stop()
