@@ -20,11 +20,11 @@ DEADLINE_S = 15.0
 
 
 class Flood:
-    """Messages a station must take, reject and report, as fast as paho sends them."""
+    """Messages the process must take, reject and report on *topic*, as fast as paho sends."""
 
-    def __init__(self, district, station: str) -> None:
+    def __init__(self, district, topic: str) -> None:
         self.district = district
-        self.topic = district.topic(station, "jobs")
+        self.topic = topic
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -51,6 +51,19 @@ def sigterm_storm(process, count: int) -> None:
         time.sleep(0.001)
 
 
+def stops_under_a_storm(process, district, topic: str, round_: int) -> None:
+    """While *topic* floods, SIGNALS SIGTERMs: *process* exits 0 within DEADLINE_S."""
+    with Flood(district, topic):
+        time.sleep(0.3)  # busy with the flood
+        sigterm_storm(process, SIGNALS)
+        try:
+            code = process.wait(timeout=DEADLINE_S)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"round {round_}: no exit {DEADLINE_S} s after "
+                                 "SIGTERM") from None
+    assert code == 0, f"round {round_}: exit {code}"
+
+
 def test_a_busy_station_sent_sigterm_many_times_exits_each_time(
         station_settings, district, tmp_path):
     for round_ in range(ROUNDS):
@@ -64,15 +77,7 @@ def test_a_busy_station_sent_sigterm_many_times_exits_each_time(
         try:
             assert district.wait_for(
                 lambda n=name: district.availability.get(n) == "online", 20), f"round {round_}"
-            with Flood(district, name):
-                time.sleep(0.3)  # busy with the flood
-                sigterm_storm(station.process, SIGNALS)
-                try:
-                    code = station.process.wait(timeout=DEADLINE_S)
-                except subprocess.TimeoutExpired:
-                    raise AssertionError(f"round {round_}: no exit {DEADLINE_S} s after "
-                                         "SIGTERM") from None
-            assert code == 0, f"round {round_}: exit {code}"
+            stops_under_a_storm(station.process, district, district.topic(name, "jobs"), round_)
         finally:
             if station.process.poll() is None:
                 station.kill()
