@@ -43,10 +43,11 @@ class Listener:
 
     def next(self, kind: type, timeout: float = 10.0):
         deadline = time.monotonic() + timeout
-        while True:
+        while time.monotonic() < deadline:  # other events may keep coming: the deadline holds
             event = self.heard.get(timeout=max(0.01, deadline - time.monotonic()))
             if isinstance(event, kind):
                 return event
+        raise AssertionError(f"no {kind.__name__} within {timeout} s")
 
     def messages(self, timeout: float, count: int = 0) -> list[ev.MessageArrived]:
         """The next *count* messages, or every message heard until *timeout* passes in

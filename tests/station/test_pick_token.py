@@ -15,10 +15,11 @@ from kiosk.station.printing import PrintWorker
 
 def next_of(heard: queue.Queue, kind: type, timeout: float = 10.0):
     deadline = time.monotonic() + timeout
-    while True:
+    while time.monotonic() < deadline:  # other events may keep coming: the deadline holds
         event = heard.get(timeout=max(0.01, deadline - time.monotonic()))
         if isinstance(event, kind):
             return event
+    raise AssertionError(f"no {kind.__name__} within {timeout} s")
 
 
 def test_a_late_answer_to_an_earlier_request_is_not_taken_for_a_new_one(
