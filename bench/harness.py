@@ -179,13 +179,16 @@ def raw_insert_rate(directory: Path, payloads: list[bytes], per_commit: int) -> 
     for payload in payloads:
         body = json.loads(payload)
         rows.append((body["record_id"], body.get("priority", 0), mask_nik(body["nik"]), payload))
-    sql = ("INSERT INTO jobs (record_id, priority, state, nik_masked, payload, received_at,"
-           " updated_at) VALUES (?, ?, 'pending', ?, ?, ?, ?)")
+    job_sql = ("INSERT INTO jobs (record_id, priority, state, nik_masked, received_at,"
+               " updated_at) VALUES (?, ?, 'pending', ?, ?, ?)")
+    record_sql = "INSERT INTO records (record_id, payload) VALUES (?, ?)"
     start = time.perf_counter()
     for first in range(0, len(rows), per_commit):
         now = time.time()
+        batch = rows[first:first + per_commit]
         db.execute("BEGIN IMMEDIATE")
-        db.executemany(sql, [(*row, now, now) for row in rows[first:first + per_commit]])
+        db.executemany(job_sql, [(rid, priority, nik, now, now) for rid, priority, nik, _ in batch])
+        db.executemany(record_sql, [(rid, payload) for rid, _, _, payload in batch])
         db.execute("COMMIT")
     elapsed = time.perf_counter() - start
     db.close()

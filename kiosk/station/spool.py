@@ -10,6 +10,11 @@ Tables:
   tells how far the card got: NULL (no blank touched), ``picking`` (``Ss``
   sent or about to be), ``picked`` (``Ss`` answered OK). A job found in
   ``picking`` or ``picked`` at start-up may have come out of the printer.
+- ``records``: the record of each job until its personal data is purged. Kept
+  apart from ``jobs`` so that a job's state change rewrites a small row: were
+  the record (its photo and signature, tens of KB of overflow pages) in the
+  job's row, every change would rewrite and fsync all of it, and the commit
+  between two cards would take several times longer.
 - ``ledger``: refills, picks, printed and spoiled cards, one row per booking.
 - ``outbox``: events and command replies not yet confirmed by the broker.
 - ``meta``: small counters (rejected records, calibration).
@@ -35,7 +40,6 @@ CREATE TABLE IF NOT EXISTS jobs (
     phase TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
     nik_masked TEXT NOT NULL DEFAULT '',
-    payload BLOB,
     detail TEXT NOT NULL DEFAULT '',
     pick_counts TEXT,
     received_at REAL NOT NULL,
@@ -43,7 +47,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     ended_at REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_queue ON jobs(state, priority DESC, id);
-CREATE INDEX IF NOT EXISTS jobs_ended ON jobs(ended_at) WHERE payload IS NOT NULL;
+CREATE TABLE IF NOT EXISTS records (
+    record_id TEXT PRIMARY KEY,
+    payload BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS ledger (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at REAL NOT NULL,
@@ -134,8 +141,6 @@ class Spool:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.execute("PRAGMA secure_delete=ON")  # freed pages are zeroed: purged data goes
-        self._db.executescript(SCHEMA)
-        self._add_missing_columns()
         self._depth = 0
         # Queue counts are read on every step and counting the queue costs O(its length):
         # a burst of records would count 16,851 rows per commit. Kept here, they are
@@ -144,6 +149,8 @@ class Spool:
         # Likewise the ledger's totals: read on every step, summing a ledger that grows by
         # two rows a card would slow the station down year by year.
         self._totals: dict[str, int] | None = None
+        self._db.executescript(SCHEMA)
+        self._migrate()
 
     def close(self) -> None:
         self._db.close()
@@ -177,19 +184,35 @@ class Spool:
         """Spool a new job as pending; False if the record_id was seen before."""
         now = self.clock()
         cursor = self._db.execute(
-            "INSERT OR IGNORE INTO jobs (record_id, priority, state, nik_masked, payload,"
-            " received_at, updated_at) VALUES (?, ?, 'pending', ?, ?, ?, ?)",
-            (record_id, priority, nik_masked, payload, now, now),
+            "INSERT OR IGNORE INTO jobs (record_id, priority, state, nik_masked,"
+            " received_at, updated_at) VALUES (?, ?, 'pending', ?, ?, ?)",
+            (record_id, priority, nik_masked, now, now),
         )
-        if cursor.rowcount == 1 and self._counts is not None:
+        if cursor.rowcount != 1:
+            return False
+        self._db.execute("INSERT INTO records (record_id, payload) VALUES (?, ?)",
+                         (record_id, payload))
+        if self._counts is not None:
             self._counts["pending"] += 1
-        return cursor.rowcount == 1
+        return True
 
-    def _add_missing_columns(self) -> None:
-        """Spools written before a column existed get it (NULL for old rows)."""
+    def _migrate(self) -> None:
+        """Spools written by an earlier version get today's layout, their data kept."""
         have = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
         if "pick_counts" not in have:
             self._db.execute("ALTER TABLE jobs ADD COLUMN pick_counts TEXT")
+        if "payload" in have:
+            self._move_records_out_of_jobs()
+
+    def _move_records_out_of_jobs(self) -> None:
+        """Records kept in the job's own row (before the ``records`` table) move there,
+        in one transaction; the emptied column and its index go (SQLite >= 3.35)."""
+        with self.transaction():
+            self._db.execute("INSERT OR IGNORE INTO records (record_id, payload)"
+                             " SELECT record_id, payload FROM jobs WHERE payload IS NOT NULL")
+            self._db.execute("UPDATE jobs SET payload = NULL")  # zeroed: secure_delete
+            self._db.execute("DROP INDEX IF EXISTS jobs_ended")
+            self._db.execute("ALTER TABLE jobs DROP COLUMN payload")
 
     def job(self, record_id: str) -> Job | None:
         row = self._db.execute(_JOB_SELECT + " WHERE record_id = ?", (record_id,)).fetchone()
@@ -259,9 +282,11 @@ class Spool:
         """
         marks = ",".join("?" * len(FINAL_STATES))
         with self.transaction():
+            # Only the records still kept are looked at: the jobs table grows for years.
             cursor = self._db.execute(
-                "UPDATE jobs SET payload = NULL WHERE payload IS NOT NULL AND ended_at < ?"
-                f" AND state IN ({marks})", (older_than, *FINAL_STATES),
+                "DELETE FROM records WHERE record_id IN (SELECT r.record_id FROM records r"
+                " JOIN jobs j ON j.record_id = r.record_id WHERE j.ended_at < ?"
+                f" AND j.state IN ({marks}))", (older_than, *FINAL_STATES),
             )
             if cursor.rowcount:
                 self.set_meta("purge_checkpoint_owed", "1")
@@ -287,9 +312,13 @@ class Spool:
     def restore_payload(self, record_id: str, payload: bytes) -> bool:
         """Give a held job whose record was missing its record again; False if not such."""
         cursor = self._db.execute(
-            "UPDATE jobs SET payload = ?, updated_at = ? WHERE record_id = ? AND payload IS NULL"
-            " AND state = 'pending-held'", (payload, self.clock(), record_id))
-        return cursor.rowcount == 1
+            "INSERT OR IGNORE INTO records (record_id, payload) SELECT record_id, ? FROM jobs"
+            " WHERE record_id = ? AND state = 'pending-held'", (payload, record_id))
+        if cursor.rowcount != 1:
+            return False
+        self._db.execute("UPDATE jobs SET updated_at = ? WHERE record_id = ?",
+                         (self.clock(), record_id))
+        return True
 
     # -- requests (district commands carried out once) --------------------------------
 
@@ -381,7 +410,7 @@ class Spool:
 
 _JOB_SELECT = (
     "SELECT record_id, priority, state, reasons, phase, attempts, nik_masked, payload, detail,"
-    " pick_counts FROM jobs"
+    " pick_counts FROM jobs LEFT JOIN records USING (record_id)"
 )
 
 
