@@ -109,9 +109,12 @@ class PrintWorker:
     def prefetch(self, record_id: str, payload: bytes) -> None:
         """Render this card ahead; only one is kept (a card is 1.5 MB of panels), so a
         card rendered for a job that another overtook is dropped."""
+        self._render_ahead(record_id, payload)
+        self._ahead = ev.StartCard(record_id, payload)
+
+    def _render_ahead(self, record_id: str, payload: bytes) -> None:
         if record_id not in self._renders:
             self._renders = {record_id: self._pool.submit(self.render, payload)}
-        self._ahead = ev.StartCard(record_id, payload)
 
     def probe_now(self) -> None:
         """Look at the printer at once (a person says the fault is cleared)."""
@@ -324,6 +327,7 @@ class _Hooks:
         self.record_id = job.record_id
         self.was_picked = False
         self.chained = chained
+        self.asked: int | None = None  # the token of this card's own pick request
 
     def started(self) -> bool:
         """The core started this card (so its end is reported); a chained card is started
@@ -343,13 +347,23 @@ class _Hooks:
         except Exception as exc:
             raise RenderFailed(str(exc)) from exc
 
+    def ask_pick(self) -> None:
+        """Ask the core for the pick now (once); `may_pick` waits for its answer."""
+        if self.chained is None and self.asked is None:  # a chained card asked already
+            self.asked = self._request_pick()
+
     def may_pick(self) -> bool:
-        if self.chained is not None:  # asked already, with the previous card's end
+        if self.chained is not None:  # asked with the previous card's end
             return self.started()
+        if self.asked is None:
+            self.asked = self._request_pick()
+        return self.worker._await_answer(self.asked)
+
+    def _request_pick(self) -> int:
         counts = self.worker._counters()  # kept with the picking mark, for a restart
         token = next(self.worker.tokens)
         self.worker.emit(ev.PickRequested(self.record_id, counts, token))
-        return self.worker._await_answer(token)
+        return token
 
     def picked(self, marks: dict | None = None) -> None:
         self.was_picked = True

@@ -17,6 +17,9 @@ class Hooks:
     def document(self):
         return self._panels
 
+    def ask_pick(self):
+        pass
+
     def may_pick(self):
         return True
 

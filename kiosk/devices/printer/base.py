@@ -52,6 +52,11 @@ class CardHooks(Protocol):
         """The card as this driver sends it (`CardPrinter.prepare`'s result); waited for
         only once the printer is ready for it."""
 
+    def ask_pick(self) -> None:
+        """The printer is ready for this card: ask now whether a blank may be taken, so the
+        answer is on its way while the card is still being rendered (`may_pick` asks
+        itself if this was not called)."""
+
     def may_pick(self) -> bool:
         """Asked just before a blank may be taken; False withdraws the card."""
 

@@ -124,13 +124,15 @@ class EvolisPrinter:
     def print_card(self, hooks: CardHooks) -> None:
         """One card, front only; raises CardError on any failure, call `finish` after success.
 
-        The printer is prepared while the card may still be rendering; an
-        exception from ``hooks.panels()`` ends the job before a blank is picked.
+        The printer is prepared, and the pick asked for, while the card may still be
+        rendering; an exception from ``hooks.document()`` ends the job before a blank is
+        picked (the blank is untouched whatever the station answered).
         """
         try:
             self._ok("Pem", 2)
             self._ok("Pr", self.ribbon)
             self._ok("Pmi", "F")
+            hooks.ask_pick()  # the station commits its picking mark while the card renders
         except PrinterError as error:
             self._end_quietly()
             raise CardError(error) from error
