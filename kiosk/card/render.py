@@ -303,8 +303,8 @@ class CardImages:
 
     `base` (optional) is a shared, read-only (y, m, c) that y, m, c equal outside
     the `changed` box: render_card draws the photo on the cached background, so
-    kiosk.devices.printer.evolis.panels packs the background once and then only the lines that cross
-    the photo.
+    kiosk.devices.printer.evolis.panels packs the background once and then only the
+    photo's area, which it splices into the packed background.
     """
 
     y: Image.Image

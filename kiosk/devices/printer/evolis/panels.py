@@ -19,6 +19,7 @@ Without colour panels the photo is dithered into K so the card still carries it.
 from __future__ import annotations
 
 import binascii
+import math
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -211,31 +212,51 @@ def _encode_1bit(panel: str, img: Image.Image, geometry: Geometry) -> PanelData:
     return PanelData(panel, MONO_CODE, raw, False)
 
 
-_PACKED_BASES: dict[tuple[int, int, int], tuple[Image.Image, bytes]] = {}
+_PACKED_BASES: dict[tuple[int, int, int], tuple[Image.Image, bytes, Image.Image]] = {}
 
 
-def _packed_base(img: Image.Image, bits: int, rotate: int) -> bytes:
-    """A shared base panel, packed once (keyed by identity: bases are never modified)."""
+def _packed_base(img: Image.Image, bits: int, rotate: int) -> tuple[bytes, Image.Image]:
+    """A shared base panel, packed once (keyed by identity: bases are never modified), and
+    the same bytes as a mode "L" image one wire line per row, to splice patches into."""
     key = (id(img), bits, rotate)
     hit = _PACKED_BASES.get(key)
     if hit is None or hit[0] is not img:
         if len(_PACKED_BASES) >= 32:
             _PACKED_BASES.clear()
-        hit = _PACKED_BASES[key] = (img, pack_colour(to_wire(img, rotate, GEOMETRY), bits))
-    return hit[1]
+        packed = pack_colour(to_wire(img, rotate, GEOMETRY), bits)
+        grid = Image.frombytes("L", (GEOMETRY.width * bits // 8, GEOMETRY.height), packed)
+        hit = _PACKED_BASES[key] = (img, packed, grid)
+    return hit[1], hit[2]
+
+
+def _patch_area(changed: Box, rotate: int, bits: int) -> tuple[Box, int, int]:
+    """The card area to pack again for `changed`, its first wire line and its first byte
+    in each wire line. The area is `changed` with its rows widened so that on the wire it
+    starts and ends on a byte boundary (6 bits: 4 pixels make 3 bytes; 5 and 7: 8 pixels)."""
+    height, group = CARD_SIZE[1], 8 // math.gcd(bits, 8)
+    # rotate 90: wire pixel p is card row height - 1 - p; rotate 270: card row p
+    low, high = ((height - changed.bottom, height - changed.top) if rotate == 90
+                 else (changed.top, changed.bottom))
+    low, high = low - low % group, -(-high // group) * group
+    top, bottom = (height - high, height - low) if rotate == 90 else (low, high)
+    # rotate 90: wire line n is card column n; rotate 270: column CARD_SIZE[0] - 1 - n
+    first = changed.left if rotate == 90 else CARD_SIZE[0] - changed.right
+    return changed._replace(top=top, bottom=bottom), first, low * bits // 8
 
 
 def _pack_colour_panel(img: Image.Image, base: Image.Image | None, changed: Box | None,
                        bits: int, rotate: int, geometry: Geometry) -> bytes:
-    """pack_colour(to_wire(img)), reusing the packed `base` outside the `changed` lines."""
+    """pack_colour(to_wire(img)): the packed `base` with only the `changed` area packed
+    again and spliced in (each wire line crossing it keeps its base bytes around it)."""
     if base is None or changed is None or geometry != GEOMETRY:
         return pack_colour(to_wire(img, rotate, geometry), bits)
-    strip = img.crop((changed.left, 0, changed.right, CARD_SIZE[1])).transpose(ROTATIONS[rotate])
-    # rotate 90: wire line n is card column n; rotate 270: column CARD_SIZE[0] - 1 - n
-    first = changed.left if rotate == 90 else CARD_SIZE[0] - changed.right
-    line = geometry.width * bits // 8
-    packed = _packed_base(base, bits, rotate)
-    return packed[:first * line] + pack_colour(strip, bits) + packed[(first + strip.height) * line:]
+    area, first, offset = _patch_area(changed, rotate, bits)
+    patch = pack_colour(img.crop(area).transpose(ROTATIONS[rotate]), bits)
+    packed, grid = _packed_base(base, bits, rotate)
+    line, lines = grid.width, area.width
+    strip = grid.crop((0, first, line, first + lines))
+    strip.paste(Image.frombytes("L", (len(patch) // lines, lines), patch), (offset, 0))
+    return b"".join((packed[:first * line], strip.tobytes(), packed[(first + lines) * line:]))
 
 
 @cache
