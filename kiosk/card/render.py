@@ -384,8 +384,12 @@ def _signature_ink(record: Record) -> Image.Image:
     """The signature as a 1-bit ink mask fitted to SIGNATURE_BOX."""
     size = (SIGNATURE_BOX.width, SIGNATURE_BOX.height)
     sig = _open_image(record.signature_png, "PNG", "signature", size)
-    sig = ImageOps.contain(sig.convert("RGBA"), size, Image.Resampling.BILINEAR)
-    grey = Image.alpha_composite(Image.new("RGBA", sig.size, "white"), sig).convert("L")
+    if sig.mode in ("L", "RGB") and "transparency" not in sig.info:
+        # opaque: the very grey levels that compositing it on white gives, in one band
+        grey = ImageOps.contain(sig, size, Image.Resampling.BILINEAR).convert("L")
+    else:
+        sig = ImageOps.contain(sig.convert("RGBA"), size, Image.Resampling.BILINEAR)
+        grey = Image.alpha_composite(Image.new("RGBA", sig.size, "white"), sig).convert("L")
     return ImageOps.invert(grey).convert("1", dither=Image.Dither.NONE)  # ink: darker than 128
 
 

@@ -287,3 +287,29 @@ def test_opaque_greyscale_signature_and_cmyk_photo_are_accepted():
     Image.new("CMYK", (120, 160), (0, 200, 200, 0)).save(photo, "JPEG")
     card = render_card(make_record(photo=photo.getvalue(), signature=sig_png.getvalue()))
     assert card.k.crop(SIGNATURE_BOX).getbbox() is not None
+
+
+def png_bytes(img: Image.Image, **params) -> bytes:
+    out = io.BytesIO()
+    img.save(out, "PNG", **params)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+def test_opaque_signature_inks_k_as_its_rgba_form_does(mode):
+    """Opaque greyscale and RGB signatures skip the RGBA round trip, with the same ink."""
+    sig = Image.new(mode, (400, 150), "white")
+    ImageDraw.Draw(sig).line([(20, 100), (120, 30), (220, 120), (380, 40)], fill="grey", width=7)
+    direct = render_card(make_record(signature=png_bytes(sig))).k
+    via_rgba = render_card(make_record(signature=png_bytes(sig.convert("RGBA")))).k
+    assert direct.tobytes() == via_rgba.tobytes()
+
+
+def test_greyscale_signature_with_a_transparent_key_keeps_it_transparent():
+    sig = Image.new("L", (400, 150), 7)  # 7 is the transparent key: black if it were opaque
+    ImageDraw.Draw(sig).line([(20, 100), (380, 40)], fill=0, width=7)
+    keyed = render_card(make_record(signature=png_bytes(sig, transparency=7))).k
+    assert keyed.tobytes() == render_card(make_record(signature=png_bytes(
+        Image.open(io.BytesIO(png_bytes(sig, transparency=7))).convert("RGBA")))).k.tobytes()
+    assert keyed.crop(SIGNATURE_BOX).getbbox() != (render_card(
+        make_record(signature=png_bytes(sig))).k.crop(SIGNATURE_BOX).getbbox())
