@@ -189,10 +189,12 @@ def _largest(text: str, size: int, bold: bool, box: Box, wrap: Wrap
     return best
 
 
+@lru_cache(maxsize=4096)
 def fit(field: str, text: str, box: Box, size: int, bold: bool = False,
         center: bool = False) -> Placed:
     """Place `text` in `box` at the largest size down to MIN_FONT, wrapped at spaces,
-    else wrapped anywhere; RenderError if it still does not fit."""
+    else wrapped anywhere; RenderError if it still does not fit. Cached: labels and many
+    values are the same on every card, and a Placed is immutable."""
     found = _largest(text, size, bold, box, _word_wrap) or _largest(
         text, size, bold, box, _char_wrap)
     if found is None:
@@ -232,6 +234,19 @@ def draw_placed(image: Image.Image, p: Placed) -> None:
     for (x, y), line in zip(p.origins, p.lines, strict=True):
         mask, dx, dy = _line_mask(line, p.font_size, p.bold)
         image.paste(255, (x + dx, y + dy), mask)
+
+
+FIXED_ITEMS = ("label:", "colon:")  # fields of layout items whose text is on every card
+
+
+@lru_cache(maxsize=8)
+def _fixed_ink(fixed: tuple[Placed, ...]) -> Image.Image:
+    """K with only the `fixed` items drawn (shared: copy it). Keyed by the items
+    themselves, so it is drawn once per row layout (Nama and Alamat take one row or two)."""
+    k = Image.new("1", CARD_SIZE, 0)
+    for p in fixed:
+        draw_placed(k, p)
+    return k
 
 
 def _field(record: Record, key: str) -> str:
@@ -399,9 +414,10 @@ def render_card(record: Record) -> CardImages:
     y, m, c = (panel.copy() for panel in _background())
     for panel, photo in zip((y, m, c), _photo_ymc(record), strict=True):
         panel.paste(photo, PHOTO_BOX[:2])
-    k = Image.new("1", CARD_SIZE, 0)
+    k = _fixed_ink(tuple(p for p in placed if p.field.startswith(FIXED_ITEMS))).copy()
     for p in placed:
-        draw_placed(k, p)
+        if not p.field.startswith(FIXED_ITEMS):
+            draw_placed(k, p)
     sig, box = _signature_ink(record), SIGNATURE_BOX
     k.paste(255, (box.left + (box.width - sig.width) // 2,
                 box.top + (box.height - sig.height) // 2), sig)

@@ -313,3 +313,17 @@ def test_greyscale_signature_with_a_transparent_key_keeps_it_transparent():
         Image.open(io.BytesIO(png_bytes(sig, transparency=7))).convert("RGBA")))).k.tobytes()
     assert keyed.crop(SIGNATURE_BOX).getbbox() != (render_card(
         make_record(signature=png_bytes(sig))).k.crop(SIGNATURE_BOX).getbbox())
+
+
+def test_k_from_the_cached_labels_equals_k_drawn_item_by_item():
+    """Labels come from a K drawn once per row layout: records that shift the rows
+    (a two-row Nama and Alamat), one after another, still get their own labels."""
+    for record in (make_record(), make_record(**LONGEST), make_record(nama="SITI " * 9),
+                   make_record()):
+        expected = Image.new("1", CARD_SIZE, 0)
+        for p in layout(record):
+            draw_placed(expected, p)
+        k = render_card(record).k.copy()
+        for img in (expected, k):
+            img.paste(0, SIGNATURE_BOX)
+        assert k.tobytes() == expected.tobytes()
