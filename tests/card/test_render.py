@@ -24,8 +24,12 @@ from kiosk.card.render import (
     OVERLAY_MARGIN,
     PHOTO_BOX,
     SIGNATURE_BOX,
+    TURN,
     Box,
+    CardImages,
+    Patched,
     RenderError,
+    Turned,
     draw_placed,
     layout,
     render_card,
@@ -327,3 +331,29 @@ def test_k_from_the_cached_labels_equals_k_drawn_item_by_item():
         for img in (expected, k):
             img.paste(0, SIGNATURE_BOX)
         assert k.tobytes() == expected.tobytes()
+
+
+def test_deferred_panels_are_built_as_the_eager_ones_were():
+    base = Image.linear_gradient("L").resize(CARD_SIZE)
+    patch = Image.effect_noise((PHOTO_BOX.width, PHOTO_BOX.height), 40)
+    eager = base.copy()
+    eager.paste(patch, PHOTO_BOX[:2])
+    patched = Patched(base, patch, PHOTO_BOX[:2])
+    assert patched.image.tobytes() == eager.tobytes()
+    for box in (PHOTO_BOX, Box(0, 0, *CARD_SIZE), Box(700, 100, 800, 200), Box(0, 0, 10, 10),
+                Box(PHOTO_BOX.left - 3, 164, PHOTO_BOX.right, 444)):
+        assert patched.crop(box).tobytes() == eager.crop(box).tobytes(), box
+    ink = render_card(make_record()).k
+    turned = Turned(ink.transpose(TURN))
+    assert turned.image.tobytes() == ink.tobytes()
+    card = CardImages(y=patched, m=base, c=base, k=turned, o=ink)
+    assert card.y.tobytes() == eager.tobytes() and card.k.tobytes() == ink.tobytes()
+    assert card.crop("y", PHOTO_BOX).tobytes() == eager.crop(PHOTO_BOX).tobytes()
+    assert card.turned("k") is turned.wire and card.turned("o") is None
+
+
+def test_rendered_k_is_drawn_turned_for_the_wire():
+    card = render_card(make_record(**LONGEST))
+    turned = card.turned("k")
+    assert turned is not None and turned.size == CARD_SIZE[::-1]
+    assert card.k.transpose(TURN).tobytes() == turned.tobytes()

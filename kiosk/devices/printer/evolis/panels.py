@@ -3,7 +3,8 @@
 Owns the way from the landscape `CardImages` to the panel bytes the printer receives
 -- the quarter turn, 1-bit and 5/6/7-bit colour packing, the choice of `Dbc`
 compression -- and the way back (`decode_card`, `render_preview`) so operators and
-tests see exactly what is sent.
+tests see exactly what is sent. From a rendered card it takes the K that render_card
+drew turned, and packs the colour background once, then only the photo's area per card.
 
 Orientation: `rotate=90` turns the card a quarter clockwise, as Evolis's own driver
 does (tests/fixtures/evolis-card-text.prn): the card's left edge is the first wire
@@ -25,7 +26,15 @@ from functools import cache
 
 from PIL import Image
 
-from kiosk.card.render import CARD_SIZE, PHOTO_BOX, Box, CardImages, overlay, render_card
+from kiosk.card.render import (
+    CARD_SIZE,
+    PHOTO_BOX,
+    TURN,
+    Box,
+    CardImages,
+    overlay,
+    render_card,
+)
 from kiosk.contract.record import Record
 from kiosk.devices.printer.evolis.protocol import (
     COLOUR_BITS,
@@ -244,19 +253,29 @@ def _patch_area(changed: Box, rotate: int, bits: int) -> tuple[Box, int, int]:
     return changed._replace(top=top, bottom=bottom), first, low * bits // 8
 
 
-def _pack_colour_panel(img: Image.Image, base: Image.Image | None, changed: Box | None,
-                       bits: int, rotate: int, geometry: Geometry) -> bytes:
-    """pack_colour(to_wire(img)): the packed `base` with only the `changed` area packed
+def _pack_colour_panel(card: CardImages, name: str, bits: int, rotate: int,
+                       geometry: Geometry) -> bytes:
+    """pack_colour(to_wire(panel)): the packed base with only the `changed` area packed
     again and spliced in (each wire line crossing it keeps its base bytes around it)."""
+    base = card.base["ymc".index(name)] if card.base else None
+    changed = card.changed
     if base is None or changed is None or geometry != GEOMETRY:
-        return pack_colour(to_wire(img, rotate, geometry), bits)
+        return pack_colour(to_wire(getattr(card, name), rotate, geometry), bits)
     area, first, offset = _patch_area(changed, rotate, bits)
-    patch = pack_colour(img.crop(area).transpose(ROTATIONS[rotate]), bits)
+    patch = pack_colour(card.crop(name, area).transpose(ROTATIONS[rotate]), bits)
     packed, grid = _packed_base(base, bits, rotate)
     line, lines = grid.width, area.width
     strip = grid.crop((0, first, line, first + lines))
     strip.paste(Image.frombytes("L", (len(patch) // lines, lines), patch), (offset, 0))
     return b"".join((packed[:first * line], strip.tobytes(), packed[(first + lines) * line:]))
+
+
+def _wire_1bit(card: CardImages, name: str, rotate: int, geometry: Geometry) -> Image.Image:
+    """to_wire of the 1-bit panel `name`, as render_card drew it when it drew it turned."""
+    turned = card.turned(name)
+    if turned is not None and ROTATIONS[rotate] is TURN and geometry == GEOMETRY:
+        return turned
+    return to_wire(getattr(card, name), rotate, geometry)
 
 
 @cache
@@ -274,18 +293,16 @@ def encode_card(card: CardImages, *, ribbon: str = "ymcko", colour_bits: int = 6
         raise ValueError(f"colour_bits must be one of {sorted(COLOUR_CODES)}")
     if rotate not in ROTATIONS:
         raise ValueError(f"rotate must be 90 or 270, not {rotate!r}")
-    k = card.k if "y" in ribbon else _mono_k(card)
-    images = {"y": card.y, "m": card.m, "c": card.c, "k": k, "o": card.o}
-    bases = dict(zip("ymc", card.base or (None, None, None), strict=True))
     out = []
     for name in ribbon:
         if name == "o" and card.o is overlay():
             out.append(_standard_overlay(rotate, geometry))
+        elif name == "k" and "y" not in ribbon:
+            out.append(_encode_1bit(name, to_wire(_mono_k(card), rotate, geometry), geometry))
         elif name in "ko":
-            out.append(_encode_1bit(name, to_wire(images[name], rotate, geometry), geometry))
+            out.append(_encode_1bit(name, _wire_1bit(card, name, rotate, geometry), geometry))
         else:
-            data = _pack_colour_panel(images[name], bases[name], card.changed, colour_bits,
-                                      rotate, geometry)
+            data = _pack_colour_panel(card, name, colour_bits, rotate, geometry)
             out.append(PanelData(name, COLOUR_CODES[colour_bits], data, False))
     return out
 
