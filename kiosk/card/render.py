@@ -128,14 +128,26 @@ def _fits(text: str, size: int, bold: bool, width: int) -> bool:
     return right - min(left, 0) <= width
 
 
-@lru_cache(maxsize=8192)
-def _advance(char: str, size: int, bold: bool) -> float:
-    return font(size, bold).getlength(char, mode="L")
+class _Advances(dict[str, float]):
+    """Glyph advances of the font at one size, each measured when first needed."""
+
+    def __init__(self, size: int, bold: bool) -> None:
+        super().__init__()
+        self.font = font(size, bold)
+
+    def __missing__(self, char: str) -> float:
+        self[char] = advance = self.font.getlength(char, mode="L")
+        return advance
+
+
+@cache
+def _advances(size: int, bold: bool) -> _Advances:
+    return _Advances(size, bold)
 
 
 def _about_fits(text: str, size: int, bold: bool, width: int) -> bool:
     """Cheap estimate for wrapping (sum of glyph advances); `_wrapped` checks exactly."""
-    return sum(_advance(ch, size, bold) for ch in text) + 1 + size / 16 <= width
+    return sum(map(_advances(size, bold).__getitem__, text)) + 1 + size / 16 <= width
 
 
 Wrap = Callable[[str, int, bool, int], "list[str] | None"]
