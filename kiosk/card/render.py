@@ -264,14 +264,20 @@ def paste_turned(wire: Image.Image, mask: Image.Image, at: tuple[int, int]) -> N
     wire.paste(255, (CARD_SIZE[1] - at[1] - mask.width, at[0]), mask)
 
 
-def _draw_turned(wire: Image.Image, p: Placed) -> None:
-    """`draw_placed` on the turned card `wire`: the same ink, turned with TURN."""
+def _draw_turned(wire: Image.Image, p: Placed) -> int:
+    """`draw_placed` on the turned card `wire`: the same ink, turned with TURN. Returns
+    the leftmost card column (first wire line) it may have inked."""
+    left = CARD_SIZE[0]
     for (x, y), line in zip(p.origins, p.lines, strict=True):
         _, dx, dy = _line_mask(line, p.font_size, p.bold)
         paste_turned(wire, _turned_mask(line, p.font_size, p.bold), (x + dx, y + dy))
+        left = min(left, x + dx)
+    return left
 
 
-FIXED_ITEMS = ("label:", "colon:")  # fields of layout items whose text is on every card
+# Layout fields the same on (nearly) every card of a station: labels, colons and the
+# header. They are drawn once, on a cached K (keyed by the placed items themselves).
+FIXED_ITEMS = ("label:", "colon:", "provinsi", "kabupaten")
 
 
 @lru_cache(maxsize=8)
@@ -362,10 +368,12 @@ class Patched:
 
 class Turned:
     """A panel drawn turned for the wire (`wire` is `image.transpose(TURN)`), turned back
-    to landscape only when read."""
+    to landscape only when read. Optionally, `wire` equals the shared, read-only `base`
+    on its first `same` lines (render_card: K drawn on the cached labels' K)."""
 
-    def __init__(self, wire: Image.Image) -> None:
-        self.wire = wire
+    def __init__(self, wire: Image.Image, base: Image.Image | None = None,
+                 same: int = 0) -> None:
+        self.wire, self.base, self.same = wire, base, same
 
     @cached_property
     def image(self) -> Image.Image:
@@ -429,10 +437,10 @@ class CardImages:
         """`getattr(self, name).crop(box)`, without building a deferred panel in full."""
         return self.__dict__[name].crop(box)
 
-    def turned(self, name: str) -> Image.Image | None:
-        """Panel `name` turned with TURN if render_card drew it so, else None."""
+    def turned(self, name: str) -> Turned | None:
+        """Panel `name` as drawn turned with TURN, if render_card drew it so, else None."""
         value = self.__dict__[name]
-        return value.wire if isinstance(value, Turned) else None
+        return value if isinstance(value, Turned) else None
 
 
 @cache
@@ -513,12 +521,13 @@ def render_card(record: Record) -> CardImages:
     placed = layout(record)
     y, m, c = (Patched(panel, photo, PHOTO_BOX[:2])
                for panel, photo in zip(_background(), _photo_ymc(record), strict=True))
-    k = _fixed_ink(tuple(p for p in placed if p.field.startswith(FIXED_ITEMS))).copy()
+    fixed = _fixed_ink(tuple(p for p in placed if p.field.startswith(FIXED_ITEMS)))
+    sig, box = _signature_ink(record), SIGNATURE_BOX
+    at = (box.left + (box.width - sig.width) // 2, box.top + (box.height - sig.height) // 2)
+    k, same = fixed.copy(), at[0]  # wire lines before `same` keep the fixed K's ink
+    paste_turned(k, sig.transpose(TURN), at)
     for p in placed:
         if not p.field.startswith(FIXED_ITEMS):
-            _draw_turned(k, p)
-    sig, box = _signature_ink(record), SIGNATURE_BOX
-    paste_turned(k, sig.transpose(TURN), (box.left + (box.width - sig.width) // 2,
-                                          box.top + (box.height - sig.height) // 2))
-    return CardImages(y=y, m=m, c=c, k=Turned(k), o=overlay(), base=_background(),
-                      changed=PHOTO_BOX)
+            same = min(same, _draw_turned(k, p))
+    return CardImages(y=y, m=m, c=c, k=Turned(k, fixed, max(same, 0)), o=overlay(),
+                      base=_background(), changed=PHOTO_BOX)

@@ -18,6 +18,7 @@ from PIL import Image, ImageDraw
 
 from kiosk.card.render import (
     CARD_SIZE,
+    FIXED_ITEMS,
     IMAGE_BOXES,
     MAX_CHARS,
     MIN_FONT,
@@ -349,11 +350,20 @@ def test_deferred_panels_are_built_as_the_eager_ones_were():
     card = CardImages(y=patched, m=base, c=base, k=turned, o=ink)
     assert card.y.tobytes() == eager.tobytes() and card.k.tobytes() == ink.tobytes()
     assert card.crop("y", PHOTO_BOX).tobytes() == eager.crop(PHOTO_BOX).tobytes()
-    assert card.turned("k") is turned.wire and card.turned("o") is None
+    assert card.turned("k") is turned and card.turned("o") is None
 
 
-def test_rendered_k_is_drawn_turned_for_the_wire():
-    card = render_card(make_record(**LONGEST))
-    turned = card.turned("k")
-    assert turned is not None and turned.size == CARD_SIZE[::-1]
-    assert card.k.transpose(TURN).tobytes() == turned.tobytes()
+def test_rendered_k_is_drawn_turned_for_the_wire_on_the_cached_fixed_k():
+    """The encoder takes K's first `same` wire lines from the cached K of the fixed items:
+    they must hold no ink of the record's own (header changes included)."""
+    for record in (make_record(**LONGEST), make_record(), make_record(provinsi="ACEH"),
+                   make_record(kabupaten="JAYAWIJAYA", nama="J " * 20)):
+        card = render_card(record)
+        turned = card.turned("k")
+        assert turned is not None and turned.base is not None
+        assert turned.wire.size == CARD_SIZE[::-1]
+        assert card.k.transpose(TURN).tobytes() == turned.wire.tobytes()
+        assert 0 < turned.same <= min(p.box.left for p in layout(record)
+                                      if not p.field.startswith(FIXED_ITEMS))
+        lines = (0, 0, CARD_SIZE[1], turned.same)
+        assert turned.wire.crop(lines).tobytes() == turned.base.crop(lines).tobytes()

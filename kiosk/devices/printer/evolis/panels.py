@@ -32,6 +32,7 @@ from kiosk.card.render import (
     TURN,
     Box,
     CardImages,
+    Turned,
     overlay,
     render_card,
 )
@@ -270,12 +271,45 @@ def _pack_colour_panel(card: CardImages, name: str, bits: int, rotate: int,
     return b"".join((packed[:first * line], strip.tobytes(), packed[(first + lines) * line:]))
 
 
-def _wire_1bit(card: CardImages, name: str, rotate: int, geometry: Geometry) -> Image.Image:
-    """to_wire of the 1-bit panel `name`, as render_card drew it when it drew it turned."""
+_K_PREFIXES: dict[tuple[int, int], tuple[Image.Image, bytes]] = {}
+
+
+def _compressed_lines(img: Image.Image, first: int, end: int) -> bytes:
+    """compress_1bit of the wire-oriented 1-bit `img`'s lines first..end-1."""
+    part = img.crop((0, first, img.width, end))
+    return compress_1bit(pack_1bit(part), Geometry(img.width, end - first))
+
+
+def _base_prefix(base: Image.Image, lines: int) -> bytes:
+    """The `Dbc` records of a shared base's first lines, made once (keyed by identity)."""
+    key = (id(base), lines)
+    hit = _K_PREFIXES.get(key)
+    if hit is None or hit[0] is not base:
+        if len(_K_PREFIXES) >= 32:
+            _K_PREFIXES.clear()
+        hit = _K_PREFIXES[key] = (base, _compressed_lines(base, 0, lines))
+    return hit[1]
+
+
+def _encode_turned(name: str, turned: Turned) -> PanelData:
+    """`_encode_1bit` of a panel render_card drew turned: the `Dbc` records of the lines
+    it shares with its base are made once per base; only the others are packed."""
+    if turned.base is None or not 0 < turned.same < turned.wire.height:
+        return _encode_1bit(name, turned.wire, GEOMETRY)
+    packed = _base_prefix(turned.base, turned.same) + _compressed_lines(
+        turned.wire, turned.same, turned.wire.height)
+    if len(packed) < GEOMETRY.panel_bytes(1):
+        return PanelData(name, MONO_CODE, packed, True)
+    return PanelData(name, MONO_CODE, pack_1bit(turned.wire), False)
+
+
+def _encode_1bit_panel(card: CardImages, name: str, rotate: int, geometry: Geometry
+                       ) -> PanelData:
+    """The 1-bit panel `name` (k or o); taken as drawn if render_card drew it turned."""
     turned = card.turned(name)
     if turned is not None and ROTATIONS[rotate] is TURN and geometry == GEOMETRY:
-        return turned
-    return to_wire(getattr(card, name), rotate, geometry)
+        return _encode_turned(name, turned)
+    return _encode_1bit(name, to_wire(getattr(card, name), rotate, geometry), geometry)
 
 
 @cache
@@ -300,7 +334,7 @@ def encode_card(card: CardImages, *, ribbon: str = "ymcko", colour_bits: int = 6
         elif name == "k" and "y" not in ribbon:
             out.append(_encode_1bit(name, to_wire(_mono_k(card), rotate, geometry), geometry))
         elif name in "ko":
-            out.append(_encode_1bit(name, _wire_1bit(card, name, rotate, geometry), geometry))
+            out.append(_encode_1bit_panel(card, name, rotate, geometry))
         else:
             data = _pack_colour_panel(card, name, colour_bits, rotate, geometry)
             out.append(PanelData(name, COLOUR_CODES[colour_bits], data, False))
