@@ -34,6 +34,7 @@ from kiosk.card.render import (
     CardImages,
     Turned,
     overlay,
+    paste_turned,
     render_card,
 )
 from kiosk.contract.record import Record
@@ -204,14 +205,20 @@ def from_wire(panel: Image.Image, rotate: int) -> Image.Image:
     return turned.transpose(ROTATIONS[270 if rotate == 90 else 90])
 
 
-def _mono_k(card: CardImages) -> Image.Image:
-    """K with the photo dithered in, for ribbons without colour panels."""
-    black = Image.new("L", CARD_SIZE, 0)
-    grey = Image.merge("CMYK", (card.c, card.m, card.y, black)).crop(PHOTO_BOX).convert("L")
+def _mono_k(card: CardImages, rotate: int, geometry: Geometry) -> Image.Image:
+    """K with the photo dithered in, for ribbons without colour panels, turned for the wire
+    (from the K render_card drew turned, when it did)."""
+    black = Image.new("L", (PHOTO_BOX.width, PHOTO_BOX.height), 0)
+    grey = Image.merge("CMYK", (*(card.crop(n, PHOTO_BOX) for n in "cmy"), black)).convert("L")
     ink = grey.point(lambda v: 255 - v).convert("1")  # Floyd-Steinberg; set = ink
+    turned = card.turned("k")
+    if turned is not None and ROTATIONS[rotate] is TURN and geometry == GEOMETRY:
+        k = turned.wire.copy()
+        paste_turned(k, ink.transpose(TURN), PHOTO_BOX[:2])
+        return k
     k = card.k.copy()
     k.paste(255, PHOTO_BOX[:2], ink)
-    return k
+    return to_wire(k, rotate, geometry)
 
 
 def _encode_1bit(panel: str, img: Image.Image, geometry: Geometry) -> PanelData:
@@ -332,7 +339,7 @@ def encode_card(card: CardImages, *, ribbon: str = "ymcko", colour_bits: int = 6
         if name == "o" and card.o is overlay():
             out.append(_standard_overlay(rotate, geometry))
         elif name == "k" and "y" not in ribbon:
-            out.append(_encode_1bit(name, to_wire(_mono_k(card), rotate, geometry), geometry))
+            out.append(_encode_1bit(name, _mono_k(card, rotate, geometry), geometry))
         elif name in "ko":
             out.append(_encode_1bit_panel(card, name, rotate, geometry))
         else:
