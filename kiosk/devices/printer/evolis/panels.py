@@ -292,7 +292,7 @@ def _base_prefix(base: Image.Image, lines: int) -> bytes:
     key = (id(base), lines)
     hit = _K_PREFIXES.get(key)
     if hit is None or hit[0] is not base:
-        if len(_K_PREFIXES) >= 32:
+        if len(_K_PREFIXES) >= 8:  # each holds its base, a full K panel
             _K_PREFIXES.clear()
         hit = _K_PREFIXES[key] = (base, _compressed_lines(base, 0, lines))
     return hit[1]
