@@ -4,7 +4,9 @@ Owns the card layout (`layout()`: an inspectable list of placed text boxes),
 text fitting, fonts, the static background and the decoding of the record's
 photo and signature. Text and the signature go on K (1-bit resin black,
 sharp); the background and the photo go on Y/M/C. Wire encoding of the panels
-lives in kiosk.devices.printer.evolis.panels.
+lives in kiosk.devices.printer.evolis.panels; to spare it work, `render_card` draws K
+already turned for the wire and leaves Y/M/C as the shared background plus the photo,
+building the landscape panels only when someone reads them (`CardImages`).
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from functools import cache, lru_cache
+from functools import cache, cached_property, lru_cache
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
@@ -29,6 +31,9 @@ MAX_IMAGE_SIDE = 4000
 # and a full panel goes as 1016 one-byte "black line" Dbc records (~1 KB, not ~80 KB).
 OVERLAY_MARGIN = 0
 MIN_FONT = 12  # px; text shrinks to this before it is refused
+# K is drawn turned a quarter clockwise, as it goes on the wire by default (rotate=90 in
+# kiosk.devices.printer.evolis.panels): the card's left edge, bottom to top, comes first.
+TURN, UNTURN = Image.Transpose.ROTATE_270, Image.Transpose.ROTATE_90
 
 _DEJAVU = Path("/usr/share/fonts/truetype/dejavu")
 _HAS_DEJAVU = all((_DEJAVU / f).is_file() for f in ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf"))
@@ -123,14 +128,26 @@ def _fits(text: str, size: int, bold: bool, width: int) -> bool:
     return right - min(left, 0) <= width
 
 
-@lru_cache(maxsize=8192)
-def _advance(char: str, size: int, bold: bool) -> float:
-    return font(size, bold).getlength(char, mode="L")
+class _Advances(dict[str, float]):
+    """Glyph advances of the font at one size, each measured when first needed."""
+
+    def __init__(self, size: int, bold: bool) -> None:
+        super().__init__()
+        self.font = font(size, bold)
+
+    def __missing__(self, char: str) -> float:
+        self[char] = advance = self.font.getlength(char, mode="L")
+        return advance
+
+
+@cache
+def _advances(size: int, bold: bool) -> _Advances:
+    return _Advances(size, bold)
 
 
 def _about_fits(text: str, size: int, bold: bool, width: int) -> bool:
     """Cheap estimate for wrapping (sum of glyph advances); `_wrapped` checks exactly."""
-    return sum(_advance(ch, size, bold) for ch in text) + 1 + size / 16 <= width
+    return sum(map(_advances(size, bold).__getitem__, text)) + 1 + size / 16 <= width
 
 
 Wrap = Callable[[str, int, bool, int], "list[str] | None"]
@@ -189,10 +206,12 @@ def _largest(text: str, size: int, bold: bool, box: Box, wrap: Wrap
     return best
 
 
+@lru_cache(maxsize=4096)
 def fit(field: str, text: str, box: Box, size: int, bold: bool = False,
         center: bool = False) -> Placed:
     """Place `text` in `box` at the largest size down to MIN_FONT, wrapped at spaces,
-    else wrapped anywhere; RenderError if it still does not fit."""
+    else wrapped anywhere; RenderError if it still does not fit. Cached: labels and many
+    values are the same on every card, and a Placed is immutable."""
     found = _largest(text, size, bold, box, _word_wrap) or _largest(
         text, size, bold, box, _char_wrap)
     if found is None:
@@ -232,6 +251,43 @@ def draw_placed(image: Image.Image, p: Placed) -> None:
     for (x, y), line in zip(p.origins, p.lines, strict=True):
         mask, dx, dy = _line_mask(line, p.font_size, p.bold)
         image.paste(255, (x + dx, y + dy), mask)
+
+
+@lru_cache(maxsize=1024)
+def _turned_mask(text: str, size: int, bold: bool) -> Image.Image:
+    return _line_mask(text, size, bold)[0].transpose(TURN)
+
+
+def paste_turned(wire: Image.Image, mask: Image.Image, at: tuple[int, int]) -> None:
+    """Set the ink of `mask` (already turned with TURN), meant for card position `at`, on
+    the turned card `wire`: card pixel (x, y) is wire pixel (CARD_SIZE[1] - 1 - y, x)."""
+    wire.paste(255, (CARD_SIZE[1] - at[1] - mask.width, at[0]), mask)
+
+
+def _draw_turned(wire: Image.Image, p: Placed) -> int:
+    """`draw_placed` on the turned card `wire`: the same ink, turned with TURN. Returns
+    the leftmost card column (first wire line) it may have inked."""
+    left = CARD_SIZE[0]
+    for (x, y), line in zip(p.origins, p.lines, strict=True):
+        _, dx, dy = _line_mask(line, p.font_size, p.bold)
+        paste_turned(wire, _turned_mask(line, p.font_size, p.bold), (x + dx, y + dy))
+        left = min(left, x + dx)
+    return left
+
+
+# Layout fields the same on (nearly) every card of a station: labels, colons and the
+# header. They are drawn once, on a cached K (keyed by the placed items themselves).
+FIXED_ITEMS = ("label:", "colon:", "provinsi", "kabupaten")
+
+
+@lru_cache(maxsize=8)
+def _fixed_ink(fixed: tuple[Placed, ...]) -> Image.Image:
+    """Turned K with only the `fixed` items drawn (shared: copy it). Keyed by the items
+    themselves, so it is drawn once per row layout (Nama and Alamat take one row or two)."""
+    k = Image.new("1", CARD_SIZE[::-1], 0)
+    for p in fixed:
+        _draw_turned(k, p)
+    return k
 
 
 def _field(record: Record, key: str) -> str:
@@ -291,6 +347,59 @@ def layout(record: Record) -> list[Placed]:
     return items
 
 
+class Patched:
+    """A panel that is `base` with `patch` pasted at `at`, built in full only when read."""
+
+    def __init__(self, base: Image.Image, patch: Image.Image, at: tuple[int, int]) -> None:
+        self.base, self.patch, self.at = base, patch, at
+
+    @cached_property
+    def image(self) -> Image.Image:
+        out = self.base.copy()
+        out.paste(self.patch, self.at)
+        return out
+
+    def crop(self, box: Box) -> Image.Image:
+        """`image.crop(box)`, without building the whole panel."""
+        out = self.base.crop(box)
+        out.paste(self.patch, (self.at[0] - box.left, self.at[1] - box.top))
+        return out
+
+
+class Turned:
+    """A panel drawn turned for the wire (`wire` is `image.transpose(TURN)`), turned back
+    to landscape only when read. Optionally, `wire` equals the shared, read-only `base`
+    on its first `same` lines (render_card: K drawn on the cached labels' K)."""
+
+    def __init__(self, wire: Image.Image, base: Image.Image | None = None,
+                 same: int = 0) -> None:
+        self.wire, self.base, self.same = wire, base, same
+
+    @cached_property
+    def image(self) -> Image.Image:
+        return self.wire.transpose(UNTURN)
+
+    def crop(self, box: Box) -> Image.Image:
+        return self.image.crop(box)
+
+
+class _Panel:
+    """A CardImages field that takes an image or a `Patched`/`Turned` one; reading it
+    always gives the image (a deferred one is built on first read, then kept)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, card: Any, owner: type | None = None) -> Image.Image:
+        if card is None:
+            raise AttributeError(self.name)  # dataclass: a field without a default
+        value = card.__dict__[self.name]
+        return value.image if isinstance(value, Patched | Turned) else value
+
+    def __set__(self, card: Any, value: Image.Image | Patched | Turned) -> None:
+        card.__dict__[self.name] = value
+
+
 @dataclass(frozen=True)
 class CardImages:
     """The landscape front side (1016 x 648) as printer panels.
@@ -303,14 +412,19 @@ class CardImages:
 
     `base` (optional) is a shared, read-only (y, m, c) that y, m, c equal outside
     the `changed` box: render_card draws the photo on the cached background, so
-    kiosk.devices.printer.evolis.panels packs the background once and then only the lines that cross
-    the photo.
+    kiosk.devices.printer.evolis.panels packs the background once and then only the
+    photo's area, which it splices into the packed background.
+
+    y, m, c and k may be given deferred, as `Patched` or `Turned`: render_card passes
+    y, m, c as the background with the photo patch, and k drawn turned for the wire, and
+    the encoder takes what it needs from them (`crop`, `turned`) without building the
+    landscape panels. Reading `card.y` etc. builds one once; it is then kept.
     """
 
-    y: Image.Image
-    m: Image.Image
-    c: Image.Image
-    k: Image.Image
+    y: Image.Image = _Panel()  # type: ignore[assignment]
+    m: Image.Image = _Panel()  # type: ignore[assignment]
+    c: Image.Image = _Panel()  # type: ignore[assignment]
+    k: Image.Image = _Panel()  # type: ignore[assignment]
     o: Image.Image
     base: tuple[Image.Image, Image.Image, Image.Image] | None = None
     changed: Box | None = None
@@ -318,6 +432,15 @@ class CardImages:
     def preview(self) -> Image.Image:
         """RGB picture of the printed card: subtractive C/M/Y with resin K on top."""
         return Image.merge("CMYK", (self.c, self.m, self.y, self.k.convert("L"))).convert("RGB")
+
+    def crop(self, name: str, box: Box) -> Image.Image:
+        """`getattr(self, name).crop(box)`, without building a deferred panel in full."""
+        return self.__dict__[name].crop(box)
+
+    def turned(self, name: str) -> Turned | None:
+        """Panel `name` as drawn turned with TURN, if render_card drew it so, else None."""
+        value = self.__dict__[name]
+        return value if isinstance(value, Turned) else None
 
 
 @cache
@@ -384,21 +507,28 @@ def _signature_ink(record: Record) -> Image.Image:
     """The signature as a 1-bit ink mask fitted to SIGNATURE_BOX."""
     size = (SIGNATURE_BOX.width, SIGNATURE_BOX.height)
     sig = _open_image(record.signature_png, "PNG", "signature", size)
-    sig = ImageOps.contain(sig.convert("RGBA"), size, Image.Resampling.BILINEAR)
-    grey = Image.alpha_composite(Image.new("RGBA", sig.size, "white"), sig).convert("L")
+    if sig.mode in ("L", "RGB") and "transparency" not in sig.info:
+        # opaque: the very grey levels that compositing it on white gives, in one band
+        grey = ImageOps.contain(sig, size, Image.Resampling.BILINEAR).convert("L")
+    else:
+        sig = ImageOps.contain(sig.convert("RGBA"), size, Image.Resampling.BILINEAR)
+        grey = Image.alpha_composite(Image.new("RGBA", sig.size, "white"), sig).convert("L")
     return ImageOps.invert(grey).convert("1", dither=Image.Dither.NONE)  # ink: darker than 128
 
 
 def render_card(record: Record) -> CardImages:
     """Draw the front side of `record`; the same record gives byte-identical panels."""
     placed = layout(record)
-    y, m, c = (panel.copy() for panel in _background())
-    for panel, photo in zip((y, m, c), _photo_ymc(record), strict=True):
-        panel.paste(photo, PHOTO_BOX[:2])
-    k = Image.new("1", CARD_SIZE, 0)
-    for p in placed:
-        draw_placed(k, p)
+    y, m, c = (Patched(panel, photo, PHOTO_BOX[:2])
+               for panel, photo in zip(_background(), _photo_ymc(record), strict=True))
+    fixed = _fixed_ink(tuple(p for p in placed if p.field.startswith(FIXED_ITEMS)))
     sig, box = _signature_ink(record), SIGNATURE_BOX
-    k.paste(255, (box.left + (box.width - sig.width) // 2,
-                box.top + (box.height - sig.height) // 2), sig)
-    return CardImages(y=y, m=m, c=c, k=k, o=overlay(), base=_background(), changed=PHOTO_BOX)
+    at = (box.left + (box.width - sig.width) // 2, box.top + (box.height - sig.height) // 2)
+    k, same = fixed.copy(), at[0]  # wire lines before `same` keep the fixed K's ink
+    paste_turned(k, sig.transpose(TURN), at)
+    for p in placed:
+        if not p.field.startswith(FIXED_ITEMS):
+            same = min(same, _draw_turned(k, p))
+    same -= same % 16  # fewer lines, but the same count on most cards (the encoder's cache)
+    return CardImages(y=y, m=m, c=c, k=Turned(k, fixed, max(same, 0)), o=overlay(),
+                      base=_background(), changed=PHOTO_BOX)

@@ -18,14 +18,19 @@ from PIL import Image, ImageDraw
 
 from kiosk.card.render import (
     CARD_SIZE,
+    FIXED_ITEMS,
     IMAGE_BOXES,
     MAX_CHARS,
     MIN_FONT,
     OVERLAY_MARGIN,
     PHOTO_BOX,
     SIGNATURE_BOX,
+    TURN,
     Box,
+    CardImages,
+    Patched,
     RenderError,
+    Turned,
     draw_placed,
     layout,
     render_card,
@@ -287,3 +292,78 @@ def test_opaque_greyscale_signature_and_cmyk_photo_are_accepted():
     Image.new("CMYK", (120, 160), (0, 200, 200, 0)).save(photo, "JPEG")
     card = render_card(make_record(photo=photo.getvalue(), signature=sig_png.getvalue()))
     assert card.k.crop(SIGNATURE_BOX).getbbox() is not None
+
+
+def png_bytes(img: Image.Image, **params) -> bytes:
+    out = io.BytesIO()
+    img.save(out, "PNG", **params)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+def test_opaque_signature_inks_k_as_its_rgba_form_does(mode):
+    """Opaque greyscale and RGB signatures skip the RGBA round trip, with the same ink."""
+    sig = Image.new(mode, (400, 150), "white")
+    ImageDraw.Draw(sig).line([(20, 100), (120, 30), (220, 120), (380, 40)], fill="grey", width=7)
+    direct = render_card(make_record(signature=png_bytes(sig))).k
+    via_rgba = render_card(make_record(signature=png_bytes(sig.convert("RGBA")))).k
+    assert direct.tobytes() == via_rgba.tobytes()
+
+
+def test_greyscale_signature_with_a_transparent_key_keeps_it_transparent():
+    sig = Image.new("L", (400, 150), 7)  # 7 is the transparent key: black if it were opaque
+    ImageDraw.Draw(sig).line([(20, 100), (380, 40)], fill=0, width=7)
+    keyed = render_card(make_record(signature=png_bytes(sig, transparency=7))).k
+    assert keyed.tobytes() == render_card(make_record(signature=png_bytes(
+        Image.open(io.BytesIO(png_bytes(sig, transparency=7))).convert("RGBA")))).k.tobytes()
+    assert keyed.crop(SIGNATURE_BOX).getbbox() != (render_card(
+        make_record(signature=png_bytes(sig))).k.crop(SIGNATURE_BOX).getbbox())
+
+
+def test_k_from_the_cached_labels_equals_k_drawn_item_by_item():
+    """Labels come from a K drawn once per row layout: records that shift the rows
+    (a two-row Nama and Alamat), one after another, still get their own labels."""
+    for record in (make_record(), make_record(**LONGEST), make_record(nama="SITI " * 9),
+                   make_record()):
+        expected = Image.new("1", CARD_SIZE, 0)
+        for p in layout(record):
+            draw_placed(expected, p)
+        k = render_card(record).k.copy()
+        for img in (expected, k):
+            img.paste(0, SIGNATURE_BOX)
+        assert k.tobytes() == expected.tobytes()
+
+
+def test_deferred_panels_are_built_as_the_eager_ones_were():
+    base = Image.linear_gradient("L").resize(CARD_SIZE)
+    patch = Image.effect_noise((PHOTO_BOX.width, PHOTO_BOX.height), 40)
+    eager = base.copy()
+    eager.paste(patch, PHOTO_BOX[:2])
+    patched = Patched(base, patch, PHOTO_BOX[:2])
+    assert patched.image.tobytes() == eager.tobytes()
+    for box in (PHOTO_BOX, Box(0, 0, *CARD_SIZE), Box(700, 100, 800, 200), Box(0, 0, 10, 10),
+                Box(PHOTO_BOX.left - 3, 164, PHOTO_BOX.right, 444)):
+        assert patched.crop(box).tobytes() == eager.crop(box).tobytes(), box
+    ink = render_card(make_record()).k
+    turned = Turned(ink.transpose(TURN))
+    assert turned.image.tobytes() == ink.tobytes()
+    card = CardImages(y=patched, m=base, c=base, k=turned, o=ink)
+    assert card.y.tobytes() == eager.tobytes() and card.k.tobytes() == ink.tobytes()
+    assert card.crop("y", PHOTO_BOX).tobytes() == eager.crop(PHOTO_BOX).tobytes()
+    assert card.turned("k") is turned and card.turned("o") is None
+
+
+def test_rendered_k_is_drawn_turned_for_the_wire_on_the_cached_fixed_k():
+    """The encoder takes K's first `same` wire lines from the cached K of the fixed items:
+    they must hold no ink of the record's own (header changes included)."""
+    for record in (make_record(**LONGEST), make_record(), make_record(provinsi="ACEH"),
+                   make_record(kabupaten="JAYAWIJAYA", nama="J " * 20)):
+        card = render_card(record)
+        turned = card.turned("k")
+        assert turned is not None and turned.base is not None
+        assert turned.wire.size == CARD_SIZE[::-1]
+        assert card.k.transpose(TURN).tobytes() == turned.wire.tobytes()
+        assert 0 < turned.same <= min(p.box.left for p in layout(record)
+                                      if not p.field.startswith(FIXED_ITEMS))
+        lines = (0, 0, CARD_SIZE[1], turned.same)
+        assert turned.wire.crop(lines).tobytes() == turned.base.crop(lines).tobytes()

@@ -19,7 +19,7 @@ from kiosk.devices.printer.evolis.panels import (
     unpack_colour,
 )
 from kiosk.devices.printer.evolis.protocol import Geometry, compress_1bit, decompress_1bit
-from tests.card.test_render import LONGEST, make_record
+from tests.card.test_render import LONGEST, make_record, photo_jpeg
 
 GEOMETRY = Geometry()
 CODES = {5: 32, 6: 64, 7: 128}
@@ -247,3 +247,19 @@ def test_render_preview_is_composited_from_the_wire_panels(card):
     assert preview.getpixel((x, y)) == (0, 0, 0)
     diff = [abs(a - b) for a, b in zip(preview.tobytes(), direct.tobytes(), strict=True)]
     assert 0 < max(diff) <= 8  # only 6-bit quantization separates them
+
+
+def test_cards_encoded_out_of_order_or_after_reading_their_panels_are_unchanged():
+    """Encoding takes parts of the deferred panels (photo patch, turned K): two records
+    rendered one after another, encoded in reverse order and again once every panel has
+    been read, give the bytes of encoding each fresh card."""
+    records = (make_record(**LONGEST), make_record(photo=photo_jpeg(colour=(20, 90, 200)),
+                                                   nama="ASEP SUHERMAN"))
+    fresh = [encode_card(render_card(r)) for r in records]
+    cards = [render_card(r) for r in records]
+    assert [encode_card(c) for c in reversed(cards)] == fresh[::-1]
+    for c in cards:
+        c.preview()  # builds y, m, c and k
+    assert [encode_card(c) for c in cards] == fresh
+    plain = [CardImages(**{n: getattr(c, n) for n in "ymcko"}) for c in cards]
+    assert [encode_card(c) for c in plain] == fresh

@@ -3,7 +3,8 @@
 Owns the way from the landscape `CardImages` to the panel bytes the printer receives
 -- the quarter turn, 1-bit and 5/6/7-bit colour packing, the choice of `Dbc`
 compression -- and the way back (`decode_card`, `render_preview`) so operators and
-tests see exactly what is sent.
+tests see exactly what is sent. From a rendered card it takes the K that render_card
+drew turned, and packs the colour background once, then only the photo's area per card.
 
 Orientation: `rotate=90` turns the card a quarter clockwise, as Evolis's own driver
 does (tests/fixtures/evolis-card-text.prn): the card's left edge is the first wire
@@ -19,12 +20,23 @@ Without colour panels the photo is dithered into K so the card still carries it.
 from __future__ import annotations
 
 import binascii
+import math
 from dataclasses import dataclass, field
 from functools import cache
 
 from PIL import Image
 
-from kiosk.card.render import CARD_SIZE, PHOTO_BOX, Box, CardImages, overlay, render_card
+from kiosk.card.render import (
+    CARD_SIZE,
+    PHOTO_BOX,
+    TURN,
+    Box,
+    CardImages,
+    Turned,
+    overlay,
+    paste_turned,
+    render_card,
+)
 from kiosk.contract.record import Record
 from kiosk.devices.printer.evolis.protocol import (
     COLOUR_BITS,
@@ -193,14 +205,20 @@ def from_wire(panel: Image.Image, rotate: int) -> Image.Image:
     return turned.transpose(ROTATIONS[270 if rotate == 90 else 90])
 
 
-def _mono_k(card: CardImages) -> Image.Image:
-    """K with the photo dithered in, for ribbons without colour panels."""
-    black = Image.new("L", CARD_SIZE, 0)
-    grey = Image.merge("CMYK", (card.c, card.m, card.y, black)).crop(PHOTO_BOX).convert("L")
+def _mono_k(card: CardImages, rotate: int, geometry: Geometry) -> Image.Image:
+    """K with the photo dithered in, for ribbons without colour panels, turned for the wire
+    (from the K render_card drew turned, when it did)."""
+    black = Image.new("L", (PHOTO_BOX.width, PHOTO_BOX.height), 0)
+    grey = Image.merge("CMYK", (*(card.crop(n, PHOTO_BOX) for n in "cmy"), black)).convert("L")
     ink = grey.point(lambda v: 255 - v).convert("1")  # Floyd-Steinberg; set = ink
+    turned = card.turned("k")
+    if turned is not None and ROTATIONS[rotate] is TURN and geometry == GEOMETRY:
+        k = turned.wire.copy()
+        paste_turned(k, ink.transpose(TURN), PHOTO_BOX[:2])
+        return k
     k = card.k.copy()
     k.paste(255, PHOTO_BOX[:2], ink)
-    return k
+    return to_wire(k, rotate, geometry)
 
 
 def _encode_1bit(panel: str, img: Image.Image, geometry: Geometry) -> PanelData:
@@ -211,31 +229,94 @@ def _encode_1bit(panel: str, img: Image.Image, geometry: Geometry) -> PanelData:
     return PanelData(panel, MONO_CODE, raw, False)
 
 
-_PACKED_BASES: dict[tuple[int, int, int], tuple[Image.Image, bytes]] = {}
+_PACKED_BASES: dict[tuple[int, int, int], tuple[Image.Image, bytes, Image.Image]] = {}
 
 
-def _packed_base(img: Image.Image, bits: int, rotate: int) -> bytes:
-    """A shared base panel, packed once (keyed by identity: bases are never modified)."""
+def _packed_base(img: Image.Image, bits: int, rotate: int) -> tuple[bytes, Image.Image]:
+    """A shared base panel, packed once (keyed by identity: bases are never modified), and
+    the same bytes as a mode "L" image one wire line per row, to splice patches into."""
     key = (id(img), bits, rotate)
     hit = _PACKED_BASES.get(key)
     if hit is None or hit[0] is not img:
         if len(_PACKED_BASES) >= 32:
             _PACKED_BASES.clear()
-        hit = _PACKED_BASES[key] = (img, pack_colour(to_wire(img, rotate, GEOMETRY), bits))
+        packed = pack_colour(to_wire(img, rotate, GEOMETRY), bits)
+        grid = Image.frombytes("L", (GEOMETRY.width * bits // 8, GEOMETRY.height), packed)
+        hit = _PACKED_BASES[key] = (img, packed, grid)
+    return hit[1], hit[2]
+
+
+def _patch_area(changed: Box, rotate: int, bits: int) -> tuple[Box, int, int]:
+    """The card area to pack again for `changed`, its first wire line and its first byte
+    in each wire line. The area is `changed` with its rows widened so that on the wire it
+    starts and ends on a byte boundary (6 bits: 4 pixels make 3 bytes; 5 and 7: 8 pixels)."""
+    height, group = CARD_SIZE[1], 8 // math.gcd(bits, 8)
+    # rotate 90: wire pixel p is card row height - 1 - p; rotate 270: card row p
+    low, high = ((height - changed.bottom, height - changed.top) if rotate == 90
+                 else (changed.top, changed.bottom))
+    low, high = low - low % group, -(-high // group) * group
+    top, bottom = (height - high, height - low) if rotate == 90 else (low, high)
+    # rotate 90: wire line n is card column n; rotate 270: column CARD_SIZE[0] - 1 - n
+    first = changed.left if rotate == 90 else CARD_SIZE[0] - changed.right
+    return changed._replace(top=top, bottom=bottom), first, low * bits // 8
+
+
+def _pack_colour_panel(card: CardImages, name: str, bits: int, rotate: int,
+                       geometry: Geometry) -> bytes:
+    """pack_colour(to_wire(panel)): the packed base with only the `changed` area packed
+    again and spliced in (each wire line crossing it keeps its base bytes around it)."""
+    base = card.base["ymc".index(name)] if card.base else None
+    changed = card.changed
+    if base is None or changed is None or geometry != GEOMETRY:
+        return pack_colour(to_wire(getattr(card, name), rotate, geometry), bits)
+    area, first, offset = _patch_area(changed, rotate, bits)
+    patch = pack_colour(card.crop(name, area).transpose(ROTATIONS[rotate]), bits)
+    packed, grid = _packed_base(base, bits, rotate)
+    line, lines = grid.width, area.width
+    strip = grid.crop((0, first, line, first + lines))
+    strip.paste(Image.frombytes("L", (len(patch) // lines, lines), patch), (offset, 0))
+    return b"".join((packed[:first * line], strip.tobytes(), packed[(first + lines) * line:]))
+
+
+_K_PREFIXES: dict[tuple[int, int], tuple[Image.Image, bytes]] = {}
+
+
+def _compressed_lines(img: Image.Image, first: int, end: int) -> bytes:
+    """compress_1bit of the wire-oriented 1-bit `img`'s lines first..end-1."""
+    part = img.crop((0, first, img.width, end))
+    return compress_1bit(pack_1bit(part), Geometry(img.width, end - first))
+
+
+def _base_prefix(base: Image.Image, lines: int) -> bytes:
+    """The `Dbc` records of a shared base's first lines, made once (keyed by identity)."""
+    key = (id(base), lines)
+    hit = _K_PREFIXES.get(key)
+    if hit is None or hit[0] is not base:
+        if len(_K_PREFIXES) >= 8:  # each holds its base, a full K panel
+            _K_PREFIXES.clear()
+        hit = _K_PREFIXES[key] = (base, _compressed_lines(base, 0, lines))
     return hit[1]
 
 
-def _pack_colour_panel(img: Image.Image, base: Image.Image | None, changed: Box | None,
-                       bits: int, rotate: int, geometry: Geometry) -> bytes:
-    """pack_colour(to_wire(img)), reusing the packed `base` outside the `changed` lines."""
-    if base is None or changed is None or geometry != GEOMETRY:
-        return pack_colour(to_wire(img, rotate, geometry), bits)
-    strip = img.crop((changed.left, 0, changed.right, CARD_SIZE[1])).transpose(ROTATIONS[rotate])
-    # rotate 90: wire line n is card column n; rotate 270: column CARD_SIZE[0] - 1 - n
-    first = changed.left if rotate == 90 else CARD_SIZE[0] - changed.right
-    line = geometry.width * bits // 8
-    packed = _packed_base(base, bits, rotate)
-    return packed[:first * line] + pack_colour(strip, bits) + packed[(first + strip.height) * line:]
+def _encode_turned(name: str, turned: Turned) -> PanelData:
+    """`_encode_1bit` of a panel render_card drew turned: the `Dbc` records of the lines
+    it shares with its base are made once per base; only the others are packed."""
+    if turned.base is None or not 0 < turned.same < turned.wire.height:
+        return _encode_1bit(name, turned.wire, GEOMETRY)
+    packed = _base_prefix(turned.base, turned.same) + _compressed_lines(
+        turned.wire, turned.same, turned.wire.height)
+    if len(packed) < GEOMETRY.panel_bytes(1):
+        return PanelData(name, MONO_CODE, packed, True)
+    return PanelData(name, MONO_CODE, pack_1bit(turned.wire), False)
+
+
+def _encode_1bit_panel(card: CardImages, name: str, rotate: int, geometry: Geometry
+                       ) -> PanelData:
+    """The 1-bit panel `name` (k or o); taken as drawn if render_card drew it turned."""
+    turned = card.turned(name)
+    if turned is not None and ROTATIONS[rotate] is TURN and geometry == GEOMETRY:
+        return _encode_turned(name, turned)
+    return _encode_1bit(name, to_wire(getattr(card, name), rotate, geometry), geometry)
 
 
 @cache
@@ -253,18 +334,16 @@ def encode_card(card: CardImages, *, ribbon: str = "ymcko", colour_bits: int = 6
         raise ValueError(f"colour_bits must be one of {sorted(COLOUR_CODES)}")
     if rotate not in ROTATIONS:
         raise ValueError(f"rotate must be 90 or 270, not {rotate!r}")
-    k = card.k if "y" in ribbon else _mono_k(card)
-    images = {"y": card.y, "m": card.m, "c": card.c, "k": k, "o": card.o}
-    bases = dict(zip("ymc", card.base or (None, None, None), strict=True))
     out = []
     for name in ribbon:
         if name == "o" and card.o is overlay():
             out.append(_standard_overlay(rotate, geometry))
+        elif name == "k" and "y" not in ribbon:
+            out.append(_encode_1bit(name, _mono_k(card, rotate, geometry), geometry))
         elif name in "ko":
-            out.append(_encode_1bit(name, to_wire(images[name], rotate, geometry), geometry))
+            out.append(_encode_1bit_panel(card, name, rotate, geometry))
         else:
-            data = _pack_colour_panel(images[name], bases[name], card.changed, colour_bits,
-                                      rotate, geometry)
+            data = _pack_colour_panel(card, name, colour_bits, rotate, geometry)
             out.append(PanelData(name, COLOUR_CODES[colour_bits], data, False))
     return out
 
