@@ -51,7 +51,7 @@ def make_renderer(printer: CardPrinter) -> Callable[[bytes], Any]:
     """Spooled record JSON → the document *printer* gets (its driver's `prepare`)."""
 
     def render(payload: bytes) -> Any:
-        record = parse_record(payload)  # verified when it arrived
+        record = parse_record(payload, decode_images=False)  # checked in full on arrival
         return printer.prepare(render_card(record))
 
     return render

@@ -328,6 +328,21 @@ def test_an_image_that_does_not_decode_in_full_is_bad_image(key: str, make) -> N
     assert rejected.record_id == RID
 
 
+def test_a_record_read_again_to_be_drawn_skips_only_the_full_decode() -> None:
+    """The renderer reads records that passed in full on arrival: it skips the pixels,
+    never the other checks."""
+    obj = base()
+    obj["photo_jpeg"] = base64.b64encode(big_jpeg_cut(40_000)).decode("ascii")
+    payload = encode(obj)
+    with pytest.raises(Rejected):
+        parse_record(payload, today=TODAY)
+    assert parse_record(payload, today=TODAY, decode_images=False).record_id == RID
+    obj["photo_jpeg"] = base64.b64encode(b"not a jpeg at all").decode("ascii")
+    with pytest.raises(Rejected) as info:
+        parse_record(encode(obj), today=TODAY, decode_images=False)
+    assert info.value.code == "bad-image"
+
+
 @pytest.mark.parametrize(("mode", "progressive"), [
     ("RGB", False), ("RGB", True), ("L", False), ("CMYK", False)])
 def test_whole_photos_of_every_kind_pass(mode: str, progressive: bool) -> None:
@@ -357,7 +372,7 @@ def test_whole_photos_of_every_kind_pass(mode: str, progressive: bool) -> None:
 ])
 def test_payload_level_rejections(payload: bytes, code: str, detail: str) -> None:
     with pytest.raises(Rejected) as info:
-        parse_record(payload)
+        parse_record(payload, today=TODAY)
     assert info.value.code == code
     assert detail in info.value.detail
     assert info.value.record_id is None
