@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 
 Renderer = Callable[[bytes], Any]  # spooled record → the driver's document
 PICK_ANSWER_TIMEOUT = 30.0
+# How long the station thread stands aside after allowing a pick the printer thread is
+# waiting for, so that `Ss` goes out before the rest of the station's step (see answer_pick).
+PICK_HANDOFF_S = 0.005
 PROBE = ev.ProbePrinter()
 
 
@@ -53,6 +56,7 @@ class PrintWorker:
         resync_s: float = 6.0,
         card_budget_s: float = 600.0,
         step_budget_s: float = 60.0,
+        pick_handoff_s: float = PICK_HANDOFF_S,
     ) -> None:
         self.printer = printer
         self.render = render
@@ -64,6 +68,11 @@ class PrintWorker:
             queue.Queue())
         self._unresolved: tuple[tuple[str, dict | None], ...] = ()
         self._answers: queue.Queue[ev.AnswerPick] = queue.Queue()
+        # The pick request whose answer the printer thread waits for, or will as soon as
+        # its current command is answered (a chained card's): see answer_pick.
+        self._awaiting: int | None = None
+        self._pick_sent = threading.Event()
+        self.pick_handoff_s = pick_handoff_s
         self.tokens = itertools.count(1)  # one per pick request (PickRequested.token)
         self._renders: dict[str, Future] = {}
         self._ahead: ev.StartCard | None = None  # the card the core said is next (Prefetch)
@@ -125,7 +134,17 @@ class PrintWorker:
         self._jobs.put(ev.ResolveCards(tuple(cards)))
 
     def answer_pick(self, answer: ev.AnswerPick) -> None:
+        """Hand the core's answer over. If the printer thread waits for it (or will, once its
+        current command is answered) and the pick is allowed, wait at most PICK_HANDOFF_S
+        for `Ss` to be answered. The caller's thread would otherwise go on with Python work
+        while the printer thread waits for the GIL at every step to `Ss` (each serial call
+        gives the GIL up; CPython hands it back when its holder blocks, or after a 5 ms
+        switch interval): the gap between two cards grew by ~0.6 ms (docs/performance.md)."""
+        hand_off = answer.allow and self._awaiting == answer.token
+        self._pick_sent.clear()
         self._answers.put(answer)
+        if hand_off:
+            self._pick_sent.wait(self.pick_handoff_s)
 
     # -- the printer thread ---------------------------------------------------------
 
@@ -270,6 +289,7 @@ class PrintWorker:
             return None, None
         counts = self._counters()  # the card is out: these are the next pick's counts
         chained = _Chained(next(self.tokens))
+        self._awaiting = chained.token  # waited for right after the next card's settings
         self.emit(ev.CardPrinted(job.record_id, how,
                                  then=ev.PickRequested(upcoming.record_id, counts, chained.token)))
         self.printer.finish()  # and the next card's settings, while the core commits
@@ -296,16 +316,20 @@ class PrintWorker:
     def _await_answer(self, token: int) -> bool:
         """The core's answer to request *token*; answers to earlier requests are dropped."""
         deadline = time.monotonic() + PICK_ANSWER_TIMEOUT
-        while not self._stop.is_set():
-            try:
-                answer = self._answers.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                return False
-            if answer.token == token:
-                return answer.allow
-            log.info("dropped a late pick answer for %s (request %d, waiting for %d)",
-                     answer.record_id, answer.token, token)
-        return False
+        self._awaiting = token
+        try:
+            while not self._stop.is_set():
+                try:
+                    answer = self._answers.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    return False
+                if answer.token == token:
+                    return answer.allow
+                log.info("dropped a late pick answer for %s (request %d, waiting for %d)",
+                         answer.record_id, answer.token, token)
+            return False
+        finally:
+            self._awaiting = None
 
 
 class _Chained:
@@ -366,6 +390,7 @@ class _Hooks:
         return token
 
     def picked(self, marks: dict | None = None) -> None:
+        self.worker._pick_sent.set()
         self.was_picked = True
         self.worker.emit(ev.CardPicked(self.record_id, marks))
 

@@ -206,7 +206,8 @@ class EvolisPrinter:
         name = frame[1:].split(b";", 1)[0].split(b"\r", 1)[0].decode("ascii", "replace")
         try:
             port.reset_input_buffer()  # stale bytes (line noise) are not this reply
-            port.write_timeout = timeout  # a printer that stops reading must not hang us
+            if port.write_timeout != timeout:  # setting it reconfigures the port
+                port.write_timeout = timeout  # a printer that stops reading must not hang us
             port.write(frame)
             reply = self._read_reply(port, timeout)
         except serial.SerialTimeoutException as exc:
