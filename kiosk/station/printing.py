@@ -118,12 +118,9 @@ class PrintWorker:
     def prefetch(self, record_id: str, payload: bytes) -> None:
         """Render this card ahead; only one is kept (a card is 1.5 MB of panels), so a
         card rendered for a job that another overtook is dropped."""
-        self._render_ahead(record_id, payload)
-        self._ahead = ev.StartCard(record_id, payload)
-
-    def _render_ahead(self, record_id: str, payload: bytes) -> None:
         if record_id not in self._renders:
             self._renders = {record_id: self._pool.submit(self.render, payload)}
+        self._ahead = ev.StartCard(record_id, payload)
 
     def probe_now(self) -> None:
         """Look at the printer at once (a person says the fault is cleared)."""
@@ -139,7 +136,7 @@ class PrintWorker:
         for `Ss` to be answered. The caller's thread would otherwise go on with Python work
         while the printer thread waits for the GIL at every step to `Ss` (each serial call
         gives the GIL up; CPython hands it back when its holder blocks, or after a 5 ms
-        switch interval): the gap between two cards grew by ~0.6 ms (docs/performance.md)."""
+        switch interval): the gap between two cards was ~1 ms longer (docs/performance.md)."""
         hand_off = answer.allow and self._awaiting == answer.token
         self._pick_sent.clear()
         self._answers.put(answer)
