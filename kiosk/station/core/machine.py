@@ -46,7 +46,7 @@ from kiosk.station.core.state import (
 )
 from kiosk.station.core.stock import StockWatch
 from kiosk.station.core.throttle import LogThrottle
-from kiosk.station.spool import Spool
+from kiosk.station.spool import Job, Spool
 
 log = logging.getLogger(__name__)
 
@@ -287,8 +287,7 @@ class StationCore:
 
     def _complete(self, record_id: str, detail: str) -> None:
         self.spool.book("printed", 1, record_id)
-        self.spool.update_job(record_id, phase=None, pick_counts=None)
-        self.set_job(record_id, JobState.COMPLETED, (), detail)
+        self.set_job(record_id, JobState.COMPLETED, (), detail, phase=None, pick_counts=None)
 
     def _on_card_failed(self, event: ev.CardFailed) -> list:
         """The ledger rules, stated once for every driver (card-printer.md, Printer drivers):
@@ -401,7 +400,7 @@ class StationCore:
             return []
         self.state.current = job.record_id
         self.state.printer = PrinterCondition.BUSY
-        self.set_job(job.record_id, JobState.PROCESSING, (), "sent to the card printer")
+        self.set_job(job.record_id, JobState.PROCESSING, (), "sent to the card printer", job=job)
         return [ev.StartCard(job.record_id, job.payload)]
 
     def _set_aside(self, record_id: str) -> None:
@@ -488,11 +487,15 @@ class StationCore:
     def topic(self, leaf: str) -> str:
         return self.out.topic(leaf)
 
-    def set_job(self, record_id: str, state: str, reasons: tuple[str, ...], detail: str) -> None:
-        """Move a job to *state* (a move of the lifecycle table) and tell the district."""
-        job = self.spool.job(record_id)
+    def set_job(self, record_id: str, state: str, reasons: tuple[str, ...], detail: str,
+                *, job: Job | None = None, **columns: object) -> None:
+        """Move a job to *state* (a move of the lifecycle table) and tell the district.
+
+        *job*: the job as just read, if the caller has it; *columns*: other columns
+        changed in the same update (between two cards every statement counts)."""
+        job = job or self.spool.job(record_id)
         check_transition(record_id, job.state if job else None, state)
-        self.spool.update_job(record_id, state=state, reasons=reasons, detail=detail)
+        self.spool.update_job(record_id, state=state, reasons=reasons, detail=detail, **columns)
         self.out.job_event(record_id, state, reasons, detail)
 
     def _active_alerts(self) -> dict[str, str]:
