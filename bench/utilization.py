@@ -4,8 +4,11 @@
 station renders the next card while the current one prints, so the gap is only
 the few commands and one spool commit between cards. Beside it, in the same run:
 an ideal host (pyserial alone, panels ready, no spool, no broker) driving the
-same simulator; and the CPU seconds per card (user + system, /proc/PID/stat, from
-the first record sent to the last card out) and peak RSS of the `kiosk run` process.
+same simulator; the same host also reading the two counters after each card, as
+the crash rule makes the station do before the next pick (the protocol's floor:
+seven round trips between cards instead of five); and the CPU seconds per card
+(user + system, /proc/PID/stat, from the first record sent to the last card out)
+and peak RSS of the `kiosk run` process.
 Goals: printer busy >= 99 %, gap <= bare pyserial + 2 ms, RSS <= 80 MB.
 
     python bench/utilization.py [--records 30] [--card-ms 200]
@@ -64,11 +67,15 @@ def station_run(world: World, count: int, card_s: float) -> tuple[list, float, f
     return printer.cards, rss, cpu_per_card
 
 
-def ideal_run(world: World, count: int, card_s: float) -> list:
-    """The same card sequence from a bare pyserial loop, panels rendered beforehand."""
+def ideal_run(world: World, count: int, card_s: float, *, counters: bool = False) -> list:
+    """The same card sequence from a bare pyserial loop, panels rendered beforehand.
+
+    *counters*: also read `Rco;c` and `Rco;p` after each card, as the station must before
+    the next pick (the crash rule): the protocol's own floor, with no spool and no core."""
     cards = [encode_card(render_card(parse_record(json.dumps(make_record(i)).encode())))
              for i in range(1, count + 1)]
-    printer = PrinterSimulator(str(world.dir / "ideal"), card_seconds=card_s, feeder=count + 5)
+    name = "floor" if counters else "ideal"
+    printer = PrinterSimulator(str(world.dir / name), card_seconds=card_s, feeder=count + 5)
     printer.start()
     port = serial.serial_for_url(printer.path, 115200, timeout=card_s + 5)
     try:
@@ -77,7 +84,10 @@ def ideal_run(world: World, count: int, card_s: float) -> list:
                       evolis.command("Pmi", "F"), evolis.command("Ss"), evolis.command("Sr")]
             frames += [evolis.download_compressed(p.panel, p.data) if p.compressed
                        else evolis.download(p.panel, p.code, p.data) for p in panels]
-            frames += [evolis.command("Se"), evolis.command("Pem", 0)]
+            frames.append(evolis.command("Se"))
+            if counters:
+                frames += [evolis.command("Rco", "c"), evolis.command("Rco", "p")]
+            frames.append(evolis.command("Pem", 0))
             for frame in frames:
                 port.write(frame)
                 port.read_until(b"\r")
@@ -98,10 +108,12 @@ def main() -> None:
     try:
         cards, rss, cpu = station_run(world, args.records, card_s)
         ideal = ideal_run(world, args.records, card_s)
+        floor = ideal_run(world, args.records, card_s, counters=True)
     finally:
         world.close()
     gaps, busy = gaps_and_busy(cards)
     ideal_gaps, ideal_busy = gaps_and_busy(ideal)
+    floor_gaps, floor_busy = gaps_and_busy(floor)
     table = Table(title=f"{args.records} queued records, {args.card_ms:g} ms per card")
     for column in ("host", "gap p50", "gap p95", "printer busy"):
         table.add_column(column)
@@ -109,6 +121,8 @@ def main() -> None:
                   f"{busy:.2%}")
     table.add_row("baseline: bare pyserial, panels ready", ms(percentile(ideal_gaps, 50)),
                   ms(percentile(ideal_gaps, 95)), f"{ideal_busy:.2%}")
+    table.add_row("floor: bare pyserial + the two counter reads", ms(percentile(floor_gaps, 50)),
+                  ms(percentile(floor_gaps, 95)), f"{floor_busy:.2%}")
     Console().print(table)
     extra = percentile(gaps, 50) - percentile(ideal_gaps, 50)
     Console().print(f"gap p50 above the baseline: {extra * 1000:.2f} ms (goal <= 2 ms)")
