@@ -33,3 +33,15 @@ def test_a_core_that_imports_a_device_breaks_the_named_rule(tmp_path: Path) -> N
     assert result.returncode != 0
     assert "The station's core takes events and returns actions" in result.stdout
     assert "kiosk.station.core.stock -> serial" in result.stdout
+
+
+def test_the_district_loads_no_image_decoder() -> None:
+    """The router, the page and the district's commands check a record's envelope and id,
+    never its pixels: Pillow, simplejpeg and numpy stay out of their processes."""
+    modules = ("kiosk.district.router", "kiosk.district.web.server", "kiosk.district.cli")
+    probe = (f"import sys; import {', '.join(modules)}; "
+             "print(sorted(m for m in ('PIL', 'simplejpeg', 'numpy') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -10,20 +10,20 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
-import json
 import re
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-import simplejpeg
-from PIL import Image
-
-if TYPE_CHECKING:
-    from kiosk.contract.signing import Verifier
+from kiosk.contract.rejected import (
+    MAX_PAYLOAD_BYTES,
+    RECORD_ID,
+    Rejected,
+    known_record_id,
+    load_payload,
+    show_key,
+)
 
 FIELD_NAMES: tuple[str, ...] = (
     "provinsi", "kabupaten", "nama", "tempat_lahir", "tanggal_lahir", "jenis_kelamin",
@@ -46,8 +46,6 @@ class Record:
 
 
 SCHEMA = "ektp.record/1"
-MAX_PAYLOAD_BYTES = 256 * 1024
-MAX_DEPTH = 8  # a valid record nests 2 deep (record > fields / sig)
 MAX_FIELD_CHARS = 200
 # What the card layout can carry (kiosk/card/render.py fits these, shrinking and wrapping):
 # a longer value is rejected when the record arrives, not found unprintable later.
@@ -71,7 +69,6 @@ SIG_KEYS = frozenset({"alg", "key_id", "value"})
 JENIS_KELAMIN = ("LAKI-LAKI", "PEREMPUAN")
 GOL_DARAH = ("A", "B", "AB", "O", "-")
 
-_RECORD_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _NIK = re.compile(r"[0-9]{16}")
 _RT_RW = re.compile(r"[0-9]{3}/[0-9]{3}")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -81,26 +78,6 @@ _IMAGES = (  # member, format, magic bytes, byte limit, side limit
     ("photo_jpeg", "JPEG", b"\xff\xd8\xff", PHOTO_MAX_BYTES, PHOTO_MAX_SIDE),
     ("signature_png", "PNG", b"\x89PNG\r\n\x1a\n", SIGNATURE_MAX_BYTES, SIGNATURE_MAX_SIDE),
 )
-
-
-class Rejected(Exception):
-    """An incoming record that must be acknowledged, never printed, and reported.
-
-    `code` is the machine code of the `rejected` event, `detail` the human text,
-    `record_id` the record's id when it was readable and well-formed, else None.
-    """
-
-    def __init__(self, code: str, detail: str, record_id: str | None = None) -> None:
-        super().__init__(f"{code}: {detail}")
-        self.code = code
-        self.detail = detail
-        self.record_id = record_id
-
-
-def known_record_id(obj: object) -> str | None:
-    """The record_id of a decoded payload if it is present and well-formed, else None."""
-    rid = obj.get("record_id") if isinstance(obj, dict) else None
-    return rid if isinstance(rid, str) and _RECORD_ID.fullmatch(rid) else None
 
 
 def mask_nik(nik: str) -> str:
@@ -113,6 +90,13 @@ def mask_nik(nik: str) -> str:
 def record_summary(record: Record) -> dict[str, str]:
     """What may be said about a record outside the spool: its id and its masked NIK."""
     return {"record_id": record.record_id, "nik": mask_nik(record.nik)}
+
+
+class Verifier(Protocol):
+    """What checks a record's signature (kiosk.contract.signing.Verifier is one)."""
+
+    def verify(self, record_dict: dict[str, Any]) -> None:
+        """Return if the record is acceptable; raise `Rejected` otherwise."""
 
 
 def parse_record(
@@ -132,64 +116,13 @@ def parse_record(
     headers are still checked): for a record that passed in full when it arrived and is
     read again from the spool to be drawn, where the card's own decode follows anyway.
     """
-    if len(payload) > max_bytes:
-        raise Rejected("too-large", f"payload is {len(payload)} bytes, over {max_bytes}")
-    obj = _load_json(payload)
+    obj = load_payload(payload, max_bytes)
     checker = _Checker(obj, known_record_id(obj), decode_images)
     if obj.get("schema") != SCHEMA:
         raise checker.reject("unknown-schema", f"schema is not {SCHEMA!r}")
     if verifier is not None:
         verifier.verify(obj)
     return checker.record(today or date.today())
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # Duplicate keys would let the signer and the station read different records.
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        counts = Counter(key for key, _ in pairs)
-        dup = next(key for key, n in counts.items() if n > 1)
-        raise ValueError(f"duplicate key {_show(dup)}")
-    return obj
-
-
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _load_json(payload: bytes) -> dict[str, Any]:
-    try:
-        text = bytes(payload).decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise Rejected("not-json", f"not UTF-8 (byte {exc.start})") from None
-    try:
-        obj = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
-    except RecursionError:
-        raise Rejected("too-deep", f"JSON nests deeper than {MAX_DEPTH} levels") from None
-    except ValueError as exc:  # bad syntax, duplicate keys, over-long integers, NaN/Infinity
-        raise Rejected("not-json", str(exc)) from None
-    if not isinstance(obj, dict):
-        raise Rejected("not-object", f"payload is a JSON {type(obj).__name__}, not an object")
-    if _deeper_than(obj, MAX_DEPTH):
-        raise Rejected("too-deep", f"JSON nests deeper than {MAX_DEPTH} levels",
-                       known_record_id(obj))
-    return obj
-
-
-def _deeper_than(obj: object, limit: int) -> bool:
-    """Whether `obj` holds more than `limit` levels of nested objects/arrays (itself included)."""
-    if isinstance(obj, dict):
-        children: Any = obj.values()
-    elif isinstance(obj, list):
-        children = obj
-    else:
-        return False
-    return limit == 0 or any(_deeper_than(c, limit - 1) for c in children)
-
-
-def _show(text: str) -> str:
-    """A key name for a detail message: quoted and cut short."""
-    return repr(text[:40] + ("…" if len(text) > 40 else ""))
 
 
 class _Checker:
@@ -210,8 +143,8 @@ class _Checker:
     def record(self, today: date) -> Record:
         obj = self.obj
         if extra := sorted(obj.keys() - TOP_LEVEL_KEYS):
-            raise self.invalid(_show(extra[0]), "unknown top-level key")
-        rid = self.string(obj, "record_id", _RECORD_ID, "not 1-64 of [A-Za-z0-9._-]")
+            raise self.invalid(show_key(extra[0]), "unknown top-level key")
+        rid = self.string(obj, "record_id", RECORD_ID, "not 1-64 of [A-Za-z0-9._-]")
         nik = self.string(obj, "nik", _NIK, "not 16 digits")
         fields = self.fields(today)
         priority = self.priority()
@@ -237,7 +170,7 @@ class _Checker:
         if not isinstance(raw, dict):
             raise self.invalid("fields", "missing" if raw is None else "not an object")
         if extra := sorted(raw.keys() - set(FIELD_NAMES)):
-            raise self.invalid(f"fields.{_show(extra[0])}", "unknown field")
+            raise self.invalid(f"fields.{show_key(extra[0])}", "unknown field")
         out = {name: self.text_field(raw, name) for name in FIELD_NAMES}
         self.choice(out, "jenis_kelamin", JENIS_KELAMIN)
         self.choice(out, "gol_darah", GOL_DARAH)
@@ -293,7 +226,7 @@ class _Checker:
         if not isinstance(sig, dict):
             raise self.invalid("sig", "not an object")
         if extra := sorted(sig.keys() - SIG_KEYS):
-            raise self.invalid(f"sig.{_show(extra[0])}", "unknown key")
+            raise self.invalid(f"sig.{show_key(extra[0])}", "unknown key")
         return {key: self.string(sig, key, None, "", f"sig.{key}") for key in sorted(SIG_KEYS)}
 
     def nik_agrees(self, nik: str, fields: dict[str, str]) -> None:
@@ -324,43 +257,18 @@ class _Checker:
             raise self.reject("bad-image", f"{key}: {len(data)} bytes, over {max_bytes}")
         if not data.startswith(magic):
             raise self.reject("bad-image", f"{key}: not a {fmt} (magic bytes)")
+        # The decoders load only where a record's images are checked (the station), never
+        # in the district's processes, which need the record's id and envelope alone.
+        from kiosk.contract import images
+
         try:
-            with Image.open(io.BytesIO(data), formats=(fmt,)) as img:
-                width, height = img.size
-        except Exception as exc:  # Pillow raises many types on hostile headers
-            raise self.reject("bad-image", f"{key}: unreadable {fmt} header "
-                              f"({type(exc).__name__})") from None
+            width, height = images.size(data, fmt)
+        except images.Unreadable as exc:
+            raise self.reject("bad-image", f"{key}: unreadable {fmt} header ({exc})") from None
         if max(width, height) > max_side or min(width, height) < 1:
             raise self.reject("bad-image", f"{key}: {width}x{height} px, over {max_side} a side")
         # only now: the pixels are known to be bounded
-        problem = _decode_problem(data, fmt) if self.decode_images else None
+        problem = images.decode_problem(data, fmt) if self.decode_images else None
         if problem:
             raise self.reject("bad-image", f"{key}: does not decode in full ({problem})")
         return data
-
-
-def _decode_problem(data: bytes, fmt: str) -> str | None:
-    """Why *data* does not decode in full as *fmt*, or None: every pixel its header promises.
-
-    A JPEG cut short, or whose header promises more than its data holds, decodes "fine"
-    in Pillow (libjpeg warns, Pillow does not listen, the rest is grey): simplejpeg's
-    strict mode turns libjpeg's warnings into errors. Pillow's PNG decoder refuses a
-    short or corrupt stream by itself (unless ``ImageFile.LOAD_TRUNCATED_IMAGES``, never
-    set here).
-    """
-    try:
-        if fmt == "JPEG":
-            simplejpeg.decode_jpeg(data, colorspace=_jpeg_output(data), strict=True)
-        else:
-            with Image.open(io.BytesIO(data), formats=(fmt,)) as img:
-                img.load()
-    except Exception as exc:  # the decoders raise many types on hostile data
-        return f"{type(exc).__name__}: {str(exc)[:80]}"
-    return None
-
-
-def _jpeg_output(data: bytes) -> str:
-    """Grey: the whole stream is decoded all the same, in a third of the memory of RGB.
-    libjpeg converts CMYK (and YCCK) to nothing but CMYK."""
-    colorspace = simplejpeg.decode_jpeg_header(data)[2]
-    return "CMYK" if colorspace in ("CMYK", "YCCK") else "GRAY"

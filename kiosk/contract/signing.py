@@ -24,7 +24,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from kiosk.contract.record import Rejected, known_record_id
+from kiosk.contract.rejected import Rejected, known_record_id
 
 ALG = "ed25519"
 _MAX_SAFE_INT = 2**53 - 1
