@@ -2,59 +2,66 @@
 
 Reads the spool only; prints the queue, the blank-card ledger and the events
 still waiting for the broker. No personal data: record ids and masked NIKs.
+Plain text, so the station's Pi needs no terminal library for it.
 """
 
 from __future__ import annotations
 
 import json
-
-from rich.console import Console
-from rich.table import Table
+import sys
+from typing import TextIO
 
 from kiosk.station.config import Config
 from kiosk.station.spool import Spool
 
+QUEUE_COLUMNS = ("record", "NIK", "state", "reasons", "priority")
 
-def print_status(config: Config, console: Console | None = None) -> None:
-    console = console or Console()
+
+def print_status(config: Config, out: TextIO | None = None) -> None:
+    out = out or sys.stdout
     spool = Spool(config.station.spool)
     try:
-        _queue(console, spool)
-        _ledger(console, spool)
-        _outbox(console, spool)
+        _queue(out, spool)
+        _ledger(out, spool)
+        _outbox(out, spool)
     finally:
         spool.close()
 
 
-def _queue(console: Console, spool: Spool) -> None:
-    table = Table(title="Queue")
-    for column in ("record", "NIK", "state", "reasons", "priority"):
-        table.add_column(column)
-    for job in spool.jobs("pending", "pending-held", "processing", "processing-stopped"):
-        table.add_row(job.record_id, job.nik_masked, job.state, ", ".join(job.reasons) or "-",
-                      str(job.priority))
-    console.print(table)
+def _queue(out: TextIO, spool: Spool) -> None:
+    rows = [(job.record_id, job.nik_masked, job.state, ", ".join(job.reasons) or "-",
+             str(job.priority))
+            for job in spool.jobs("pending", "pending-held", "processing", "processing-stopped")]
+    print("Queue", file=out)
+    for line in _table(QUEUE_COLUMNS, rows):
+        print("  " + line, file=out)
+    if not rows:
+        print("  (empty)", file=out)
 
 
-def _ledger(console: Console, spool: Spool) -> None:
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=False)]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+            for row in (header, *rows)]
+
+
+def _ledger(out: TextIO, spool: Spool) -> None:
     ledger = spool.ledger()
     remaining = "not booked yet" if ledger.remaining is None else str(ledger.remaining)
-    console.print(
-        f"Blank cards: refilled {ledger.refills}, picked {ledger.picks}, printed "
-        f"{ledger.printed}, spoiled {ledger.spoiled}, in the tray {remaining}"
-        + ("" if ledger.balanced else "  (cards in doubt: see uncertain jobs)")
-    )
-    console.print(f"Rejected records: {spool.get_meta('rejected', '0')}")
+    print(f"Blank cards: refilled {ledger.refills}, picked {ledger.picks}, printed "
+          f"{ledger.printed}, spoiled {ledger.spoiled}, in the tray {remaining}"
+          + ("" if ledger.balanced else "  (cards in doubt: see uncertain jobs)"), file=out)
+    print(f"Rejected records: {spool.get_meta('rejected', '0')}", file=out)
     failures = spool.get_meta("link_failures", "0")
     if failures != "0":
-        console.print(f"Broker: {failures} failed connection attempts; last: "
-                      f"{spool.get_meta('link_error')}")
+        print(f"Broker: {failures} failed connection attempts; last: "
+              f"{spool.get_meta('link_error')}", file=out)
 
 
-def _outbox(console: Console, spool: Spool) -> None:
+def _outbox(out: TextIO, spool: Spool) -> None:
     items = spool.outbox()
-    console.print(f"Messages waiting for the broker: {len(items)}")
+    print(f"Messages waiting for the broker: {len(items)}", file=out)
     for item in items[-10:]:
         body = json.loads(item.payload)
         kind = body.get("type", "reply")
-        console.print(f"  {kind} {body.get('record_id', '')} {body.get('job_state', '')}")
+        print(f"  {kind} {body.get('record_id', '')} {body.get('job_state', '')}", file=out)

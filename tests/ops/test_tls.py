@@ -27,7 +27,6 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
-from rich.console import Console
 
 from kiosk.ops import pki
 from kiosk.ops.status import print_status
@@ -320,7 +319,7 @@ def test_the_station_refuses_a_broker_its_ca_did_not_sign(
                 station.core.state.link_error or ""), 10)
             assert station.core.desk.view().broker_error == station.core.state.link_error
         out = io.StringIO()
-        print_status(from_dict(station_settings), Console(file=out, width=200))
+        print_status(from_dict(station_settings), out)
         assert "failed connection attempts" in out.getvalue()
         assert "CERTIFICATE_VERIFY_FAILED" in out.getvalue()
         assert watcher.messages == []
