@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import json
 import threading
-import time
 import uuid
 from collections.abc import Iterable
 from urllib.parse import urlsplit
@@ -24,9 +23,7 @@ from urllib.parse import urlsplit
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+from kiosk.contract.timestamps import rfc3339
 
 
 def idle_state(remaining: int | None = 200) -> dict:
@@ -87,7 +84,7 @@ class Fleet:
         with self._lock:
             self._seq += 1
             body = {**copy.deepcopy(self.states[name]), "boot_id": self.boot_id,
-                    "seq": self._seq, "ts": _now()}
+                    "seq": self._seq, "ts": rfc3339()}
         return self.client.publish(f"{self.prefix}/{name}/state", json.dumps(body).encode(),
                                    qos=1, retain=True)
 
@@ -96,7 +93,7 @@ class Fleet:
         with self._lock:
             self._seq += 1
             body = {"schema": "ektp.event/1", "boot_id": self.boot_id, "seq": self._seq,
-                    "ts": _now(), "type": "job", "record_id": record_id,
+                    "ts": rfc3339(), "type": "job", "record_id": record_id,
                     "job_state": "completed", "reasons": [], "detail": "", **extra}
         return self.client.publish(f"{self.prefix}/{name}/events", json.dumps(body).encode(),
                                    qos=1)
