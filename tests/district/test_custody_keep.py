@@ -149,14 +149,10 @@ def test_nothing_is_acknowledged_before_its_commit(broker, tmp_path):
     class DiskFull(Keeper):
         def __init__(self, *args, **kwargs) -> None:
             super().__init__(*args, **kwargs)
-            original = self.register.transaction
 
-            @contextmanager
-            def failing():
-                with original():
-                    yield
-                    raise sqlite3.OperationalError("database or disk is full")
-            self.register.transaction = failing
+            def full(*args) -> None:
+                raise sqlite3.OperationalError("database or disk is full")
+            self.register.add = full  # the batch's transaction rolls back, run() ends
 
     try:
         with keeping(broker, db, DiskFull, client_id="custody-disk") as keeper:
