@@ -304,3 +304,46 @@ def test_the_keep_command_ends_on_sigterm_and_keeps_what_came(broker, district, 
         assert district.wait_for(lambda: district.availability.get("_custody") == "offline", 5)
     finally:
         station.close()
+
+
+def test_the_berita_acara_lists_exactly_the_invalid_blanks_the_stations_reported(
+        broker, tmp_path):
+    """Two stations, a day of cards with failures, every event sent twice (an outbox that
+    re-sends after a lost PUBACK): the berita acara has each invalid blank once."""
+    import csv
+    import io
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from kiosk.district.cli import main
+
+    db = tmp_path / "custody.db"
+    stations = [StationSim(broker, "st-1"), StationSim(broker, "st-2")]
+    categories = ("gagal-encode", "gagal-cetak", "rusak", "perubahan-elemen-data")
+    reported = set()
+    try:
+        with keeping(broker, db):
+            for n in range(60):
+                station = stations[n % 2]
+                invalid = n % 6 == 5
+                category = categories[n // 6 % 4] if invalid else None
+                event = station.blank(f"0422334455{n:010X}", "invalid" if invalid else "printed",
+                                      category, record_id=f"R-{n:03d}")
+                station.send(event)
+                station.send(event)
+                if invalid:
+                    reported.add((event["uid"], category, station.name, f"R-{n:03d}"))
+            assert wait_until(lambda: kept(db) == 60, 20)
+        today = datetime.now(ZoneInfo("Asia/Jakarta")).date().isoformat()
+        out = tmp_path / "ba.csv"
+        assert main(["custody", "report", "--db", str(db), "--from", today, "--to", today,
+                     "--format", "csv", "-o", str(out)]) == 0
+        listed = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8-sig"))))
+        labels = {"Gagal encode": "gagal-encode", "Gagal cetak": "gagal-cetak",
+                  "Rusak": "rusak", "Perubahan elemen data": "perubahan-elemen-data"}
+        assert len(listed) == len(reported) == 10
+        assert {(r["uid"], labels[r["kategori"]], r["stasiun"], r["record_id"])
+                for r in listed} == reported
+    finally:
+        for station in stations:
+            station.close()
