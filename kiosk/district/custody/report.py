@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -98,6 +99,7 @@ def to_csv(doc: BeritaAcara) -> bytes:
 def to_pdf(doc: BeritaAcara) -> bytes:
     from fpdf.fonts import FontFace
 
+    logging.getLogger("fontTools").setLevel(logging.WARNING)  # its subsetting chatter
     made = doc.made_at.astimezone(doc.tz)
     pdf = _document(f"Berita acara blanko tidak valid, {doc.office}, dibuat"
                     f" {made:%d/%m/%Y %H:%M} {zone_label(doc.tz)}")
@@ -175,19 +177,18 @@ def _heading(pdf, doc: BeritaAcara, family: str) -> None:
 
 
 def _totals(pdf, doc: BeritaAcara, family: str, bold) -> None:
-    if pdf.will_page_break(92):  # the totals and the signatures stay on one page
+    if pdf.will_page_break(68):  # the totals and the signatures stay on one page
         pdf.add_page()
     pdf.set_font(family, "B", 9)
-    pdf.cell(0, 6, "Rekapitulasi per kategori", new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(0, 6, "Rekapitulasi per kategori (keping)", new_x="LMARGIN", new_y="NEXT")
     pdf.set_font(family, "", 9)
     totals = doc.totals
-    with pdf.table(width=90, col_widths=(60, 30), align="LEFT", headings_style=bold,
-                   line_height=5) as table:
-        table.row(["Kategori", "Jumlah (keping)"])
-        for category in CATEGORIES:
-            table.row([CATEGORY_LABELS[category], str(totals.get(category, 0))])
-        table.row(["Jumlah", str(len(doc.lines))])
-    pdf.ln(5)
+    with pdf.table(width=230, align="LEFT", headings_style=bold, line_height=5,
+                   text_align="CENTER") as table:
+        table.row([*(CATEGORY_LABELS[category] for category in CATEGORIES), "Jumlah"])
+        table.row([*(str(totals.get(category, 0)) for category in CATEGORIES),
+                   str(len(doc.lines))])
+    pdf.ln(4)
 
 
 def _signatures(pdf, doc: BeritaAcara, family: str) -> None:
@@ -203,7 +204,7 @@ def _signatures(pdf, doc: BeritaAcara, family: str) -> None:
         x = pdf.l_margin + index * width
         pdf.set_xy(x, top)
         pdf.multi_cell(width - 6, 5, title, align="C")
-        pdf.set_xy(x, top + 28)
+        pdf.set_xy(x, top + 26)
         pdf.multi_cell(width - 6, 5, "( .................................................. )\n"
                        "NIP ..................................................", align="C")
-    pdf.set_y(top + 40)
+    pdf.set_y(top + 37)

@@ -16,6 +16,7 @@ here writes to the register; no name or NIK is ever shown.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date, datetime
 from importlib import resources
 
@@ -118,8 +119,8 @@ class _CustodyPage:
             raise web.HTTPNotFound(text=f"Tidak ada blanko tidak valid pada {day}.") from None
         kind = request.match_info["kind"]
         name = f"berita-acara-{day}{'-' + station if station else ''}.{kind}"
-        body, content = ((to_pdf(doc), "application/pdf") if kind == "pdf"
-                         else (to_csv(doc), "text/csv"))
+        writer, content = (to_pdf, "application/pdf") if kind == "pdf" else (to_csv, "text/csv")
+        body = await asyncio.to_thread(writer, doc)  # the lines are read: the page goes on
         return web.Response(body=body, content_type=content, headers={
             **_NO_CACHE, "Content-Disposition": f'inline; filename="{name}"'})
 
