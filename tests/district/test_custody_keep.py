@@ -347,3 +347,23 @@ def test_the_berita_acara_lists_exactly_the_invalid_blanks_the_stations_reported
     finally:
         for station in stations:
             station.close()
+
+
+def test_a_busy_keeper_sent_sigterm_many_times_exits_each_time(broker, district, tmp_path):
+    """As the router (test_router_signal.py): a flood of bad events, a storm of SIGTERMs."""
+    from tests.station.test_stop_signal import stops_under_a_storm
+
+    for round_ in range(2):
+        directory = tmp_path / str(round_)
+        directory.mkdir()
+        keeper = KeeperProcess(broker, directory / "custody.db", directory)
+        keeper.command += ["--client-id", f"custody-{round_}"]  # no backlog from the last one
+        district.availability.pop("_custody", None)
+        keeper.start()
+        try:
+            assert district.wait_for(
+                lambda: district.availability.get("_custody") == "online", 20), f"round {round_}"
+            stops_under_a_storm(keeper.process, district, f"{PREFIX}/st-1/events", round_)
+        finally:
+            if keeper.process.poll() is None:
+                keeper.kill()
