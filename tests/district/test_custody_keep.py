@@ -207,7 +207,11 @@ def test_bad_station_input_is_rejected_with_a_reason_and_the_next_event_is_kept(
             station.send({"schema": "ektp.event/1", "type": "job", "record_id": "R-9"})
             assert wait_until(lambda: kept(db) == 1, 20)
             assert wait_until(lambda: keeper.rejected == len(bad), 5)
-        assert rows(db) == [(None, "invalid", "gagal-cetak")]
+        with keeping(broker, db) as again:  # acknowledged: the session gives none back
+            station.send(station.blank(UID_B, record_id="R-10"))
+            assert wait_until(lambda: kept(db) == 2, 20)
+            assert again.rejected == 0
+        assert rows(db) == [(None, "invalid", "gagal-cetak"), (UID_B, "printed", None)]
         journal = caplog.text
         for reason in bad.values():
             assert reason in journal, f"no reason {reason!r} in the journal"
