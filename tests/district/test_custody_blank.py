@@ -82,3 +82,18 @@ def test_a_nik_in_a_detail_is_masked_and_control_characters_dropped():
     blank = parse(detail="operator typed 3210014101900001\nby mistake")
     assert "3210014101900001" not in blank.detail
     assert blank.detail == "operator typed ************0001 by mistake"
+
+
+def test_a_flood_of_bad_events_reaches_the_journal_as_its_first_lines_and_a_count(caplog):
+    import logging
+
+    from kiosk.district.custody.keep import _JournalWindow
+
+    window = _JournalWindow()
+    allowed = [window.allows("st-1") for _ in range(window.LIMIT + 30)]
+    assert allowed == [True] * window.LIMIT + [False] * 30
+    assert window.allows("st-2")  # another station has its own share
+    window._since -= window.WINDOW_S  # the window is over
+    with caplog.at_level(logging.WARNING, logger="kiosk.district.custody.keep"):
+        assert window.allows("st-1")
+    assert "30 more blank events from st-1 rejected" in caplog.text

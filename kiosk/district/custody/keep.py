@@ -80,6 +80,7 @@ class Keeper:
         self._generation, self._connected = 0, False
         self._notices: list[tuple[str, str, str, str | None]] = []  # sent after the commit
         self._notes: list[dict] = []
+        self._journal = _JournalWindow()
         self.register = Register(db_path)
         self.client = make_client(self.client_id, manual_ack=True, credentials=credentials,
                                   url=url)
@@ -177,11 +178,13 @@ class Keeper:
             return
         except BadBlank as error:
             self.rejected += 1
-            log.warning("blank event from %s rejected: %s", station, error)
+            if self._journal.allows(station):
+                log.warning("blank event from %s rejected: %s", station, error)
             return
         kept = self.register.add(station, blank)
         if kept.status != "new":
             return
+        self._journal.flush()
         where = f"{blank.uid} at {station} ({blank.outcome}, record {blank.record_id or '-'})"
         if kept.foreign and blank.uid:
             log.warning("foreign-blank-warning: %s is in no manifest the district received",
@@ -225,3 +228,28 @@ class Keeper:
         ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         self._notes.append({"schema": EVENT_SCHEMA, "ts": ts, "type": kind, "station": station,
                             "uid": uid, "record_id": record_id, "detail": detail})
+
+
+class _JournalWindow:
+    """How much of a flood of bad events reaches the journal: the first LIMIT of each
+    station in a WINDOW_S, then one line saying how many more there were."""
+
+    LIMIT, WINDOW_S = 20, 60.0
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+        self._since = time.monotonic()
+
+    def allows(self, station: str) -> bool:
+        self.flush()
+        self._counts[station] = self._counts.get(station, 0) + 1
+        return self._counts[station] <= self.LIMIT
+
+    def flush(self) -> None:
+        if time.monotonic() - self._since < self.WINDOW_S:
+            return
+        for station, count in self._counts.items():
+            if count > self.LIMIT:
+                log.warning("%d more blank events from %s rejected in the last %.0f s (not"
+                            " each written)", count - self.LIMIT, station, self.WINDOW_S)
+        self._counts, self._since = {}, time.monotonic()
