@@ -10,8 +10,8 @@ Mounted on `kiosk.district.web.server.DistrictWeb`'s aiohttp application by one 
 - ``GET /custody/berita-acara.pdf?date=YYYY-MM-DD[&station=S]`` (and ``.csv``): the berita
                                    acara of that day (default today), as the command writes it
 
-Days are the office's (``Asia/Jakarta`` unless the keeper's page is told otherwise). Nothing
-here writes to the register; no name or NIK is ever shown.
+Days are the office's in WIB (``Asia/Jakarta``, `mount_custody`'s *tz_name*). Nothing here
+writes to the register; no name or NIK is ever shown.
 """
 
 from __future__ import annotations
