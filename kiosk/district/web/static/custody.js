@@ -62,7 +62,7 @@ function draw(doc) {
     row.dataset.kind = f.foreign ? "foreign" : "duplicate";
     cell(row, f.uid);
     cell(row, f.station);
-    cell(row, f.at.replace("T", " "));
+    cell(row, f.at.replace("T", " ").slice(0, 19));  // the zone is in the heading
     cell(row, f.record_id || "-");
     cell(row, f.outcome === "printed" ? "dicetak" : `tidak valid: ${LABELS[f.category] || f.category}`);
     const problems = [];
