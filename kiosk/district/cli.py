@@ -8,6 +8,7 @@
 - ``cmd STATION NAME [k=v ...]``: one MQTT 5 command; the reply is printed.
 - ``route``: the durable router (kiosk/district/router.py).
 - ``web``: the district's live web page (kiosk/district/web/), read-only.
+- ``custody ...``: the register of blanks and its reports (kiosk/district/custody/cli.py).
 
 Record files are read by kiosk/district/recordfile.py (its docstring gives the CSV
 columns). ``k=v`` values are read as JSON when they parse (``count=5`` is a
@@ -28,6 +29,8 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from kiosk.district.custody.cli import add_custody
+from kiosk.district.custody.cli import run as run_custody
 from kiosk.district.routing import HOLD_AHEAD, RELEASE_AFTER_S
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -81,6 +84,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     page = sub.add_parser("web", parents=[common], help="the district's live web page")
     page.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT",
                       help="where the page is served (default 127.0.0.1:8080: this machine only)")
+    page.add_argument("--custody-db", help="the register of blanks (custody keep --db) whose"
+                                           " page /custody shows")
+    add_custody(sub, common)
     parser.set_defaults(handler=run)
 
 
@@ -88,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
     """Run the parsed ``kiosk district`` sub-command; returns the exit code."""
     from kiosk.district.recordfile import RecordFileError
 
-    handlers = {"send": _send, "watch": _watch, "cmd": _cmd, "route": _route, "web": _web}
+    handlers = {"send": _send, "watch": _watch, "cmd": _cmd, "route": _route, "web": _web,
+                "custody": run_custody}
     try:
         return handlers[args.district_command](args)
     except (InputError, RecordFileError) as error:
@@ -299,7 +306,8 @@ def _web(args: argparse.Namespace) -> int:
         raise InputError(f"--listen {args.listen!r} is not HOST:PORT")
     try:
         page = DistrictWeb(args.url, district=args.district, root=args.root,
-                           listen=(host.strip("[]"), int(port)), credentials=_credentials(args))
+                           listen=(host.strip("[]"), int(port)), credentials=_credentials(args),
+                           custody_db=args.custody_db)
     except ValueError as error:
         raise InputError(str(error)) from None
     try:

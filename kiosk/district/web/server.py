@@ -33,6 +33,7 @@ from typing import Any
 from aiohttp import web
 
 from kiosk.district.client import Credentials, connect_client, make_client
+from kiosk.district.custody.web import mount_custody
 from kiosk.district.web.model import DistrictView
 
 log = logging.getLogger(__name__)
@@ -55,8 +56,9 @@ class DistrictWeb:
     def __init__(self, url: str, *, district: str = "3210", root: str = "ektp/v1",
                  listen: tuple[str, int] = ("127.0.0.1", 8080),
                  credentials: Credentials | None = None,
-                 view: DistrictView | None = None) -> None:
+                 view: DistrictView | None = None, custody_db: str | None = None) -> None:
         self.listen = listen
+        self.custody_db = custody_db  # the register of blanks (kiosk/district/custody/web.py)
         self.prefix = f"{root}/{district}"
         self.view = view or DistrictView(self.prefix, district=district)
         self.view.on_change = self._changed
@@ -145,6 +147,7 @@ class DistrictWeb:
         app.router.add_get("/api/district", self._district)
         app.router.add_get("/api/history", self._history)
         app.router.add_get("/api/stream", self._stream)
+        mount_custody(app, self.custody_db, self.prefix)  # /custody, /api/custody
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                     shutdown_timeout=1.0)
         await self._runner.setup()
