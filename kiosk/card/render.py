@@ -20,8 +20,10 @@ from kiosk.card.ektp import (
     render_ektp,
 )
 from kiosk.card.images import MAX_IMAGE_SIDE
+from kiosk.card.kia import render_kia
 from kiosk.card.panels import CARD_SIZE, Box, CardImages, CardPanels, RenderError, Shared
 from kiosk.card.text import FONT_SOURCE, MIN_FONT, Placed, draw_placed, fit, font
+from kiosk.contract.kia import KiaRecord
 from kiosk.contract.record import Record
 
 __all__ = [
@@ -32,6 +34,9 @@ __all__ = [
 ]
 
 
-def render_card(record: Record) -> CardPanels:
-    """Draw the front side of `record`; the same record gives byte-identical panels."""
+def render_card(record: Record | KiaRecord) -> CardPanels:
+    """Draw the front side of `record` (an E-KTP or a KIA); the same record gives
+    byte-identical panels."""
+    if isinstance(record, KiaRecord):
+        return render_kia(record)
     return render_ektp(record)

@@ -44,7 +44,7 @@ FIELD_MAX_CHARS = {
     "kewarganegaraan": 40, "alamat": 100, "kel_desa": 50, "kecamatan": 50,
     "kabupaten": 50, "provinsi": 50, "tempat_terbit": 32,
 }
-PEJABAT_NAMA_MAX_CHARS = 60
+PEJABAT_NAMA_MAX_CHARS = 50
 PHOTO_FROM_AGE = 5  # no photo before the fifth birthday (Permendagri 2/2016)
 VALID_UNTIL_AGE = 17  # the KIA is valid until the day before the 17th birthday
 

@@ -228,7 +228,7 @@ INVALID: list[tuple[str, Mutator, str]] = [
     *[(f"pejabat missing {k}", lambda r, k=k: r["pejabat"].pop(k), f"pejabat.{k}: missing")
       for k in ("nama", "nip", "signature_png")],
     ("pejabat.nama empty", setp("nama", " "), "pejabat.nama: empty"),
-    ("pejabat.nama long", setp("nama", "A" * 61), "pejabat.nama: 61 characters, over 60"),
+    ("pejabat.nama long", setp("nama", "A" * 51), "pejabat.nama: 51 characters, over 50"),
     ("pejabat.nama control", setp("nama", "A\tB"), "pejabat.nama: contains control"),
     ("pejabat.nip 17", setp("nip", "19720315199803100"), "pejabat.nip: not 18 digits"),
     ("pejabat.nip 19", setp("nip", "1972031519980310051"), "pejabat.nip: not 18 digits"),

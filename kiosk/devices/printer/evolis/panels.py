@@ -29,6 +29,7 @@ from PIL import Image
 
 from kiosk.card.panels import CARD_SIZE, Box, CardPanels, Shared
 from kiosk.card.render import PHOTO_BOX, overlay, render_card
+from kiosk.contract.kia import KiaRecord
 from kiosk.contract.record import Record
 from kiosk.devices.printer.evolis.protocol import (
     COLOUR_BITS,
@@ -198,13 +199,17 @@ def from_wire(panel: Image.Image, rotate: int) -> Image.Image:
 
 
 def _mono_k(card: CardPanels, rotate: int, geometry: Geometry) -> Image.Image:
-    """K with the photo dithered in, for ribbons without colour panels, turned for the wire."""
-    black = Image.new("L", (PHOTO_BOX.width, PHOTO_BOX.height), 0)
-    grey = Image.merge("CMYK", (*(getattr(card, n).crop(PHOTO_BOX) for n in "cmy"), black)
-                       ).convert("L")
-    ink = grey.point(lambda v: 255 - v).convert("1")  # Floyd-Steinberg; set = ink
+    """K with the photo dithered in, for ribbons without colour panels, turned for the wire.
+    The photo is the card's own colour (`shared["y"].box`: none on a KIA under 5); a card
+    that names no shared parts is taken to have the E-KTP's photo box."""
     k = card.k.copy()
-    k.paste(255, PHOTO_BOX[:2], ink)
+    photo = card.shared["y"].box if "y" in card.shared else PHOTO_BOX
+    if photo.width > 0 and photo.height > 0:
+        black = Image.new("L", (photo.width, photo.height), 0)
+        grey = Image.merge("CMYK", (*(getattr(card, n).crop(photo) for n in "cmy"), black)
+                           ).convert("L")
+        ink = grey.point(lambda v: 255 - v).convert("1")  # Floyd-Steinberg; set = ink
+        k.paste(255, photo[:2], ink)
     return to_wire(k, rotate, geometry)
 
 
@@ -356,7 +361,7 @@ def decode_card(panels: list[PanelData], *, rotate: int = 90,
     return CardPanels(**images)
 
 
-def render_preview(record: Record, *, ribbon: str = "ymcko", colour_bits: int = 6,
+def render_preview(record: Record | KiaRecord, *, ribbon: str = "ymcko", colour_bits: int = 6,
                    rotate: int = 90, geometry: Geometry = GEOMETRY) -> Image.Image:
     """RGB picture of the card composited from the encoded panels the printer gets."""
     panels = encode_card(render_card(record), ribbon=ribbon, colour_bits=colour_bits,
