@@ -15,7 +15,11 @@ overheating rates, the two one-off outages shortened in proportion to the slice.
 Printed, in simulated time: makespan and time to 12,000/16,851 of the slice, from the
 real run, beside the policy-only simulation of the same slice (how close it came), the
 lower bound and the two baselines on the same faults (a static split and an ideal pull
-queue); then the whole week from the simulation, with the router's old policy too.
+queue); then the whole week from the simulation, with the router's old policy too; then
+the week with a share of KIA records (``--kia-share``, default 10 %) on KIA stations of
+their own (``--kia-stations``, default 1) beside the E-KTP stations, each record only on a
+station of its kind (issue 28; simulated only, until the stations and the router route by
+document).
 
     python bench/district.py [--records 1200] [--stations 6] [--card-ms 200]
 """
@@ -46,6 +50,7 @@ from kiosk.district.policysim import (
     Result,
     ideal_pull,
     lower_bound,
+    mixed,
     schedule,
     simulate,
     static_split,
@@ -264,13 +269,33 @@ def figures_table(title: str, count: int, goal: int, bound: float,
 
 
 def simulated(count: int, faults: Faults, policy: Policy, *, old: bool,
-              card_s: float = CARD_S) -> dict[str, Result]:
-    results = {"router (sim)": simulate(count, faults, policy=policy, card_s=card_s),
-               "static split": static_split(count, faults, card_s=card_s),
-               "ideal pull": ideal_pull(count, faults, card_s=card_s)}
+              card_s: float = CARD_S, **mix: object) -> dict[str, Result]:
+    """The router's policy and the baselines; `mix`: `prints` and `mix` for two documents."""
+    results = {"router (sim)": simulate(count, faults, policy=policy, card_s=card_s, **mix),
+               "static split": static_split(count, faults, card_s=card_s, **mix),
+               "ideal pull": ideal_pull(count, faults, card_s=card_s, **mix)}
     if old:
         results["old router (sim)"] = simulate(count, faults, policy=OLD_POLICY, card_s=card_s)
     return results
+
+
+def mixed_week(console: Console, names: list[str], args: argparse.Namespace,
+               policy: Policy) -> None:
+    """The week with a share of KIA records on KIA stations of their own."""
+    kia_names = stations(args.kia_stations, "kia")
+    prints = {**{n: ("ektp",) for n in names}, **{n: ("kia",) for n in kia_names}}
+    faults = schedule([*names, *kia_names], seed=args.seed)
+    mix = mixed(BACKLOG, args.kia_share)
+    week = simulated(BACKLOG, faults, policy, old=False, prints=prints, mix=mix)
+    bound = lower_bound(BACKLOG, faults, prints=prints, mix=mix)
+    console.print(figures_table(
+        f"The week, simulated, two documents: 16,851 records, {mix.count('kia'):,} of them "
+        f"KIA on {len(kia_names)} KIA station(s) beside {len(names)} E-KTP stations",
+        BACKLOG, GOAL, bound, week))
+    wrong = sum(mix[i] not in prints[station] for result in week.values()
+                for i, station in result.printed_by.items())
+    console.print(f"records printed on a station of another kind: {wrong}; the bound is the "
+                  "larger of each document's own (its records on its stations)")
 
 
 def main() -> None:
@@ -286,6 +311,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=18)
     parser.add_argument("--no-faults", action="store_true",
                         help="the same run without faults (what the machine itself costs)")
+    parser.add_argument("--kia-share", type=float, default=0.10,
+                        help="share of KIA records in the mixed week (default 0.10)")
+    parser.add_argument("--kia-stations", type=int, default=1,
+                        help="KIA stations beside the E-KTP ones in the mixed week (default 1)")
     parser.add_argument("--old-week", action="store_true",
                         help="also simulate the old policy on the whole week (about a minute)")
     args = parser.parse_args()
@@ -333,6 +362,7 @@ def main() -> None:
     week = simulated(BACKLOG, week_faults, policy, old=args.old_week)
     console.print(figures_table("The week, simulated: 16,851 records", BACKLOG, GOAL,
                                 lower_bound(BACKLOG, week_faults), week))
+    mixed_week(console, names, args, policy)
     console.print(f"one machine with {os.cpu_count()} CPUs: broker, router, {args.stations}"
                   " stations rendering cards, their simulators and this observer")
 

@@ -6,13 +6,16 @@ typical record, and beside them a baseline measured in the same run (decoding th
 photo + packing one blank colour panel) so the figures have context.
 
 `python bench/render.py --preview docs/card-preview.png` also writes the
-documentation preview of a fictitious record (composited from the encoded panels).
+documentation preview of a fictitious record (composited from the encoded panels), and
+`--kia-preview docs/kia-preview.png` the KIA's, both versions side by side (a child of
+5 or older with a photo, a younger child without).
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import math
 import random
 import statistics
@@ -25,6 +28,8 @@ from rich.console import Console
 from rich.table import Table
 
 from kiosk.card.render import FONT_SOURCE, render_card
+from kiosk.contract.documents import parse_job
+from kiosk.contract.kia import KiaRecord
 from kiosk.contract.record import Record
 from kiosk.devices.printer.evolis.panels import encode_card, pack_colour, render_preview
 from kiosk.devices.printer.evolis.protocol import Geometry, bits_per_pixel
@@ -105,6 +110,34 @@ def preview_record() -> Record:
     return Record("preview-1", "3210075708900001", fields, base.photo_jpeg, base.signature_png)
 
 
+def kia_records(n: int) -> list[KiaRecord]:
+    """`n` KIA sample records (about one in four without a photo)."""
+    from kiosk.sim.samples import make_kia_record
+
+    out = []
+    for index in range(1, n + 1):
+        record = parse_job(json.dumps(make_kia_record(index)).encode(), documents=("kia",))
+        assert isinstance(record, KiaRecord)
+        out.append(record)
+    return out
+
+
+def kia_preview() -> Image.Image:
+    """docs/kia-preview.png: the KIA samples 1 (with photo) and 3 (without), side by side."""
+    from kiosk.sim.samples import make_kia_record
+
+    cards = []
+    for index in (1, 3):
+        record = parse_job(json.dumps(make_kia_record(index)).encode(), documents=("kia",))
+        assert isinstance(record, KiaRecord)
+        cards.append(render_preview(record))
+    gap = 24
+    out = Image.new("RGB", (cards[0].width * 2 + gap, cards[0].height), "white")
+    for i, card in enumerate(cards):
+        out.paste(card, (i * (card.width + gap), 0))
+    return out
+
+
 def timed(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
@@ -120,6 +153,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=100, help="records (default 100)")
     parser.add_argument("--preview", type=Path, help="also write the preview PNG here")
+    parser.add_argument("--kia-preview", type=Path, help="also write the KIA's preview here")
     args = parser.parse_args()
     rng = random.Random(20240312)
     records = [make_record(i, rng) for i in range(args.n)]
@@ -152,6 +186,13 @@ def main() -> None:
                          ("baseline: decode photo + pack blank panel", base_ms)):
         p50, p95 = pct(values)
         table.add_row(name, f"{p50:.1f} ms", f"{p95:.1f} ms")
+    kia_ms = []
+    for record in kia_records(args.n):
+        cpu = time.process_time()
+        encode_card(render_card(record))
+        kia_ms.append((time.process_time() - cpu) * 1000)
+    p50, p95 = pct(kia_ms)
+    table.add_row("KIA render + encode, process CPU time", f"{p50:.1f} ms", f"{p95:.1f} ms")
     table.add_row("bytes per card, raw", f"{statistics.median(raw):,.0f}", "")
     table.add_row("bytes per card, as sent", f"{statistics.median(sent):,.0f}",
                   f"{max(sent):,}")
@@ -165,6 +206,9 @@ def main() -> None:
     if args.preview:
         render_preview(preview_record()).save(args.preview, optimize=True)
         console.print(f"preview written to {args.preview}")
+    if args.kia_preview:
+        kia_preview().save(args.kia_preview, optimize=True)
+        console.print(f"KIA preview written to {args.kia_preview}")
 
 
 if __name__ == "__main__":

@@ -87,8 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     district = sub.add_parser("district", help="the district side: send, watch, cmd, route, web")
     district_cli.add_arguments(district)  # sets handler=district_cli.run
 
-    render = sub.add_parser("render", help="preview PNG of a record as the printer gets it")
-    render.add_argument("record", help="record JSON file")
+    render = sub.add_parser("render", help="preview PNG of a record (E-KTP or KIA) as the "
+                            "printer gets it")
+    render.add_argument("record", help="record JSON file (ektp.record/1 or kia.record/1)")
     render.add_argument("-o", "--output", required=True)
     render.set_defaults(handler=_render)
     return parser
@@ -129,12 +130,13 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _render(args: argparse.Namespace) -> int:
     from kiosk.card.render import RenderError
-    from kiosk.contract.record import Rejected, parse_record
+    from kiosk.contract.documents import DOCUMENTS, parse_job
+    from kiosk.contract.rejected import Rejected
     from kiosk.devices.printer.evolis.panels import render_preview
 
     try:
         with open(args.record, "rb") as handle:
-            record = parse_record(handle.read())
+            record = parse_job(handle.read(), documents=DOCUMENTS)
     except (OSError, Rejected) as error:
         print(f"kiosk: cannot read {args.record}: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -1,5 +1,6 @@
 """Print-ready E-KTP records: the shape the station works with and the validation of
-incoming job payloads (see mqtt.md, Job).
+incoming job payloads (see mqtt.md, Job). `FieldChecker` holds the checks every
+document's schema shares (kiosk.contract.kia builds the KIA's on it).
 
 `parse_record` turns the raw bytes of an MQTT job message into a `Record` or raises
 `Rejected` with a machine code and a human detail. Details name the field and the
@@ -14,7 +15,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from kiosk.contract.rejected import (
     MAX_PAYLOAD_BYTES,
@@ -36,6 +37,7 @@ FIELD_NAMES: tuple[str, ...] = (
 class Record:
     """One validated record, images already decoded from base64."""
 
+    document: ClassVar[str] = "ektp"
     record_id: str
     nik: str
     fields: Mapping[str, str]
@@ -70,14 +72,13 @@ JENIS_KELAMIN = ("LAKI-LAKI", "PEREMPUAN")
 GOL_DARAH = ("A", "B", "AB", "O", "-")
 
 _NIK = re.compile(r"[0-9]{16}")
+NIK_DIGITS = _NIK
 _RT_RW = re.compile(r"[0-9]{3}/[0-9]{3}")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 # C0/C1 controls and unpaired surrogates have no place on a printed card.
 _BAD_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-_IMAGES = (  # member, format, magic bytes, byte limit, side limit
-    ("photo_jpeg", "JPEG", b"\xff\xd8\xff", PHOTO_MAX_BYTES, PHOTO_MAX_SIDE),
-    ("signature_png", "PNG", b"\x89PNG\r\n\x1a\n", SIGNATURE_MAX_BYTES, SIGNATURE_MAX_SIDE),
-)
+PHOTO = ("JPEG", b"\xff\xd8\xff", PHOTO_MAX_BYTES, PHOTO_MAX_SIDE)  # format, magic, limits
+SIGNATURE = ("PNG", b"\x89PNG\r\n\x1a\n", SIGNATURE_MAX_BYTES, SIGNATURE_MAX_SIDE)
 
 
 def mask_nik(nik: str) -> str:
@@ -117,16 +118,26 @@ def parse_record(
     read again from the spool to be drawn, where the card's own decode follows anyway.
     """
     obj = load_payload(payload, max_bytes)
-    checker = _Checker(obj, known_record_id(obj), decode_images)
     if obj.get("schema") != SCHEMA:
-        raise checker.reject("unknown-schema", f"schema is not {SCHEMA!r}")
+        raise Rejected("unknown-schema", f"schema is not {SCHEMA!r}", known_record_id(obj))
     if verifier is not None:
         verifier.verify(obj)
-    return checker.record(today or date.today())
+    return check_ektp(obj, known_record_id(obj), today=today or date.today(),
+                      decode_images=decode_images)
 
 
-class _Checker:
-    """The field-by-field validation of one decoded record object."""
+def check_ektp(obj: dict[str, Any], record_id: str | None, *, today: date,
+               decode_images: bool = True) -> Record:
+    """The `Record` of a decoded `ektp.record/1` object (schema and signature already
+    checked), or `Rejected`."""
+    return _Checker(obj, record_id, decode_images).record(today)
+
+
+class FieldChecker:
+    """The checks every document's schema shares, over one decoded record object:
+    strings, text fields within `limits`, choices, dates, priority, sig, NIK, images."""
+
+    limits: Mapping[str, int] = FIELD_MAX_CHARS
 
     def __init__(self, obj: dict[str, Any], record_id: str | None,
                  decode_images: bool = True) -> None:
@@ -140,19 +151,6 @@ class _Checker:
     def invalid(self, path: str, problem: str) -> Rejected:
         return self.reject("invalid-field", f"{path}: {problem}")
 
-    def record(self, today: date) -> Record:
-        obj = self.obj
-        if extra := sorted(obj.keys() - TOP_LEVEL_KEYS):
-            raise self.invalid(show_key(extra[0]), "unknown top-level key")
-        rid = self.string(obj, "record_id", RECORD_ID, "not 1-64 of [A-Za-z0-9._-]")
-        nik = self.string(obj, "nik", _NIK, "not 16 digits")
-        fields = self.fields(today)
-        priority = self.priority()
-        sig = self.sig()
-        self.nik_agrees(nik, fields)
-        photo, signature = (self.image(*spec) for spec in _IMAGES)
-        return Record(rid, nik, fields, photo, signature, priority, sig)
-
     def string(self, where: dict[str, Any], key: str, pattern: re.Pattern[str] | None,
                problem: str, path: str = "") -> str:
         path = path or key
@@ -165,38 +163,29 @@ class _Checker:
             raise self.invalid(path, problem)
         return value
 
-    def fields(self, today: date) -> dict[str, str]:
+    def text_fields(self, names: tuple[str, ...]) -> dict[str, str]:
+        """The record's `fields` object: exactly `names`, each a text field, in that order."""
         raw = self.obj.get("fields")
         if not isinstance(raw, dict):
             raise self.invalid("fields", "missing" if raw is None else "not an object")
-        if extra := sorted(raw.keys() - set(FIELD_NAMES)):
+        if extra := sorted(raw.keys() - set(names)):
             raise self.invalid(f"fields.{show_key(extra[0])}", "unknown field")
-        out = {name: self.text_field(raw, name) for name in FIELD_NAMES}
-        self.choice(out, "jenis_kelamin", JENIS_KELAMIN)
-        self.choice(out, "gol_darah", GOL_DARAH)
-        if not _RT_RW.fullmatch(out["rt_rw"]):
-            raise self.invalid("fields.rt_rw", "not NNN/NNN")
-        born = self.date(out, "tanggal_lahir")
-        issued = self.date(out, "tanggal_terbit")
-        if born > today:
-            raise self.invalid("fields.tanggal_lahir", "in the future")
-        if born.year < MIN_BIRTH_YEAR:
-            raise self.invalid("fields.tanggal_lahir", f"before {MIN_BIRTH_YEAR}")
-        if issued < born:
-            raise self.invalid("fields.tanggal_terbit", "before tanggal_lahir")
-        return out
+        return {name: self.text_field(raw, name) for name in names}
 
     def text_field(self, raw: dict[str, Any], name: str) -> str:
         path = f"fields.{name}"
         value = self.string(raw, name, None, "", path)
         if not value.strip():
             raise self.invalid(path, "empty")
-        limit = FIELD_MAX_CHARS.get(path.removeprefix("fields."), MAX_FIELD_CHARS)
+        limit = self.limits.get(path.removeprefix("fields."), MAX_FIELD_CHARS)
         if len(value) > limit:
             raise self.invalid(path, f"{len(value)} characters, over {limit}")
+        self.no_bad_chars(value, path)
+        return value
+
+    def no_bad_chars(self, value: str, path: str) -> None:
         if _BAD_CHARS.search(value):
             raise self.invalid(path, "contains control characters or unpaired surrogates")
-        return value
 
     def choice(self, fields: dict[str, str], name: str, allowed: tuple[str, ...]) -> None:
         if fields[name] not in allowed:
@@ -209,6 +198,18 @@ class _Checker:
             return date.fromisoformat(fields[name])
         except ValueError:
             raise self.invalid(f"fields.{name}", "not a calendar date") from None
+
+    def rt_rw(self, fields: dict[str, str]) -> None:
+        if not _RT_RW.fullmatch(fields["rt_rw"]):
+            raise self.invalid("fields.rt_rw", "not NNN/NNN")
+
+    def born_and_issued(self, born: date, issued: date, today: date) -> None:
+        if born > today:
+            raise self.invalid("fields.tanggal_lahir", "in the future")
+        if born.year < MIN_BIRTH_YEAR:
+            raise self.invalid("fields.tanggal_lahir", f"before {MIN_BIRTH_YEAR}")
+        if issued < born:
+            raise self.invalid("fields.tanggal_terbit", "before tanggal_lahir")
 
     def priority(self) -> int:
         value = self.obj.get("priority", 0)
@@ -247,8 +248,12 @@ class _Checker:
             raise self.reject("nik-mismatch",
                               "nik: birth-year digits (11-12) disagree with tanggal_lahir")
 
-    def image(self, key: str, fmt: str, magic: bytes, max_bytes: int, max_side: int) -> bytes:
-        text = self.string(self.obj, key, None, "")
+    def image(self, key: str, fmt: str, magic: bytes, max_bytes: int, max_side: int,
+              where: dict[str, Any] | None = None, path: str = "") -> bytes:
+        """The decoded image at `where[key]` (default: the record's top level); details
+        name it by `path` (default: `key`)."""
+        text = self.string(self.obj if where is None else where, key, None, "", path)
+        key = path or key
         try:
             data = base64.b64decode(text, validate=True)
         except (binascii.Error, ValueError):
@@ -272,3 +277,30 @@ class _Checker:
         if problem:
             raise self.reject("bad-image", f"{key}: does not decode in full ({problem})")
         return data
+
+
+class _Checker(FieldChecker):
+    """The E-KTP's record and fields."""
+
+    def record(self, today: date) -> Record:
+        obj = self.obj
+        if extra := sorted(obj.keys() - TOP_LEVEL_KEYS):
+            raise self.invalid(show_key(extra[0]), "unknown top-level key")
+        rid = self.string(obj, "record_id", RECORD_ID, "not 1-64 of [A-Za-z0-9._-]")
+        nik = self.string(obj, "nik", _NIK, "not 16 digits")
+        fields = self.fields(today)
+        priority = self.priority()
+        sig = self.sig()
+        self.nik_agrees(nik, fields)
+        photo = self.image("photo_jpeg", *PHOTO)
+        return Record(rid, nik, fields, photo, self.image("signature_png", *SIGNATURE),
+                      priority, sig)
+
+    def fields(self, today: date) -> dict[str, str]:
+        out = self.text_fields(FIELD_NAMES)
+        self.choice(out, "jenis_kelamin", JENIS_KELAMIN)
+        self.choice(out, "gol_darah", GOL_DARAH)
+        self.rt_rw(out)
+        self.born_and_issued(self.date(out, "tanggal_lahir"), self.date(out, "tanggal_terbit"),
+                             today)
+        return out

@@ -12,9 +12,17 @@ an ideal pull queue (a printer takes the next record the instant it can start a
 card, as a CUPS class does). Messages take no time here: the real system's
 delays are what bench/district.py measures beside this.
 
+Two documents (issue 28): with `prints` (station -> the documents it prints, by default
+the E-KTP alone) and `mix` (each record's document, `mixed()` spreads a share of KIA
+records evenly through the backlog), a record goes only to a station of its kind, as
+kiosk.district.routing's `takes_document` decides on the stations' state documents.
+
     faults = schedule(stations(6))
     result = simulate(16_851, faults, policy=Policy())
     result.makespan, result.time_to(12_000), lower_bound(16_851, faults)
+    prints = {**{n: ("ektp",) for n in stations(6)}, "kia-1": ("kia",)}
+    faults = schedule([*stations(6), "kia-1"])
+    simulate(16_851, faults, prints=prints, mix=mixed(16_851, 0.10))
 """
 
 from __future__ import annotations
@@ -27,7 +35,15 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from kiosk.district.routing import HOLD_AHEAD, RELEASE_AFTER_S, ReleaseClock, choose, plan
+from kiosk.district.routing import (
+    DEFAULT_DOCUMENTS,
+    HOLD_AHEAD,
+    RELEASE_AFTER_S,
+    ReleaseClock,
+    choose,
+    plan,
+    takes_document,
+)
 
 CARD_S = 20.0
 HOUR = 3600.0
@@ -37,8 +53,18 @@ EPSILON = 1e-6  # a release tick lands just after its delay, never a rounding be
 REASONS = {"jam": "media-jam-error", "feeder": "media-empty-error", "overheat": "other-error"}
 
 
-def stations(count: int) -> list[str]:
-    return [f"st-{index}" for index in range(1, count + 1)]
+def stations(count: int, prefix: str = "st") -> list[str]:
+    return [f"{prefix}-{index}" for index in range(1, count + 1)]
+
+
+def mixed(records: int, share: float, document: str = "kia") -> list[str]:
+    """Each record's document: `share` of them `document`, spread evenly in arrival
+    order (record i is one when floor((i + 1) x share) passes an integer), the rest E-KTP."""
+    return [document if int((i + 1) * share) > int(i * share) else "ektp"
+            for i in range(records)]
+
+
+Prints = Mapping[str, Sequence[str]]  # station -> the documents it prints
 
 
 # -- the faults ---------------------------------------------------------------------------
@@ -103,13 +129,27 @@ def schedule(names: Sequence[str], *, seed: int = 18, scale: float = 1.0,
     return Faults(tuple(names), jams, tuple(sorted(outages, key=lambda o: o.start)))
 
 
-def lower_bound(records: int, faults: Faults, card_s: float = CARD_S) -> float:
+def lower_bound(records: int, faults: Faults, card_s: float = CARD_S, *,
+                prints: Prints | None = None, mix: Sequence[str] | None = None) -> float:
     """The makespan if every station printed all the time it can: the smallest T with
     sum over stations of (T - outage time before T - its jams) >= records x card_s.
 
     Jams are those on each station's first records/K picks (an even share), so the
-    bound is the same for every policy run on these faults.
+    bound is the same for every policy run on these faults. With `prints` and `mix`,
+    when each station prints one document, the largest of each document's own bound (its
+    records on its stations); when a station prints several, the pooled bound (all
+    records on all stations), which is still one.
     """
+    if prints is not None and mix is not None and all(len(d) == 1 for d in prints.values()):
+        bounds = [0.0]
+        for document in dict.fromkeys(mix):
+            names = tuple(n for n in faults.stations if document in prints[n])
+            count = mix.count(document)
+            if names and count:
+                part = Faults(names, {n: faults.jams[n] for n in names},
+                              tuple(o for o in faults.outages if o.station in names))
+                bounds.append(lower_bound(count, part, card_s))
+        return max(bounds)
     share = records / len(faults.stations)
     jam_loss = {name: sum(s for pick, s in faults.jams[name].items() if pick <= share)
                 for name in faults.stations}
@@ -151,13 +191,15 @@ def _overlap(windows: list[tuple[float, float]], t: float) -> float:
 class Record:
     index: int
     released_by: set[str] = field(default_factory=set)
+    document: str = "ektp"
 
 
 class _Station:
     """One print station as the district sees it: a queue, a printer, its faults."""
 
-    def __init__(self, name: str, jams: Mapping[int, float]) -> None:
-        self.name, self.jams = name, jams
+    def __init__(self, name: str, jams: Mapping[int, float],
+                 documents: Sequence[str] = DEFAULT_DOCUMENTS) -> None:
+        self.name, self.jams, self.documents = name, jams, list(documents)
         self.held: deque[Record] = deque()
         self.current: Record | None = None  # printing, or stopped in the printer (a jam)
         self.printing = False
@@ -175,6 +217,7 @@ class _Station:
             "queue": {"pending": len(self.held), "held": 0,
                       "processing": int(self.current is not None)},
             "stock": {"remaining": None},
+            "documents": self.documents,
         }
 
 
@@ -193,7 +236,8 @@ class Result:
 
     done_at: list[float]
     released: int = 0  # records handed back by a station (each `release` counts its records)
-    stranded: int = 0  # records every station released: never printed
+    stranded: int = 0  # records every station of their kind released: never printed
+    printed_by: dict[int, str] = field(default_factory=dict)  # record index -> station
 
     @property
     def makespan(self) -> float:
@@ -207,13 +251,17 @@ class _World:
     """The event loop: stations, the faults' clock, and a dispatcher deciding what each
     station prints next (the router, a static split, or a pull queue)."""
 
-    def __init__(self, faults: Faults, card_s: float) -> None:
+    def __init__(self, faults: Faults, card_s: float, prints: Prints | None = None) -> None:
         self.card_s = card_s
-        self.stations = {name: _Station(name, faults.jams[name]) for name in faults.stations}
+        prints = prints or {}
+        self.stations = {name: _Station(name, faults.jams[name],
+                                        prints.get(name, DEFAULT_DOCUMENTS))
+                         for name in faults.stations}
         self._events: list[tuple[float, int, str, str, object]] = []
         self._seq = itertools.count()
         self.now = 0.0
         self.done_at: list[float] = []
+        self.printed_by: dict[int, str] = {}
         self.take: Callable[[_Station], Record | None] = lambda station: (
             station.held.popleft() if station.held else None)
         self.after_event: Callable[[], None] = lambda: None
@@ -254,6 +302,8 @@ class _World:
         self.at(self.now + self.card_s, "printed", station.name)
 
     def _on_printed(self, station: _Station, data: object) -> None:
+        if station.current is not None:
+            self.printed_by[station.current.index] = station.name
         station.printing, station.current = False, None
         self.done_at.append(self.now)
         self.start(station)
@@ -288,13 +338,23 @@ class _World:
 # -- the policies ---------------------------------------------------------------------------
 
 
+def _records(records: int, mix: Sequence[str] | None) -> list[Record]:
+    if mix is not None and len(mix) != records:
+        raise ValueError(f"mix names {len(mix)} documents for {records} records")
+    return [Record(index, document=mix[index] if mix else "ektp") for index in range(records)]
+
+
 def simulate(records: int, faults: Faults, *, policy: Policy = Policy(),
-             card_s: float = CARD_S) -> Result:
-    """The router's policy: every decision by kiosk.district.routing on station documents."""
-    world = _World(faults, card_s)
-    waiting = [Record(index) for index in range(records)]  # in arrival order (the store's)
+             card_s: float = CARD_S, prints: Prints | None = None,
+             mix: Sequence[str] | None = None) -> Result:
+    """The router's policy: every decision by kiosk.district.routing on station documents;
+    each document's records are planned among the stations that take it."""
+    world = _World(faults, card_s, prints)
+    waiting: dict[str, list[Record]] = {}  # per document, in arrival order (the store's)
+    for record in _records(records, mix):
+        waiting.setdefault(record.document, []).append(record)
     clock = ReleaseClock(policy.release_after_s or 0.0)
-    result = Result(world.done_at)
+    result = Result(world.done_at, printed_by=world.printed_by)
     ticking: set[str] = set()
 
     def documents() -> tuple[dict[str, str], dict[str, dict]]:
@@ -304,29 +364,49 @@ def simulate(records: int, faults: Faults, *, policy: Policy = Policy(),
     def route() -> None:
         links, states = documents()
         if policy.release_after_s:
-            release(clock.due(links, states, world.now))
+            release([n for n in clock.due(links, states, world.now) if has_peer(n)])
             links, states = documents()
         if choose(links, states, ahead=policy.hold_ahead) is None:
             return
-        chosen = plan(waiting, links, states, ahead=policy.hold_ahead)
-        if len(chosen) == len(waiting):
-            waiting.clear()
-        for record, name in chosen:
-            if waiting:
-                del waiting[bisect.bisect_left(waiting, record.index, key=lambda r: r.index)]
-            world.stations[name].held.append(record)
-        for name in dict.fromkeys(name for _, name in chosen):
+        loads: dict[str, int] = {}
+        started: dict[str, None] = {}
+        for document, queue in waiting.items():
+            kind = {n for n in states if takes_document(states[n], document)}
+            kind_links = {n: link for n, link in links.items() if n in kind}
+            kind_states = {n: state for n, state in states.items() if n in kind}
+            if not queue or choose(kind_links, kind_states, unconfirmed=loads,
+                                   ahead=policy.hold_ahead) is None:
+                continue
+            chosen = plan(queue, kind_links, kind_states, unconfirmed=loads,
+                          ahead=policy.hold_ahead)
+            if len(chosen) == len(queue):
+                queue.clear()
+            for record, name in chosen:
+                if queue:
+                    del queue[bisect.bisect_left(queue, record.index, key=lambda r: r.index)]
+                world.stations[name].held.append(record)
+                loads[name] = loads.get(name, 0) + 1
+                started[name] = None
+        for name in started:
             world.start(world.stations[name])
+
+    def has_peer(name: str) -> bool:
+        """Whether another station prints what `name` prints: releasing the only station
+        of a kind would strand its records (no other station may take them), so it keeps
+        them and prints them once its fault clears."""
+        own = set(world.stations[name].documents)
+        return any(own & set(s.documents) for n, s in world.stations.items() if n != name)
 
     def release(due: list[str]) -> None:
         for name in due:
             station = world.stations[name]
             for record in station.held:
                 record.released_by.add(name)
-                if len(record.released_by) == len(world.stations):
-                    result.stranded += 1  # every station released it: it waits for ever
+                kind = [s for s in world.stations.values() if record.document in s.documents]
+                if len(record.released_by) >= len(kind):
+                    result.stranded += 1  # every station of its kind released it
                 else:
-                    bisect.insort(waiting, record, key=lambda r: r.index)
+                    bisect.insort(waiting[record.document], record, key=lambda r: r.index)
             result.released += len(station.held)
             station.held.clear()
         # The router looks again one delay later while a station stays unable to print.
@@ -341,20 +421,34 @@ def simulate(records: int, faults: Faults, *, policy: Policy = Policy(),
     return result
 
 
-def static_split(records: int, faults: Faults, *, card_s: float = CARD_S) -> Result:
-    """Each station handed 1/K of the records up front; nothing moves afterwards."""
-    world = _World(faults, card_s)
-    names = list(world.stations)
-    for index in range(records):
-        world.stations[names[index % len(names)]].held.append(Record(index))
+def static_split(records: int, faults: Faults, *, card_s: float = CARD_S,
+                 prints: Prints | None = None, mix: Sequence[str] | None = None) -> Result:
+    """Each station of a document handed its share of that document's records up front;
+    nothing moves afterwards."""
+    world = _World(faults, card_s, prints)
+    dealt: dict[str, int] = {}
+    for record in _records(records, mix):
+        names = [n for n, s in world.stations.items() if record.document in s.documents]
+        if names:
+            turn = dealt[record.document] = dealt.get(record.document, -1) + 1
+            world.stations[names[turn % len(names)]].held.append(record)
     world.run()
-    return Result(world.done_at)
+    return Result(world.done_at, printed_by=world.printed_by)
 
 
-def ideal_pull(records: int, faults: Faults, *, card_s: float = CARD_S) -> Result:
-    """One queue; a printer takes the next record the instant it can start a card."""
-    world = _World(faults, card_s)
-    queue = deque(Record(index) for index in range(records))
-    world.take = lambda station: queue.popleft() if queue else None
+def ideal_pull(records: int, faults: Faults, *, card_s: float = CARD_S,
+               prints: Prints | None = None, mix: Sequence[str] | None = None) -> Result:
+    """One queue per document; a printer takes the next record of its documents the
+    instant it can start a card."""
+    world = _World(faults, card_s, prints)
+    queues: dict[str, deque[Record]] = {}
+    for record in _records(records, mix):
+        queues.setdefault(record.document, deque()).append(record)
+
+    def take(station: _Station) -> Record | None:
+        heads = [queues[d] for d in station.documents if queues.get(d)]
+        return min(heads, key=lambda q: q[0].index).popleft() if heads else None
+
+    world.take = take
     world.run()
-    return Result(world.done_at)
+    return Result(world.done_at, printed_by=world.printed_by)

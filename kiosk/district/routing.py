@@ -19,6 +19,9 @@ assignments of a list of waiting records under these rules.
 
     choose({"st-1": "online"}, {"st-1": state}, exclude={"st-2"}, unconfirmed={"st-1": 2})
     plan(waiting, availability, states, unconfirmed={}, ahead=HOLD_AHEAD)
+
+A station prints only the documents its state lists (mqtt.md, `documents`; a state
+without the member is an E-KTP station): `takes_document(state, "kia")`.
 """
 
 from __future__ import annotations
@@ -75,6 +78,18 @@ def _member(document: Mapping[str, Any] | None, key: str) -> Mapping[str, Any]:
     """A nested object of a station's document, or {} (documents come off the network)."""
     value = (document or {}).get(key)
     return value if isinstance(value, Mapping) else {}
+
+
+DEFAULT_DOCUMENTS = ("ektp",)  # mqtt.md / station.md: `documents` defaults to ["ektp"]
+
+
+def takes_document(state: Mapping[str, Any] | None, document: str) -> bool:
+    """Whether the station whose state this is prints `document` ("ektp", "kia"): its
+    state's `documents`, or the E-KTP alone when the state says nothing (or nonsense)."""
+    listed = (state or {}).get("documents")
+    if not (isinstance(listed, list) and listed and all(isinstance(d, str) for d in listed)):
+        listed = DEFAULT_DOCUMENTS
+    return document in listed
 
 
 def is_faulted(availability: str | None, state: Mapping[str, Any] | None) -> bool:

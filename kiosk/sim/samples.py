@@ -6,7 +6,11 @@ Kabupaten Majalengka, Jawa Barat; the kecamatan digits of the NIK are illustrati
 not the official codes. Records are deterministic for (index, district, seed) and
 cheap to make: the images come from a small cache of variants.
 
+KIA samples (`make_kia_record`, the children's card) follow the same rules: children of
+invented families, a photo only from the fifth birthday on, an invented head of office.
+
     python -m kiosk.sim.samples --count 12 --out seeds/records.jsonl
+    python -m kiosk.sim.samples --kia --count 6 --out seeds/kia-records.jsonl
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
+from kiosk.contract import kia
 from kiosk.contract.record import SCHEMA
 
 REFERENCE_DAY = date(2016, 9, 15)  # the day of the news report in seeds/README.md
@@ -106,11 +111,73 @@ def make_record(index: int, *, district: str = "3210", seed: int = 0) -> dict[st
     }
 
 
+# The signing head of the (invented) civil registry office of every KIA sample.
+KIA_PEJABAT = {"nama": f"H. DADANG {MARKER} SUPRIATNA, S.SOS., M.SI.", "nip": "197203151998031005"}
+
+
+def make_kia_record(index: int, *, district: str = "3210", seed: int = 0,
+                    age_days: int | None = None) -> dict[str, Any]:
+    """The JSON-ready, unsigned KIA sample record number `index` for `district`: a child
+    `age_days` old on its day of issue (default: chosen from 1 month to 16 years)."""
+    if not (len(district) == 4 and district.isascii() and district.isdigit()):
+        raise ValueError(f"district must be 4 digits, not {district!r}")
+    rng = random.Random(f"kia-sample:{district}:{seed}:{index}")
+    sex = rng.choice(("LAKI-LAKI", "PEREMPUAN"))
+    issued = REFERENCE_DAY + timedelta(days=rng.randint(0, 14))
+    born = issued - timedelta(days=age_days if age_days is not None
+                              else rng.randint(30, 16 * 365))
+    kec_code, kecamatan, villages = rng.choice(_KECAMATAN)
+    day = born.day + (40 if sex == "PEREMPUAN" else 0)
+    serial = (index - 1) % 9999 + 1
+    family, father = rng.choice(_FAMILY), rng.choice(_GIVEN["LAKI-LAKI"])
+    kk_day = born - timedelta(days=rng.randint(0, 3000))
+    fields = {
+        "nama": f"{rng.choice(_GIVEN[sex])} {MARKER} {family}",
+        "jenis_kelamin": sex,
+        "tempat_lahir": rng.choice((kecamatan, "MAJALENGKA", "CIREBON", "SUMEDANG")),
+        "tanggal_lahir": born.isoformat(),
+        "gol_darah": _weighted(rng, _GOL_DARAH),
+        "no_kk": f"{district}{kec_code}{kk_day:%d%m%y}{rng.randint(1, 9999):04d}",
+        "nama_kepala_keluarga": f"{father} {MARKER} {family}",
+        "no_akta_kelahiran": f"{district}-LT-{born:%d%m%Y}-{serial:04d}",
+        "agama": _weighted(rng, _AGAMA),
+        "kewarganegaraan": "WNI",
+        "alamat": _alamat(rng, kecamatan),
+        "rt_rw": f"{rng.randint(1, 12):03d}/{rng.randint(1, 6):03d}",
+        "kel_desa": rng.choice(villages),
+        "kecamatan": kecamatan,
+        "kabupaten": "MAJALENGKA",
+        "provinsi": "JAWA BARAT",
+        "berlaku_hingga": kia.valid_until(born).isoformat(),
+        "tempat_terbit": "MAJALENGKA",
+        "tanggal_terbit": issued.isoformat(),
+    }
+    record: dict[str, Any] = {
+        "schema": kia.SCHEMA,
+        "record_id": f"kia-{district}-{f's{seed}-' if seed else ''}{index:06d}",
+        "nik": f"{district}{kec_code}{day:02d}{born.month:02d}{born.year % 100:02d}{serial:04d}",
+        "fields": fields,
+    }
+    if kia.needs_photo(born, issued):
+        record["photo_jpeg"] = _photo_b64("red" if born.year % 2 else "blue", sex,
+                                          rng.randrange(PHOTO_VARIANTS))
+    record["pejabat"] = {**KIA_PEJABAT, "signature_png": _signature_b64(SIGNATURE_VARIANTS - 1)}
+    record["priority"] = 0
+    return record
+
+
 def iter_records(n: int, *, start: int = 1, district: str = "3210",
                  seed: int = 0) -> Iterator[dict[str, Any]]:
     """Sample records number start .. start + n - 1."""
     for index in range(start, start + n):
         yield make_record(index, district=district, seed=seed)
+
+
+def iter_kia_records(n: int, *, start: int = 1, district: str = "3210",
+                     seed: int = 0) -> Iterator[dict[str, Any]]:
+    """KIA sample records number start .. start + n - 1."""
+    for index in range(start, start + n):
+        yield make_kia_record(index, district=district, seed=seed)
 
 
 def write_jsonl(path: str | Path, n: int, *, start: int = 1, district: str = "3210",
@@ -204,12 +271,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--district", default="3210")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="-", help="file to write, '-' for stdout")
+    parser.add_argument("--kia", action="store_true", help="KIA records (kia.record/1)")
     args = parser.parse_args(argv)
     options = {"start": args.start, "district": args.district, "seed": args.seed}
+    records = (iter_kia_records if args.kia else iter_records)(args.count, **options)
     if args.out == "-":
-        _write(sys.stdout, iter_records(args.count, **options))
+        _write(sys.stdout, records)
     else:
-        write_jsonl(args.out, args.count, **options)
+        with open(args.out, "w", encoding="utf-8") as out:
+            _write(out, records)
     return 0
 
 

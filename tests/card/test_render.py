@@ -18,19 +18,14 @@ from PIL import Image, ImageDraw
 
 from kiosk.card.render import (
     CARD_SIZE,
-    FIXED_ITEMS,
     IMAGE_BOXES,
     MAX_CHARS,
     MIN_FONT,
     OVERLAY_MARGIN,
     PHOTO_BOX,
     SIGNATURE_BOX,
-    TURN,
     Box,
-    CardImages,
-    Patched,
     RenderError,
-    Turned,
     draw_placed,
     layout,
     render_card,
@@ -334,36 +329,20 @@ def test_k_from_the_cached_labels_equals_k_drawn_item_by_item():
         assert k.tobytes() == expected.tobytes()
 
 
-def test_deferred_panels_are_built_as_the_eager_ones_were():
-    base = Image.linear_gradient("L").resize(CARD_SIZE)
-    patch = Image.effect_noise((PHOTO_BOX.width, PHOTO_BOX.height), 40)
-    eager = base.copy()
-    eager.paste(patch, PHOTO_BOX[:2])
-    patched = Patched(base, patch, PHOTO_BOX[:2])
-    assert patched.image.tobytes() == eager.tobytes()
-    for box in (PHOTO_BOX, Box(0, 0, *CARD_SIZE), Box(700, 100, 800, 200), Box(0, 0, 10, 10),
-                Box(PHOTO_BOX.left - 3, 164, PHOTO_BOX.right, 444)):
-        assert patched.crop(box).tobytes() == eager.crop(box).tobytes(), box
-    ink = render_card(make_record()).k
-    turned = Turned(ink.transpose(TURN))
-    assert turned.image.tobytes() == ink.tobytes()
-    card = CardImages(y=patched, m=base, c=base, k=turned, o=ink)
-    assert card.y.tobytes() == eager.tobytes() and card.k.tobytes() == ink.tobytes()
-    assert card.crop("y", PHOTO_BOX).tobytes() == eager.crop(PHOTO_BOX).tobytes()
-    assert card.turned("k") is turned and card.turned("o") is None
-
-
-def test_rendered_k_is_drawn_turned_for_the_wire_on_the_cached_fixed_k():
-    """The encoder takes K's first `same` wire lines from the cached K of the fixed items:
-    they must hold no ink of the record's own (header changes included)."""
+def test_panels_are_plain_images_equal_to_their_shared_base_outside_its_box():
+    """A driver may take what lies outside `shared[name].box` from the shared base
+    (packed once): the record's own ink and photo must all lie inside the box, whatever
+    the record (header changes, one- or two-row values, a J overhanging its origin)."""
     for record in (make_record(**LONGEST), make_record(), make_record(provinsi="ACEH"),
                    make_record(kabupaten="JAYAWIJAYA", nama="J " * 20)):
         card = render_card(record)
-        turned = card.turned("k")
-        assert turned is not None and turned.base is not None
-        assert turned.wire.size == CARD_SIZE[::-1]
-        assert card.k.transpose(TURN).tobytes() == turned.wire.tobytes()
-        assert 0 < turned.same <= min(p.box.left for p in layout(record)
-                                      if not p.field.startswith(FIXED_ITEMS))
-        lines = (0, 0, CARD_SIZE[1], turned.same)
-        assert turned.wire.crop(lines).tobytes() == turned.base.crop(lines).tobytes()
+        assert set(card.shared) == set("ymck")
+        for name, shared in card.shared.items():
+            panel = getattr(card, name)
+            assert type(panel) is Image.Image and panel.size == CARD_SIZE
+            assert shared.base is not panel and shared.base.size == CARD_SIZE
+            outside_a, outside_b = panel.copy(), shared.base.copy()
+            for img in (outside_a, outside_b):
+                img.paste(0, shared.box)
+            assert outside_a.tobytes() == outside_b.tobytes(), name
+        assert card.shared["y"].box == PHOTO_BOX

@@ -205,9 +205,9 @@ def test_decoding_what_is_sent_gives_back_the_rendered_panels(card, rotate, geom
 
 @pytest.mark.parametrize("rotate", [90, 270])
 @pytest.mark.parametrize("bits", [5, 6, 7])
-def test_reusing_the_packed_background_changes_nothing(card, rotate, bits):
-    plain = dataclasses.replace(card, base=None, changed=None)
-    assert card.base is not None
+def test_reusing_the_packed_shared_parts_changes_nothing(card, rotate, bits):
+    plain = dataclasses.replace(card, shared={})
+    assert set(card.shared) == set("ymck")
     assert (encode_card(card, rotate=rotate, colour_bits=bits)
             == encode_card(plain, rotate=rotate, colour_bits=bits))
 
@@ -250,16 +250,16 @@ def test_render_preview_is_composited_from_the_wire_panels(card):
 
 
 def test_cards_encoded_out_of_order_or_after_reading_their_panels_are_unchanged():
-    """Encoding takes parts of the deferred panels (photo patch, turned K): two records
-    rendered one after another, encoded in reverse order and again once every panel has
-    been read, give the bytes of encoding each fresh card."""
+    """Encoding takes the shared parts from its caches and the rest from each card: two
+    records rendered one after another, encoded in reverse order and again once every
+    panel has been read, give the bytes of encoding each fresh card."""
     records = (make_record(**LONGEST), make_record(photo=photo_jpeg(colour=(20, 90, 200)),
                                                    nama="ASEP SUHERMAN"))
     fresh = [encode_card(render_card(r)) for r in records]
     cards = [render_card(r) for r in records]
     assert [encode_card(c) for c in reversed(cards)] == fresh[::-1]
     for c in cards:
-        c.preview()  # builds y, m, c and k
+        c.preview()
     assert [encode_card(c) for c in cards] == fresh
     plain = [CardImages(**{n: getattr(c, n) for n in "ymcko"}) for c in cards]
     assert [encode_card(c) for c in plain] == fresh

@@ -1,10 +1,11 @@
 """Wire encoding of card panels for the Evolis printer (card-printer.md, `Db` / `Dbc`).
 
-Owns the way from the landscape `CardImages` to the panel bytes the printer receives
--- the quarter turn, 1-bit and 5/6/7-bit colour packing, the choice of `Dbc`
-compression -- and the way back (`decode_card`, `render_preview`) so operators and
-tests see exactly what is sent. From a rendered card it takes the K that render_card
-drew turned, and packs the colour background once, then only the photo's area per card.
+Owns the way from the card's plain landscape panels (`CardPanels`) to the panel bytes
+the printer receives -- the quarter turn, 1-bit and 5/6/7-bit colour packing, the choice
+of `Dbc` compression -- and the way back (`decode_card`, `render_preview`) so operators
+and tests see exactly what is sent. Its caches: what a card shares with others
+(`CardPanels.shared`: the background, the labels' K, the overlay) is turned and packed
+once; per card only the box holding the card's own content is turned and packed again.
 
 Orientation: `rotate=90` turns the card a quarter clockwise, as Evolis's own driver
 does (tests/fixtures/evolis-card-text.prn): the card's left edge is the first wire
@@ -26,17 +27,9 @@ from functools import cache
 
 from PIL import Image
 
-from kiosk.card.render import (
-    CARD_SIZE,
-    PHOTO_BOX,
-    TURN,
-    Box,
-    CardImages,
-    Turned,
-    overlay,
-    paste_turned,
-    render_card,
-)
+from kiosk.card.panels import CARD_SIZE, Box, CardPanels, Shared
+from kiosk.card.render import PHOTO_BOX, overlay, render_card
+from kiosk.contract.kia import KiaRecord
 from kiosk.contract.record import Record
 from kiosk.devices.printer.evolis.protocol import (
     COLOUR_BITS,
@@ -205,19 +198,18 @@ def from_wire(panel: Image.Image, rotate: int) -> Image.Image:
     return turned.transpose(ROTATIONS[270 if rotate == 90 else 90])
 
 
-def _mono_k(card: CardImages, rotate: int, geometry: Geometry) -> Image.Image:
-    """K with the photo dithered in, for ribbons without colour panels, turned for the wire
-    (from the K render_card drew turned, when it did)."""
-    black = Image.new("L", (PHOTO_BOX.width, PHOTO_BOX.height), 0)
-    grey = Image.merge("CMYK", (*(card.crop(n, PHOTO_BOX) for n in "cmy"), black)).convert("L")
-    ink = grey.point(lambda v: 255 - v).convert("1")  # Floyd-Steinberg; set = ink
-    turned = card.turned("k")
-    if turned is not None and ROTATIONS[rotate] is TURN and geometry == GEOMETRY:
-        k = turned.wire.copy()
-        paste_turned(k, ink.transpose(TURN), PHOTO_BOX[:2])
-        return k
+def _mono_k(card: CardPanels, rotate: int, geometry: Geometry) -> Image.Image:
+    """K with the photo dithered in, for ribbons without colour panels, turned for the wire.
+    The photo is the card's own colour (`shared["y"].box`: none on a KIA under 5); a card
+    that names no shared parts is taken to have the E-KTP's photo box."""
     k = card.k.copy()
-    k.paste(255, PHOTO_BOX[:2], ink)
+    photo = card.shared["y"].box if "y" in card.shared else PHOTO_BOX
+    if photo.width > 0 and photo.height > 0:
+        black = Image.new("L", (photo.width, photo.height), 0)
+        grey = Image.merge("CMYK", (*(getattr(card, n).crop(photo) for n in "cmy"), black)
+                           ).convert("L")
+        ink = grey.point(lambda v: 255 - v).convert("1")  # Floyd-Steinberg; set = ink
+        k.paste(255, photo[:2], ink)
     return to_wire(k, rotate, geometry)
 
 
@@ -261,61 +253,70 @@ def _patch_area(changed: Box, rotate: int, bits: int) -> tuple[Box, int, int]:
     return changed._replace(top=top, bottom=bottom), first, low * bits // 8
 
 
-def _pack_colour_panel(card: CardImages, name: str, bits: int, rotate: int,
+def _pack_colour_panel(card: CardPanels, name: str, bits: int, rotate: int,
                        geometry: Geometry) -> bytes:
-    """pack_colour(to_wire(panel)): the packed base with only the `changed` area packed
-    again and spliced in (each wire line crossing it keeps its base bytes around it)."""
-    base = card.base["ymc".index(name)] if card.base else None
-    changed = card.changed
-    if base is None or changed is None or geometry != GEOMETRY:
+    """pack_colour(to_wire(panel)): the packed shared base with only the card's own box
+    packed again and spliced in (each wire line crossing it keeps its base bytes around it)."""
+    shared = card.shared.get(name)
+    if shared is None or geometry != GEOMETRY:
         return pack_colour(to_wire(getattr(card, name), rotate, geometry), bits)
-    area, first, offset = _patch_area(changed, rotate, bits)
-    patch = pack_colour(card.crop(name, area).transpose(ROTATIONS[rotate]), bits)
-    packed, grid = _packed_base(base, bits, rotate)
+    packed, grid = _packed_base(shared.base, bits, rotate)
+    if shared.box.width <= 0 or shared.box.height <= 0:
+        return packed
+    area, first, offset = _patch_area(shared.box, rotate, bits)
+    patch = pack_colour(getattr(card, name).crop(area).transpose(ROTATIONS[rotate]), bits)
     line, lines = grid.width, area.width
     strip = grid.crop((0, first, line, first + lines))
     strip.paste(Image.frombytes("L", (len(patch) // lines, lines), patch), (offset, 0))
     return b"".join((packed[:first * line], strip.tobytes(), packed[(first + lines) * line:]))
 
 
-_K_PREFIXES: dict[tuple[int, int], tuple[Image.Image, bytes]] = {}
+_BASE_LINES: dict[tuple[int, int], tuple[Image.Image, tuple[bytes, ...]]] = {}
 
 
-def _compressed_lines(img: Image.Image, first: int, end: int) -> bytes:
-    """compress_1bit of the wire-oriented 1-bit `img`'s lines first..end-1."""
-    part = img.crop((0, first, img.width, end))
-    return compress_1bit(pack_1bit(part), Geometry(img.width, end - first))
+def _line_records(wire: Image.Image) -> tuple[bytes, ...]:
+    """The `Dbc` record of each line of the wire-oriented 1-bit `wire`."""
+    raw, line = pack_1bit(wire), Geometry(wire.width, 1)
+    width = line.line_bytes
+    return tuple(compress_1bit(raw[i:i + width], line) for i in range(0, len(raw), width))
 
 
-def _base_prefix(base: Image.Image, lines: int) -> bytes:
-    """The `Dbc` records of a shared base's first lines, made once (keyed by identity)."""
-    key = (id(base), lines)
-    hit = _K_PREFIXES.get(key)
+def _base_lines(base: Image.Image, rotate: int) -> tuple[bytes, ...]:
+    """A shared K base's `Dbc` records line by line, made once (keyed by identity)."""
+    key = (id(base), rotate)
+    hit = _BASE_LINES.get(key)
     if hit is None or hit[0] is not base:
-        if len(_K_PREFIXES) >= 8:  # each holds its base, a full K panel
-            _K_PREFIXES.clear()
-        hit = _K_PREFIXES[key] = (base, _compressed_lines(base, 0, lines))
+        if len(_BASE_LINES) >= 8:  # each holds its base, a full K panel
+            _BASE_LINES.clear()
+        hit = _BASE_LINES[key] = (base, _line_records(to_wire(base, rotate, GEOMETRY)))
     return hit[1]
 
 
-def _encode_turned(name: str, turned: Turned) -> PanelData:
-    """`_encode_1bit` of a panel render_card drew turned: the `Dbc` records of the lines
-    it shares with its base are made once per base; only the others are packed."""
-    if turned.base is None or not 0 < turned.same < turned.wire.height:
-        return _encode_1bit(name, turned.wire, GEOMETRY)
-    packed = _base_prefix(turned.base, turned.same) + _compressed_lines(
-        turned.wire, turned.same, turned.wire.height)
+def _encode_shared_1bit(name: str, panel: Image.Image, shared: Shared, rotate: int
+                        ) -> PanelData:
+    """`_encode_1bit` of a panel that equals its shared base outside `shared.box`: the
+    wire lines (card columns) outside the box are the base's records, made once; only
+    the columns of the box are turned and compressed."""
+    box, width = shared.box, CARD_SIZE[0]
+    left, right = (box.left, box.right) if box.width > 0 else (0, 0)
+    first = left if rotate == 90 else width - right  # wire line n: card column n (or W-1-n)
+    lines = _base_lines(shared.base, rotate)
+    own = b""
+    if right > left:
+        part = panel.crop((left, 0, right, CARD_SIZE[1])).transpose(ROTATIONS[rotate])
+        own = compress_1bit(pack_1bit(part), Geometry(part.width, part.height))
+    packed = b"".join((*lines[:first], own, *lines[first + right - left:]))
     if len(packed) < GEOMETRY.panel_bytes(1):
         return PanelData(name, MONO_CODE, packed, True)
-    return PanelData(name, MONO_CODE, pack_1bit(turned.wire), False)
+    return PanelData(name, MONO_CODE, pack_1bit(to_wire(panel, rotate, GEOMETRY)), False)
 
 
-def _encode_1bit_panel(card: CardImages, name: str, rotate: int, geometry: Geometry
+def _encode_1bit_panel(card: CardPanels, name: str, rotate: int, geometry: Geometry
                        ) -> PanelData:
-    """The 1-bit panel `name` (k or o); taken as drawn if render_card drew it turned."""
-    turned = card.turned(name)
-    if turned is not None and ROTATIONS[rotate] is TURN and geometry == GEOMETRY:
-        return _encode_turned(name, turned)
+    """The 1-bit panel `name` (k or o), from its shared base's records where it has one."""
+    shared = card.shared.get(name)
+    if shared is not None and geometry == GEOMETRY:
+        return _encode_shared_1bit(name, getattr(card, name), shared, rotate)
     return _encode_1bit(name, to_wire(getattr(card, name), rotate, geometry), geometry)
 
 
@@ -325,7 +326,7 @@ def _standard_overlay(rotate: int, geometry: Geometry) -> PanelData:
     return _encode_1bit("o", to_wire(overlay(), rotate, geometry), geometry)
 
 
-def encode_card(card: CardImages, *, ribbon: str = "ymcko", colour_bits: int = 6,
+def encode_card(card: CardPanels, *, ribbon: str = "ymcko", colour_bits: int = 6,
                 rotate: int = 90, geometry: Geometry = GEOMETRY) -> list[PanelData]:
     """The card's panels in the printer's order for `ribbon`, ready for `Db`/`Dbc`."""
     if ribbon not in RIBBONS:
@@ -349,7 +350,7 @@ def encode_card(card: CardImages, *, ribbon: str = "ymcko", colour_bits: int = 6
 
 
 def decode_card(panels: list[PanelData], *, rotate: int = 90,
-                geometry: Geometry = GEOMETRY) -> CardImages:
+                geometry: Geometry = GEOMETRY) -> CardPanels:
     """The landscape panels the printer will print; absent panels are blank."""
     images = {name: Image.new("L" if name in "ymc" else "1", CARD_SIZE, 0) for name in "ymcko"}
     for p in panels:
@@ -357,10 +358,10 @@ def decode_card(panels: list[PanelData], *, rotate: int = 90,
         bits = bits_per_pixel(p.code)
         wire = unpack_1bit(data, geometry) if bits == 1 else unpack_colour(data, bits, geometry)
         images[p.panel] = from_wire(wire, rotate)
-    return CardImages(**images)
+    return CardPanels(**images)
 
 
-def render_preview(record: Record, *, ribbon: str = "ymcko", colour_bits: int = 6,
+def render_preview(record: Record | KiaRecord, *, ribbon: str = "ymcko", colour_bits: int = 6,
                    rotate: int = 90, geometry: Geometry = GEOMETRY) -> Image.Image:
     """RGB picture of the card composited from the encoded panels the printer gets."""
     panels = encode_card(render_card(record), ribbon=ribbon, colour_bits=colour_bits,
