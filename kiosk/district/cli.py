@@ -81,6 +81,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     page = sub.add_parser("web", parents=[common], help="the district's live web page")
     page.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT",
                       help="where the page is served (default 127.0.0.1:8080: this machine only)")
+    page.add_argument("--host-name", action="append", default=[], metavar="NAME",
+                      help="a name browsers reach the page by (repeatable); IP addresses and"
+                           " localhost are always accepted, any other Host is refused")
+    page.add_argument("--forget-after", type=float, default=7.0, metavar="DAYS",
+                      help="drop a station from the page once nothing was heard of it for"
+                           " DAYS (default 7)")
     parser.set_defaults(handler=run)
 
 
@@ -298,8 +304,13 @@ def _web(args: argparse.Namespace) -> int:
     if not sep or not host or not port.isdigit() or int(port) > 65535:
         raise InputError(f"--listen {args.listen!r} is not HOST:PORT")
     try:
+        if not args.forget_after > 0:
+            raise ValueError(f"--forget-after must be a number of days above 0, not"
+                             f" {args.forget_after}")
         page = DistrictWeb(args.url, district=args.district, root=args.root,
-                           listen=(host.strip("[]"), int(port)), credentials=_credentials(args))
+                           listen=(host.strip("[]"), int(port)), credentials=_credentials(args),
+                           host_names=args.host_name,
+                           forget_after_s=args.forget_after * 86400)
     except ValueError as error:
         raise InputError(str(error)) from None
     try:

@@ -106,8 +106,8 @@ def test_the_forecast_on_the_page_is_the_one_of_the_api_and_says_order_blanks(fl
               stock={"remaining": 80}, counters={"printed": 95, "spoiled": 5})
     for n in range(5):
         fleet.complete("sim-1", f"R-{n}")
-    tab.wait_for_function("document.getElementById('blanks-short').dataset.value === '"
-                          + str(expected_short()) + "'", timeout=10_000)
+    tab.wait_for_function("(want) => document.getElementById('blanks-short').dataset.value"
+                          " === want", arg=str(expected_short()), timeout=10_000)
     body = api(web)
     forecast = body["forecast"]
     shown = {name: tab.get_attribute(f"#{name}", "data-value") for name in
