@@ -50,7 +50,7 @@ def test_the_watch_client_survives_any_state_and_shows_every_station(broker, dis
     rows = {name: next(line for line in text.splitlines() if f"│ {name}" in line)
             for name in ("st-a", "st-b", "st-c")}
     assert "invalid state: not JSON: 1e999 is not a finite" in rows["st-b"]  # cell wraps
-    assert "[bold red]" in rows["st-c"] and "[link=" in rows["st-c"]  # shown as text
+    assert "[bold red]" in rows["st-c"] and "[link=" in text  # shown as text, not markup
     assert "\x1b" not in text and "\x9b" not in text and "\x07" not in text
     assert rows["st-c"].count("?") >= 3  # 1e30 stock, 1e300 minutes, -5 printed, "many" spoiled
 
