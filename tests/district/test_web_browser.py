@@ -8,7 +8,6 @@ missing is a failure that says how to install them, never a skip.
 from __future__ import annotations
 
 import json
-import os
 import time
 import urllib.request
 from datetime import datetime
@@ -19,29 +18,7 @@ from kiosk.district.web.server import DistrictWeb
 from kiosk.sim.fleet import Fleet
 from tests.conftest import STATION, StationThread
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-INSTALL_HINT = ("headless Chromium is needed for the page's tests: run scripts/setup, or "
-                "'sudo apt-get install chromium chromium-driver' and "
-                "\".venv/bin/pip install -e '.[test]'\" (Playwright; never 'playwright install')")
 SHOWN_WITHIN_MS = 2000
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"{CHROMIUM} not found: {INSTALL_HINT}", pytrace=False)
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail(f"Playwright for Python is missing: {INSTALL_HINT}", pytrace=False)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture
