@@ -32,13 +32,7 @@ import threading
 import time
 from typing import NamedTuple
 
-from kiosk.contract.mqtt import (
-    Credentials,
-    connect_client,
-    json_properties,
-    make_client,
-    session_properties,
-)
+from kiosk.contract.mqtt import Credentials, connect_client, json_properties, make_client
 from kiosk.district.routecore import RouterCore
 from kiosk.district.routing import HOLD_AHEAD
 from kiosk.district.store import RouteStore
@@ -47,9 +41,6 @@ log = logging.getLogger(__name__)
 
 TICK_S = 1.0
 MAX_BATCH = 500
-# What the broker may send the router: an inbox record at its limit, with room for
-# topic and properties; a larger message is dropped by the broker, never read.
-MAX_PACKET = 320 * 1024
 _JSON = json_properties()  # read-only once made: paho only packs it
 
 
@@ -117,10 +108,7 @@ class Router:
     # -- life cycle ---------------------------------------------------------------------
 
     def run(self) -> None:
-        connect_client(self.client, self.url, session_expiry_s=self.session_expiry_s,
-                       properties=session_properties(self.session_expiry_s,
-                                                     maximum_packet_size=MAX_PACKET))
-        self.client.loop_start()
+        self._connect()
         try:
             while not self._stop.is_set():
                 self._step()
@@ -195,9 +183,14 @@ class Router:
         self._stop.wait(1.0)  # a failing disk is not retried in a tight loop
         self.client.disconnect()
         self.client.loop_stop()
-        connect_client(self.client, self.url, session_expiry_s=self.session_expiry_s,
-                       properties=session_properties(self.session_expiry_s,
-                                                     maximum_packet_size=MAX_PACKET))
+        self._connect()
+
+    def _connect(self) -> None:
+        # No Maximum Packet Size: Mosquitto 2.0.11 keeps the in-flight slot of a QoS 1
+        # message it drops as too large, so twenty oversized station events would stall
+        # the inbox for good. The broker's message_size_limit (docs/security.md) bounds
+        # what arrives; the core refuses anything over its limits.
+        connect_client(self.client, self.url, session_expiry_s=self.session_expiry_s)
         self.client.loop_start()
 
     def _take_batch(self) -> list[object]:

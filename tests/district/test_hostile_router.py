@@ -127,3 +127,16 @@ def test_an_event_from_a_station_the_record_has_left_changes_nothing_and_is_no_l
         assert wait_until(lambda: len(router_events(office, "completed")) == 2, 5)
     assert rows(db)["R-0001"][0] == "completed"
     assert router_events(office, "station-lied") == []
+
+
+def test_oversized_station_messages_do_not_stall_the_inbox(tmp_path, acl_broker, office,
+                                                          stations):
+    """Twenty-five 400 KB events from st-b: refused one by one (over 64 KiB), and the
+    inbox keeps flowing (Mosquitto 2.0.11 holds the in-flight slot of a QoS 1 message it
+    drops for a client's Maximum Packet Size: the router must not ask for one)."""
+    with RouterRun(acl_broker, tmp_path / "router.db", office) as router:
+        for _ in range(25):
+            stations["st-b"].publish("events", json.dumps(
+                {"type": "job", "record_id": "R-0001", "detail": "x" * 400_000}).encode())
+        assert routes_a_record(office, stations, 1)
+        assert wait_until(lambda: router.core.invalid.get("st-b") == 25, 10)

@@ -27,7 +27,7 @@ API; a connection that sends no complete request within *idle_timeout_s* (silent
 trickling headers, or idle between requests) is closed; at most MAX_CONNECTIONS are open
 at once (the next ones get 503 and are closed); an event stream whose client does not
 read within WRITE_TIMEOUT_S is closed. The broker sends the page no message over
-MAX_PACKET bytes (MQTT 5 Maximum Packet Size).
+MAX_PACKET bytes (MQTT 5 Maximum Packet Size), at QoS 0 (see `_on_connect`).
 """
 
 from __future__ import annotations
@@ -137,8 +137,10 @@ class DistrictWeb:
         if reason_code.is_failure:
             log.error("broker refused the web page's client: %s", reason_code)
             return
-        client.subscribe([(f"{self.prefix}/+/availability", 1), (f"{self.prefix}/+/state", 1),
-                          (f"{self.prefix}/+/events", 1), (f"{self.prefix}/+/cmd/refill", 1)])
+        # QoS 0: Mosquitto 2.0.11 keeps the in-flight slot of a QoS 1 message it drops as
+        # over our Maximum Packet Size, so twenty oversized messages would stall the feed.
+        client.subscribe([(f"{self.prefix}/+/{leaf}", 0)
+                          for leaf in ("availability", "state", "events", "cmd/refill")])
         self.view.set_broker(True)
 
     def _on_message(self, client, userdata, message) -> None:
