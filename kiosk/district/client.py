@@ -31,6 +31,8 @@ from kiosk.contract.mqtt import (
 from kiosk.district import inputs
 from kiosk.district.routing import is_station
 
+_JSON = json_properties()  # read-only once made: paho only packs it
+
 
 class CommandTimeout(TimeoutError):
     pass
@@ -177,7 +179,7 @@ class DistrictClient:
     def publish(self, topic: str, payload: dict | bytes) -> mqtt.MQTTMessageInfo:
         """QoS 1 JSON publish without waiting; ``.wait_for_publish()`` waits for PUBACK."""
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        return self.client.publish(topic, data, qos=1, properties=json_properties())
+        return self.client.publish(topic, data, qos=1, properties=_JSON)
 
     def confirm(self, info: mqtt.MQTTMessageInfo, topic: str, timeout: float = 10.0) -> None:
         """Wait for *info*'s PUBACK: `TimeoutError` without one, `Refused` if it says no."""
