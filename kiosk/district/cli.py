@@ -7,7 +7,10 @@
   availability and state (``--once`` prints it once).
 - ``cmd STATION NAME [k=v ...]``: one MQTT 5 command; the reply is printed.
 - ``route``: the durable router (kiosk/district/router.py).
-- ``web``: the district's live web page (kiosk/district/web/), read-only.
+- ``web``: the district's live web page (kiosk/district/web/), read-only;
+  ``--host-name NAME`` (repeatable) for each name browsers reach it by (IP addresses
+  and localhost are always accepted), ``--forget-after DAYS`` (default 7) to drop a
+  station nothing was heard of for that long.
 
 Record files are read by kiosk/district/recordfile.py (its docstring gives the CSV
 columns). ``k=v`` values are read as JSON when they parse (``count=5`` is a

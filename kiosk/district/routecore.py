@@ -148,7 +148,11 @@ class RouterCore:
             if leaf == "availability":
                 self.availability[station] = inputs.availability(payload)
             elif leaf == "state":
-                self.states[station] = inputs.state(payload).as_dict()
+                checked = inputs.state(payload)
+                self.states[station] = checked.as_dict()
+                if checked.refused:  # kept without those members; said all the same
+                    self._refused(station, leaf, inputs.Invalid(
+                        "members refused: " + ", ".join(checked.refused)))
             else:
                 self._event(station, inputs.event(payload))
         except inputs.Invalid as why:

@@ -44,7 +44,7 @@ def tab(chromium, page):
     errors: list[str] = []
     browser_tab.on("pageerror", lambda error: errors.append(str(error)))
     browser_tab.on("console", lambda message: errors.append(message.text)
-                   if message.type == "error" else None)  # CSP violations too
+                   if "Content Security Policy" in message.text else None)  # CSP violations too
     browser_tab.goto(page.url)
     browser_tab.wait_for_selector('[data-station="st-a"]', timeout=10_000)
     yield browser_tab

@@ -34,6 +34,8 @@ def tab(chromium, web):
     browser_tab = context.new_page()
     errors: list[str] = []
     browser_tab.on("pageerror", lambda error: errors.append(str(error)))
+    browser_tab.on("console", lambda message: errors.append(message.text)
+                   if "Content Security Policy" in message.text else None)  # CSP violations
     browser_tab.goto(web.url)
     yield browser_tab
     context.close()
@@ -57,12 +59,14 @@ def reasons(district) -> list[str]:
 
 
 def test_a_jam_at_a_station_shows_within_two_seconds_and_clears_when_it_clears(
-        station_settings, district, tray_sim, fleet, tab):
+        station_settings, district, tray_sim, fleet, tab, web):
     station_settings["tray"]["path_jam_s"] = 0.5  # a card held in the path beam is a jam
     card = f'[data-station="{STATION}"]'
     with StationThread(station_settings, district):
         tab.wait_for_selector(f'{card} [data-field="route"].yes', timeout=10_000)
         tab.wait_for_selector('[data-station="sim-1"]', timeout=10_000)
+        real = next(s for s in api(web)["stations"] if s["id"] == STATION)
+        assert (real["refused"], real["invalid_messages"]) == ([], 0)  # a real state passes
         tray_sim.set_path(True)
         assert district.wait_for(lambda: "media-jam-error" in reasons(district), 5)
         tab.wait_for_selector(f'{card} [data-reasons*="media-jam-error"]',

@@ -27,6 +27,7 @@ most MAX_STATIONS stations, and a station silent for ``forget_after_s`` forgotte
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from array import array
@@ -50,6 +51,7 @@ COMPLETIONS_KEPT = 5000  # per station, within the rate window: far above a prin
 MAX_STATIONS = 500  # a district has tens; the ACL lets each key speak for one station only
 FORGET_AFTER_S = 7 * DAY_S  # a station heard of for none of this is dropped from the view
 _QUEUE, _COUNTERS, _STOCK = inputs.QUEUE, inputs.COUNTERS, inputs.STOCK
+log = logging.getLogger(__name__)
 
 
 def _times() -> array:
@@ -184,7 +186,7 @@ class DistrictView:
             if leaf == "availability":
                 station.availability = inputs.availability(payload)
             elif leaf == "state":
-                self._state(station, payload, now, retained)
+                self._state(name, station, payload, now, retained)
             elif leaf == "events":
                 return self._event(station, inputs.event(payload), now)
             elif leaf == "cmd/refill":
@@ -194,20 +196,22 @@ class DistrictView:
         except inputs.Invalid as why:
             if leaf == "cmd/refill":  # the district's own command, not the station's word
                 return False
-            station.invalid += 1
+            self._count_invalid(name, station, leaf, str(why))
             if leaf == "state":
                 station.state, station.state_invalid = None, inputs.text(why)
             elif leaf == "availability":
                 station.availability = None
         return True
 
-    def _state(self, station: _Station, payload: bytes, now: float, retained: bool) -> None:
+    def _state(self, name: str, station: _Station, payload: bytes, now: float,
+               retained: bool) -> None:
         if not payload:  # retained state cleared: the station is gone
             station.state = station.state_invalid = None
             return
         checked = inputs.state(payload)
         if checked.refused:
-            station.invalid += 1
+            self._count_invalid(name, station, "state",
+                                "members refused: " + ", ".join(checked.refused))
         station.state, station.state_invalid = checked.as_dict(), None
         station.refused = checked.refused
         stamp = _epoch(checked.ts)
@@ -216,6 +220,14 @@ class DistrictView:
             station.heard_at = max(station.heard_at or 0.0, min(stamp, now))
         self._check_stock(station)
         self._sample_stock(station, now)
+
+    @staticmethod
+    def _count_invalid(name: str, station: _Station, leaf: str, why: str) -> None:
+        """Count a refused message; journal the first ten of a station, then one in 100."""
+        station.invalid += 1
+        if station.invalid <= 10 or station.invalid % 100 == 0:
+            log.warning("invalid %s from station %s, ignored: %s (%d invalid messages so far)",
+                        leaf, name, inputs.text(why), station.invalid)
 
     def _check_stock(self, station: _Station) -> None:
         """Stock can only grow by a refill: above the ceiling it is doubtful."""
