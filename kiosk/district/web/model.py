@@ -102,7 +102,7 @@ class DistrictView:
         self.broker = False
         self.router_availability: str | None = None
         self.router_state: dict[str, Any] | None = None
-        self.router_seen = False  # the router spoke on this broker: its word rules the rate
+        self.router_seen = False  # a router was online: its word rules the rate
         self.stations_refused = 0  # messages of stations beyond MAX_STATIONS
         self._stations: dict[str, _Station] = {}
         self._hourly: dict[int, int] = {}  # hour start (epoch s) -> cards, stations' word
@@ -148,11 +148,12 @@ class DistrictView:
         try:
             if leaf == "availability":
                 self.router_availability = inputs.availability(payload)
-                self.router_seen = True
+                # Once online, its word rules the rate for good: a liar gains nothing by
+                # waiting for the router to go down.
+                self.router_seen = self.router_seen or self.router_availability == "online"
             elif leaf == "state":
                 self.router_state = _router_counts(inputs.parse_object(payload)) \
                     if payload else None
-                self.router_seen = self.router_seen or self.router_state is not None
             elif leaf == "events":
                 return self._router_event(inputs.parse_object(payload))
             else:
