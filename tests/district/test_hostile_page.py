@@ -8,6 +8,7 @@ st-a within 2 s.
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import time
 import urllib.request
@@ -190,7 +191,8 @@ def test_a_stock_above_what_was_ever_refilled_is_doubtful_and_not_summed(
 # -- attack 7: connections that never finish a request ---------------------------------------
 
 
-def test_silent_and_trickling_connections_are_closed_and_requests_still_answered(acl_broker):
+def test_silent_and_trickling_connections_are_closed_and_requests_still_answered(
+        acl_broker, caplog):
     web = DistrictWeb(acl_broker.url, listen=("127.0.0.1", 0), idle_timeout_s=1.0,
                       credentials=Credentials(username=TOOLS[2])).start()
     try:
@@ -214,11 +216,13 @@ def test_silent_and_trickling_connections_are_closed_and_requests_still_answered
             finally:
                 sock.close()
         assert closed == 200
+        assert [r for r in caplog.records if r.levelno >= logging.WARNING] == [], (
+            "one line per connection would fill the disk under a flood")
     finally:
         web.stop()
 
 
-def test_connections_over_the_cap_are_refused_at_once(acl_broker, monkeypatch):
+def test_connections_over_the_cap_are_refused_at_once(acl_broker, monkeypatch, caplog):
     monkeypatch.setattr(web_server, "MAX_CONNECTIONS", 20)
     web = DistrictWeb(acl_broker.url, listen=("127.0.0.1", 0), idle_timeout_s=30.0,
                       credentials=Credentials(username=TOOLS[2])).start()
@@ -233,6 +237,7 @@ def test_connections_over_the_cap_are_refused_at_once(acl_broker, monkeypatch):
         extra.settimeout(5)
         assert extra.recv(100).startswith(b"HTTP/1.1 503")
         extra.close()
+        assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
     finally:
         for sock in held:
             sock.close()
