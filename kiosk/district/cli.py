@@ -8,9 +8,10 @@
 - ``cmd STATION NAME [k=v ...]``: one MQTT 5 command; the reply is printed.
 - ``route``: the durable router (kiosk/district/router.py).
 - ``web``: the district's live web page (kiosk/district/web/), read-only;
-  ``--host-name NAME`` (repeatable) for each name browsers reach it by (IP addresses
-  and localhost are always accepted), ``--forget-after DAYS`` (default 7) to drop a
-  station nothing was heard of for that long.
+  ``--host-name NAME`` (repeatable) for each name browsers reach it by (IP
+  addresses, localhost and this machine's own name are always accepted),
+  ``--forget-after DAYS`` (default 7) to drop a station nothing was heard of for
+  that long.
 
 Record files are read by kiosk/district/recordfile.py (its docstring gives the CSV
 columns). ``k=v`` values are read as JSON when they parse (``count=5`` is a
@@ -85,8 +86,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     page.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT",
                       help="where the page is served (default 127.0.0.1:8080: this machine only)")
     page.add_argument("--host-name", action="append", default=[], metavar="NAME",
-                      help="a name browsers reach the page by (repeatable); IP addresses and"
-                           " localhost are always accepted, any other Host is refused")
+                      help="a name browsers reach the page by (repeatable); IP addresses,"
+                           " localhost and this machine's name are always accepted, any"
+                           " other Host is refused")
     page.add_argument("--forget-after", type=float, default=7.0, metavar="DAYS",
                       help="drop a station from the page once nothing was heard of it for"
                            " DAYS (default 7)")

@@ -21,13 +21,14 @@ server on its own thread and event loop:
 It stands on a network where a station may be in hostile hands and a browser may run a
 hostile page (docs/security.md): every response carries a Content-Security-Policy
 (scripts, styles and connections from this origin only, no framing), ``nosniff`` and
-``Server: kiosk``; a request whose ``Host`` is not an IP address, ``localhost`` or one of
-the configured *host_names* is refused (421), so a DNS-rebinding page cannot read the
-API; a connection that sends no complete request within *idle_timeout_s* (silent,
-trickling headers, or idle between requests) is closed; at most MAX_CONNECTIONS are open
-at once (the next ones get 503 and are closed); an event stream whose client does not
-read within WRITE_TIMEOUT_S is closed. The broker sends the page no message over
-MAX_PACKET bytes (MQTT 5 Maximum Packet Size), at QoS 0 (see `_on_connect`).
+``Server: kiosk``; a request whose ``Host`` is not an IP address, ``localhost``, this
+machine's own name or one of the configured *host_names* is refused (421), so a
+DNS-rebinding page cannot read the API; a connection that sends no complete request
+within *idle_timeout_s* (silent, trickling headers, or idle between requests) is closed;
+at most MAX_CONNECTIONS are open at once (the next ones get 503 and are closed); an
+event stream whose client does not read within WRITE_TIMEOUT_S is closed. The broker
+sends the page no message over MAX_PACKET bytes (MQTT 5 Maximum Packet Size), at QoS 0
+(see `_on_connect`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import asyncio
 import ipaddress
 import json
 import logging
+import socket
 import threading
 import time
 import uuid
@@ -82,7 +84,10 @@ class DistrictWeb:
                  forget_after_s: float = FORGET_AFTER_S) -> None:
         self.listen = listen
         self.prefix = f"{root}/{district}"
-        self.host_names = {"localhost", *(name.lower().rstrip(".") for name in host_names)}
+        # This machine's own name works as typed on the office network; any other name
+        # must be given (a DNS-rebinding page uses a name of its own).
+        own = {socket.gethostname(), socket.getfqdn(), "localhost"}
+        self.host_names = {name.lower().rstrip(".") for name in (*own, *host_names) if name}
         self.idle_timeout_s = idle_timeout_s
         self.view = view or DistrictView(self.prefix, district=district,
                                          forget_after_s=forget_after_s)
