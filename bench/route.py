@@ -121,7 +121,8 @@ def burst(district: District, batch: list[dict]) -> dict[str, float]:
     """All records at once into the inbox; seconds until each stage has seen them all."""
     client, ids = district.client, {r["record_id"] for r in batch}
     routed = lambda: sum(1 for e in client.events  # noqa: E731
-                         if e["station"] == "_router" and e.get("record_id") in ids)
+                         if e["station"] == "_router" and e["type"] == "routed"
+                         and e.get("record_id") in ids)  # not its `completed` events
     spooled = lambda: sum(1 for e in client.events_of("job")  # noqa: E731
                           if e["job_state"] == "pending" and e["record_id"] in ids)
     start = time.monotonic()

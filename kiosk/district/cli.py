@@ -7,7 +7,11 @@
   availability and state (``--once`` prints it once).
 - ``cmd STATION NAME [k=v ...]``: one MQTT 5 command; the reply is printed.
 - ``route``: the durable router (kiosk/district/router.py).
-- ``web``: the district's live web page (kiosk/district/web/), read-only.
+- ``web``: the district's live web page (kiosk/district/web/), read-only;
+  ``--host-name NAME`` (repeatable) for each name browsers reach it by (IP
+  addresses, localhost and this machine's own name are always accepted),
+  ``--forget-after DAYS`` (default 7) to drop a station nothing was heard of for
+  that long.
 - ``custody ...``: the register of blanks and its reports (kiosk/district/custody/cli.py).
 
 Record files are read by kiosk/district/recordfile.py (its docstring gives the CSV
@@ -84,6 +88,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     page = sub.add_parser("web", parents=[common], help="the district's live web page")
     page.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT",
                       help="where the page is served (default 127.0.0.1:8080: this machine only)")
+    page.add_argument("--host-name", action="append", default=[], metavar="NAME",
+                      help="a name browsers reach the page by (repeatable); IP addresses,"
+                           " localhost and this machine's name are always accepted, any"
+                           " other Host is refused")
+    page.add_argument("--forget-after", type=float, default=7.0, metavar="DAYS",
+                      help="drop a station from the page once nothing was heard of it for"
+                           " DAYS (default 7)")
     page.add_argument("--custody-db", help="the register of blanks (custody keep --db) whose"
                                            " page /custody shows")
     add_custody(sub, common)
@@ -305,8 +316,13 @@ def _web(args: argparse.Namespace) -> int:
     if not sep or not host or not port.isdigit() or int(port) > 65535:
         raise InputError(f"--listen {args.listen!r} is not HOST:PORT")
     try:
+        if not args.forget_after > 0:
+            raise ValueError(f"--forget-after must be a number of days above 0, not"
+                             f" {args.forget_after}")
         page = DistrictWeb(args.url, district=args.district, root=args.root,
                            listen=(host.strip("[]"), int(port)), credentials=_credentials(args),
+                           host_names=args.host_name,
+                           forget_after_s=args.forget_after * 86400,
                            custody_db=args.custody_db)
     except ValueError as error:
         raise InputError(str(error)) from None

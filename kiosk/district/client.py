@@ -5,8 +5,11 @@ inbox (where the router takes them), sends commands (MQTT 5 request/response:
 ResponseTopic + CorrelationData) and keeps what the stations publish: the
 latest retained state and availability of each, and every event in arrival
 order. The demo, the tests, the benches and the ``kiosk district`` commands
-all speak to stations through it. `json_object` is what it shares with the
-router; the paho set-up itself is `kiosk.contract.mqtt`'s.
+all speak to stations through it; the paho set-up itself is `kiosk.contract.mqtt`'s.
+What stations publish is untrusted (kiosk/district/inputs.py): a message that is not a
+JSON object within the limits is kept out of ``states`` and ``events``, counted per
+station in ``invalid`` and, for a state, its reason kept in ``invalid_states``; nothing
+a station sends can stop the client's thread.
 """
 
 from __future__ import annotations
@@ -25,7 +28,10 @@ from kiosk.contract.mqtt import (
     json_properties,
     make_client,
 )
+from kiosk.district import inputs
 from kiosk.district.routing import is_station
+
+_JSON = json_properties()  # read-only once made: paho only packs it
 
 
 class CommandTimeout(TimeoutError):
@@ -70,6 +76,9 @@ class DistrictClient:
         self.events: list[dict] = []
         self.states: dict[str, dict] = {}
         self.availability: dict[str, str] = {}
+        self.invalid: dict[str, int] = {}  # station -> messages that were not valid JSON
+        self.invalid_states: dict[str, str] = {}  # station -> why its state was refused
+        self._why = ""
         self.last_message_at = 0.0
         self._replies: dict[bytes, dict] = {}
         # The last PUBACK reason code of each message id (paho's info does not keep it).
@@ -131,16 +140,36 @@ class DistrictClient:
                 correlation = getattr(message.properties, "CorrelationData", b"")
                 self._replies[correlation] = json_object(message.payload) or {}
             elif leaf == "availability":
-                self.availability[station] = message.payload.decode(errors="replace")
+                self.availability[station] = inputs.text(
+                    message.payload[:64].decode(errors="replace"), 16)
             elif leaf == "state":
-                body = json_object(message.payload)
-                if body is None:  # retained state cleared
-                    self.states.pop(station, None)
-                else:
-                    self.states[station] = body
-            elif leaf == "events" and self.keep_events and (body := json_object(message.payload)):
-                self.events.append({"station": station, **body})
+                self._state(station, message.payload)
+            elif leaf == "events" and self.keep_events:
+                body = self._checked(station, message.payload)
+                if body is not None:
+                    self.events.append({**body, "station": station})
             self._cond.notify_all()
+
+    def _state(self, station: str, payload: bytes) -> None:
+        if not payload:  # retained state cleared
+            self.states.pop(station, None)
+            self.invalid_states.pop(station, None)
+            return
+        body = self._checked(station, payload)
+        if body is None:
+            self.states.pop(station, None)
+            self.invalid_states[station] = self._why
+        else:
+            self.states[station] = body
+            self.invalid_states.pop(station, None)
+
+    def _checked(self, station: str, payload: bytes) -> dict | None:
+        try:
+            return inputs.parse_object(payload)
+        except inputs.Invalid as why:
+            self.invalid[station] = self.invalid.get(station, 0) + 1
+            self._why = str(why)
+            return None
 
     # -- talking to stations -------------------------------------------------------------
 
@@ -150,7 +179,7 @@ class DistrictClient:
     def publish(self, topic: str, payload: dict | bytes) -> mqtt.MQTTMessageInfo:
         """QoS 1 JSON publish without waiting; ``.wait_for_publish()`` waits for PUBACK."""
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        return self.client.publish(topic, data, qos=1, properties=json_properties())
+        return self.client.publish(topic, data, qos=1, properties=_JSON)
 
     def confirm(self, info: mqtt.MQTTMessageInfo, topic: str, timeout: float = 10.0) -> None:
         """Wait for *info*'s PUBACK: `TimeoutError` without one, `Refused` if it says no."""
@@ -234,9 +263,8 @@ class DistrictClient:
 
 
 def json_object(payload: bytes) -> dict | None:
-    """The payload as a JSON object, or None when it is not one."""
+    """The payload as a JSON object within kiosk.district.inputs' limits, or None."""
     try:
-        body = json.loads(payload)
-    except ValueError:  # includes UnicodeDecodeError
+        return inputs.parse_object(payload, max_bytes=1024 * 1024)
+    except inputs.Invalid:
         return None
-    return body if isinstance(body, dict) else None

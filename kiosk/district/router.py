@@ -17,6 +17,9 @@ store, where its inbox messages are acknowledged once committed while some
 station can take records, and each record goes to the first station with room.
 Its backlog (records waiting, records at each station) is retained on
 ``_router/state`` whenever it changes (`backlog_state`).
+The decisions are `kiosk.district.routecore.RouterCore`'s; this module is its paho
+adapter (one thread feeding it, inside one store transaction per batch, then publishing
+what it decided and acking what it settled, after the commit).
 docs/district.md states the guarantees.
 """
 
@@ -27,27 +30,18 @@ import logging
 import queue
 import threading
 import time
-import uuid
-from collections import deque
 from typing import NamedTuple
 
 from kiosk.contract.mqtt import Credentials, connect_client, json_properties, make_client
-from kiosk.contract.record import MAX_PAYLOAD_BYTES, known_record_id
-from kiosk.district.client import json_object
-from kiosk.district.routing import (
-    HOLD_AHEAD,
-    ReleaseClock,
-    choose,
-    is_station,
-    plan,
-    queue_length,
-)
+from kiosk.district.routecore import RouterCore
+from kiosk.district.routing import HOLD_AHEAD
 from kiosk.district.store import RouteStore
 
 log = logging.getLogger(__name__)
 
 TICK_S = 1.0
 MAX_BATCH = 500
+_JSON = json_properties()  # read-only once made: paho only packs it
 
 
 class _Message(NamedTuple):
@@ -60,12 +54,6 @@ class _Message(NamedTuple):
 class _Puback(NamedTuple):
     mid: int
     failed: bool
-
-
-class _Inbox(NamedTuple):
-    mid: int
-    generation: int
-    record_id: str | None  # None: unroutable, acknowledged when it is reached
 
 
 _LINK_UP = "link-up"
@@ -89,39 +77,38 @@ class Router:
         self.prefix = f"{root}/{district}"
         self.inbox_topic = f"{self.prefix}/inbox"
         self.own = f"{self.prefix}/_router"
-        self.release_after_s, self.session_expiry_s = release_after_s, session_expiry_s
-        self.hold_ahead = hold_ahead
+        self.session_expiry_s = session_expiry_s
         # The release clock is read ten times within its delay (a fast bench), at most 1/s.
         self.tick_s = min(TICK_S, release_after_s / 10) if release_after_s else TICK_S
-        self.states: dict[str, dict] = {}
-        self.availability: dict[str, str] = {}
         self._events: queue.Queue[object] = queue.Queue()
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._generation, self._connected, self._recovered = 0, False, False
-        self._inbox: deque[_Inbox] = deque()
-        self._inflight: dict[int, str] = {}  # forward mid -> record_id
-        # Decided inside a transaction, carried out after its commit:
-        self._forwards: list[tuple[str, str, bytes]] = []  # record_id, station, payload
-        self._notes: list[dict] = []  # router events
-        self._commands: list[str] = []  # stations to send `release`
-        self._release_clock = ReleaseClock(release_after_s or 0.0)
-        self._changed, self._next_tick = True, 0.0
+        self._generation, self._connected = 0, False
+        self._next_tick = 0.0
         self._backlog_sent: dict | None = None  # the counts last retained on _router/state
         self.client = make_client(client_id or f"{district}-router", manual_ack=True,
                                   credentials=credentials, url=url)
         self.store = RouteStore(db_path)
+        self.core = RouterCore(self.store, hold_ahead=hold_ahead,
+                               release_after_s=release_after_s)
         self.client.will_set(f"{self.own}/availability", b"offline", qos=1, retain=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.on_publish = self._on_publish
 
+    @property
+    def states(self) -> dict[str, dict]:
+        return self.core.states
+
+    @property
+    def availability(self) -> dict[str, str]:
+        return self.core.availability
+
     # -- life cycle ---------------------------------------------------------------------
 
     def run(self) -> None:
-        connect_client(self.client, self.url, session_expiry_s=self.session_expiry_s)
-        self.client.loop_start()
+        self._connect()
         try:
             while not self._stop.is_set():
                 self._step()
@@ -173,15 +160,38 @@ class Router:
 
     def _step(self) -> None:
         batch = self._take_batch()
-        with self.store.transaction():
-            for event in batch:
-                self._handle(event)
-            if time.monotonic() >= self._next_tick:
-                self._next_tick = time.monotonic() + self.tick_s
-                self._tick(time.monotonic())
-            self._assign_waiting()
+        try:
+            with self.store.transaction():
+                for event in batch:
+                    self._handle(event)
+                if time.monotonic() >= self._next_tick:
+                    self._next_tick = time.monotonic() + self.tick_s
+                    self.core.tick(time.monotonic())
+                self.core.assign()
+        except Exception:  # said, then on: nothing is acked that was not committed
+            log.exception("a batch of %d messages failed and was rolled back: reconnecting"
+                          " so that the broker sends them again", len(batch))
+            self.core.rolled_back()
+            self._reconnect()
+            return
         self._send()
+        self._ack()
         self._publish_backlog()
+
+    def _reconnect(self) -> None:
+        """A new connection: the broker sends again every message not acked on this one."""
+        self._stop.wait(1.0)  # a failing disk is not retried in a tight loop
+        self.client.disconnect()
+        self.client.loop_stop()
+        self._connect()
+
+    def _connect(self) -> None:
+        # No Maximum Packet Size: Mosquitto 2.0.11 keeps the in-flight slot of a QoS 1
+        # message it drops as too large, so twenty oversized station events would stall
+        # the inbox for good. The broker's message_size_limit (docs/security.md) bounds
+        # what arrives; the core refuses anything over its limits.
+        connect_client(self.client, self.url, session_expiry_s=self.session_expiry_s)
+        self.client.loop_start()
 
     def _take_batch(self) -> list[object]:
         try:
@@ -194,156 +204,47 @@ class Router:
 
     def _handle(self, event: object) -> None:
         if isinstance(event, _Message):
-            self._on_arrival(event)
+            if event.topic == self.inbox_topic:
+                self.core.inbox(event.payload, event.mid, event.generation)
+            else:
+                station, _, leaf = event.topic[len(self.prefix) + 1:].partition("/")
+                self.core.station_message(station, leaf, event.payload, event.mid,
+                                          event.generation)
         elif isinstance(event, _Puback):
-            self._on_puback(event)
-        elif event == _LINK_UP and not self._recovered:
-            self._recovered = True  # forwards that may have left before a crash: same station
-            again = [(rid, st, self.store.payload(rid)) for rid, st in self.store.assigned()]
-            if again:
-                log.warning("%d forwards unconfirmed at the last stop: sent again to the same"
-                            " stations (they ignore copies)", len(again))
-            self._forwards += again
-
-    def _on_arrival(self, msg: _Message) -> None:
-        if msg.topic == self.inbox_topic:
-            self._take(msg)
-            return
-        if msg.mid:  # acked in arrival order, behind any inbox message still held (4.6)
-            self._inbox.append(_Inbox(msg.mid, msg.generation, None))
-        station, _, leaf = msg.topic[len(self.prefix) + 1:].partition("/")
-        if not is_station(station):
-            return
-        if leaf == "availability":
-            self.availability[station] = msg.payload.decode(errors="replace")
-        elif leaf in ("state", "events"):
-            body = json_object(msg.payload)
-            if leaf == "events" and body and self.store.station_event(station, body) == "refused":
-                self.states[station] = {**self.states.get(station, {}), "accepting_jobs": False}
-            elif leaf == "state":
-                self.states[station] = body or {}
-        self._changed = True
-
-    def _take(self, msg: _Message) -> None:
-        body = json_object(msg.payload) if len(msg.payload) <= MAX_PAYLOAD_BYTES else None
-        rid = known_record_id(body)
-        if rid is None:
-            detail = "not a JSON object with a valid record_id, or over 256 KiB"
-            log.warning("inbox message dropped: %s", detail)
-            self._note("rejected", record_id=None, error="unroutable", detail=detail)
-        else:
-            priority = body.get("priority", 0)
-            priority = priority if type(priority) is int else 0
-            if self.store.add(rid, priority, msg.payload):
-                self._changed = True
-        self._inbox.append(_Inbox(msg.mid, msg.generation, rid))
-
-    def _on_puback(self, event: _Puback) -> None:
-        rid = self._inflight.pop(event.mid, None)
-        record = self.store.get(rid) if rid else None
-        if record is None or record.status != "assigned":
-            return
-        if event.failed:  # the broker refused that station's topic: try another one
-            log.error("broker refused the forward of %s to %s", rid, record.station)
-            self.store.requeue(rid, f"broker refused the forward to {record.station}",
-                               released_by=record.station)
-            self._changed = True
-        else:
-            self.store.update(rid, status="forwarded")
-
-    def _assign_waiting(self) -> None:
-        if not self._changed:
-            return
-        self._changed = False
-        if choose(self.availability, self.states, ahead=self.hold_ahead) is None:
-            return
-        chosen = plan(self.store.iter_waiting(), self.availability, self.states,
-                      unconfirmed=self._unreported(), ahead=self.hold_ahead)
-        for record, station in chosen:
-            self.store.assign(record.record_id, station)
-            self._forwards.append((record.record_id, station,
-                                   self.store.payload(record.record_id)))
-            self._note("routed", record_id=record.record_id, target=station,
-                       attempt=record.attempts + 1)
-
-    def _unreported(self) -> dict[str, int]:
-        """Per station: our records there its last state does not count. Its events and
-        its state travel apart (QoS 1 and 0): a ``pending`` event may arrive before the
-        state that counts it, so the store's count of what it holds is a floor too."""
-        unreported = self.store.unconfirmed()
-        for station, held in self.store.holding().items():
-            missing = held - queue_length(self.states.get(station))
-            unreported[station] = max(unreported.get(station, 0), missing)
-        return unreported
-
-    def _tick(self, now: float) -> None:
-        if not self.release_after_s:
-            return
-        due = self._release_clock.due(self.availability, self.states, now)
-        for station in filter(self.store.unstarted_at, due):
-            log.warning("%s cannot print: releasing its unstarted records", station)
-            self._commands.append(station)
-            self._note("release", target=station)
+            self.core.puback(event.mid, event.failed)
+        elif event == _LINK_UP:
+            self.core.link_up()
 
     # -- after the commit ---------------------------------------------------------------
 
     def _send(self) -> None:
-        for rid, station, payload in self._forwards:
+        outbox = self.core.take_outbox()
+        for rid, station, payload in outbox.forwards:
             info = self.client.publish(f"{self.prefix}/{station}/jobs", payload, qos=1,
-                                       properties=json_properties())
-            self._inflight[info.mid] = rid
-        for station in self._commands:  # each release a request of its own (mqtt.md)
-            request = json.dumps({"request_id": f"router-release-{uuid.uuid4()}"}).encode()
+                                       properties=_JSON)
+            self.core.forwarded(info.mid, rid)
+        for station, request in outbox.releases:  # each release a request of its own
             self.client.publish(f"{self.prefix}/{station}/cmd/release", request, qos=1,
-                                properties=json_properties())
-        for note in self._notes:
-            self.client.publish(f"{self.own}/events", json.dumps(note).encode(), qos=1,
-                                properties=json_properties())
-        self._forwards, self._commands, self._notes = [], [], []
-        self._ack_inbox()
+                                properties=_JSON)
+        for note in outbox.notes:
+            self.client.publish(f"{self.own}/events", note, qos=1, properties=_JSON)
 
-    def _ack_inbox(self) -> None:
-        """Acknowledge messages in arrival order while the oldest one is settled.
-
-        A station event is settled once committed. An inbox message is settled once
-        forwarded, or committed and waiting only for room at stations that can take it;
-        while no station can, it stays unacknowledged and the broker keeps the rest of
-        the inbox. MQTT 5 (4.6) wants PUBACKs in arrival order, so an event waits behind
-        a record still held; station states come at QoS 0, so the router still sees a
-        station free up, and forwards, while acks wait.
-        """
-        unsettled = ("assigned",) if choose(self.availability, self.states) else (
-            "waiting", "assigned")
-        while self._inbox:
-            head = self._inbox[0]
-            if head.record_id is not None and head.generation == self._generation:
-                record = self.store.get(head.record_id)
-                if record is not None and record.status in unsettled:
-                    return
-            self._inbox.popleft()
-            self._ack(head.mid, head.generation)
-
-    def _ack(self, mid: int, generation: int) -> None:
+    def _ack(self) -> None:
+        generation, mids = self.core.acks_due()
         with self._lock:  # never on a newer connection than the one that delivered it
-            if mid and generation == self._generation and self._connected:
+            if generation != self._generation or not self._connected:
+                return
+            for mid in mids:
                 self.client.ack(mid, 1)
 
     def _publish_backlog(self) -> None:
         """Retain the backlog on ``_router/state`` when its counts changed (for the page)."""
-        counts = backlog_state(self.store)
+        counts = self.core.backlog()
         if counts == self._backlog_sent or not self._connected:
             return
         body = {"schema": "ektp.router-state/1",
                 "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **counts}
         self.client.publish(f"{self.own}/state", json.dumps(body).encode(), qos=1, retain=True,
-                            properties=json_properties())
+                            properties=_JSON)
         self._backlog_sent = counts
 
-    def _note(self, kind: str, **fields: object) -> None:
-        ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        self._notes.append({"schema": "ektp.router-event/1", "ts": ts, "type": kind, **fields})
-
-
-def backlog_state(store: RouteStore) -> dict:
-    """What the router holds that is not printed: ``waiting`` for a station, ``at_stations``."""
-    return {"waiting": store.counts().get("waiting", 0), "at_stations": store.at_stations()}

@@ -2,7 +2,8 @@
 
 One row per record the router ever took from the inbox (record_id is the
 idempotency key), with the station it was given to, the stations that released
-it, and its payload until the record ends. Statuses:
+it, every station it was ever sent to (``sent_to``: only those may speak of it), and its
+payload until the record ends. Statuses:
 
 - ``waiting``: no station yet (none could take it, or it was released/refused);
 - ``assigned``: a station is chosen and committed, the forward is not confirmed;
@@ -23,6 +24,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from kiosk.district.inputs import Event
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -31,6 +34,7 @@ CREATE TABLE IF NOT EXISTS records (
     status TEXT NOT NULL,
     station TEXT,
     released_by TEXT NOT NULL DEFAULT '[]',
+    sent_to TEXT NOT NULL DEFAULT '[]',
     attempts INTEGER NOT NULL DEFAULT 0,
     payload BLOB,
     detail TEXT NOT NULL DEFAULT '',
@@ -54,10 +58,17 @@ class Routed:
     released_by: tuple[str, ...]
     attempts: int
     detail: str
+    sent_to: tuple[str, ...] = ()
 
     @property
     def final(self) -> bool:
         return self.status in FINAL
+
+    def was_sent_to(self, station: str) -> bool:
+        """Whether *station* was ever given this record (a store of an earlier release
+        kept no ``sent_to``: the station it is at and those that released it count)."""
+        return station in self.sent_to or station == self.station or \
+            station in self.released_by
 
 
 class RouteStore:
@@ -76,6 +87,10 @@ class RouteStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(records)")}
+        if "sent_to" not in columns:  # a store of an earlier release
+            self._db.execute("ALTER TABLE records ADD COLUMN sent_to TEXT NOT NULL"
+                             " DEFAULT '[]'")
 
     def close(self) -> None:
         self._db.close()
@@ -169,7 +184,9 @@ class RouteStore:
     def assign(self, record_id: str, station: str) -> None:
         self._db.execute(
             "UPDATE records SET status = 'assigned', station = ?, attempts = attempts + 1,"
-            " updated_at = ? WHERE record_id = ?", (station, time.time(), record_id))
+            " sent_to = CASE WHEN EXISTS (SELECT 1 FROM json_each(sent_to) WHERE value = ?1)"
+            " THEN sent_to ELSE json_insert(sent_to, '$[#]', ?1) END,"
+            " updated_at = ?2 WHERE record_id = ?3", (station, time.time(), record_id))
 
     def update(self, record_id: str, *, status: str, detail: str = "") -> None:
         self._db.execute("UPDATE records SET status = ?, detail = ?, updated_at = ?"
@@ -182,36 +199,43 @@ class RouteStore:
                          " updated_at = ? WHERE record_id = ?",
                          (status, detail, time.time(), record_id))
 
-    def station_event(self, station: str, body: dict) -> str | None:
-        """Apply what a station said about one of our records (an mqtt.md event).
+    def station_event(self, station: str, event: Event) -> str | None:
+        """Apply what a station said about one of our records (an mqtt.md event, checked by
+        `kiosk.district.inputs.event`).
 
-        Returns ``"refused"`` when the station did not accept it (``not-accepting``)
-        and ``"released"`` when it handed it back: either way it waits again for a
-        station. Events about records we do not hold, or from a station the record
-        has left, change nothing.
+        A station speaks only of its own records: of one it was never sent, whatever it
+        says changes nothing and the answer is ``"lied"``. ``completed`` is taken from any
+        station the record was sent to (``"completed"``); everything else only from the
+        station it is at now (an event from one it has since left changes nothing).
+        Returns ``"refused"`` when the station did not accept it (``not-accepting``) and
+        ``"released"`` when it handed it back: either way it waits again for a station.
+        Events about records we do not hold (sent to a station directly) change nothing.
         """
-        rid = body.get("record_id")
-        record = self.get(rid) if isinstance(rid, str) else None
-        if record is None or record.final:
+        rid = event.record_id
+        record = self.get(rid) if rid is not None else None
+        if record is None or event.type not in ("job", "rejected"):
             return None
-        kind, state, reasons = body.get("type"), body.get("job_state"), body.get("reasons")
-        released = isinstance(reasons, list) and "released" in reasons
-        if kind == "job" and state == "completed":
+        if not record.was_sent_to(station):
+            return "lied"
+        if record.final:
+            return None
+        state = event.job_state
+        if event.type == "job" and state == "completed":
             self.finish(rid, "completed", f"printed at {station}")
-        elif record.station != station:
+            return "completed"
+        if record.station != station:
             return None
-        elif kind == "rejected" and body.get("error") == "not-accepting":
+        if event.type == "rejected" and event.error == "not-accepting":
             self.requeue(rid, f"{station} is not accepting jobs")
             return "refused"
-        elif kind == "rejected":
-            self.finish(rid, "rejected", f"{station}: {body.get('error')}")
-        elif kind == "job" and state == "canceled" and released:
+        if event.type == "rejected":
+            self.finish(rid, "rejected", f"{station}: {event.error}")
+        elif event.released:
             self.requeue(rid, f"released by {station}", released_by=station)
             return "released"
-        elif kind == "job" and state in ("canceled", "aborted"):
-            self.finish(rid, state, f"{station}: {body.get('detail', '')}")
-        elif kind == "job" and state in ("pending", "pending-held", "processing",
-                                         "processing-stopped"):
+        elif state in ("canceled", "aborted"):
+            self.finish(rid, state, f"{station}: {event.detail}")
+        elif state in ("pending", "pending-held", "processing", "processing-stopped"):
             self.update(rid, status="queued" if state.startswith("pending") else "printing")
         return None
 
@@ -229,9 +253,11 @@ class RouteStore:
             (json.dumps(released), detail, time.time(), record_id))
 
 
-_SELECT = "SELECT record_id, status, station, released_by, attempts, detail FROM records"
+_SELECT = ("SELECT record_id, status, station, released_by, attempts, detail, sent_to"
+           " FROM records")
 
 
 def _routed(row: tuple) -> Routed:
-    record_id, status, station, released_by, attempts, detail = row
-    return Routed(record_id, status, station, tuple(json.loads(released_by)), attempts, detail)
+    record_id, status, station, released_by, attempts, detail, *sent_to = row
+    return Routed(record_id, status, station, tuple(json.loads(released_by)), attempts, detail,
+                  tuple(json.loads(sent_to[0])) if sent_to else ())

@@ -5,6 +5,12 @@ state and reasons, whether it accepts jobs, its queue, blank-card stock and
 time to empty, counters, the age of its state, and whether the router would
 send it a record now (`kiosk.district.routing.refusal`). The caption says whether the
 district's router is online.
+
+A station's words are untrusted: every cell is a `rich.text.Text` (never read as rich
+markup), made by `kiosk.district.inputs.text` (no escape sequence, bell or carriage return
+reaches the operator's terminal; lengths capped); a number outside its range shows ``?``;
+a state the client refused shows its reason, and a row that still cannot be drawn says
+so, so the table never fails for one station.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from kiosk.district import inputs
 from kiosk.district.routing import refusal
 
 ROUTER = "_router"
@@ -26,41 +33,59 @@ def station_table(client: Any, now: float | None = None) -> Table:
     """The table for a `DistrictClient`'s current view (*now*: epoch seconds)."""
     now = time.time() if now is None else now
     table = Table(title=f"District {client.district}", caption=_router_line(client))
-    for column in ("station", "link", "printer", "reasons", "accepting", "queue p/h/x",
-                   "stock", "to empty", "printed", "spoiled", "rejected", "updated", "route"):
+    for column in _COLUMNS:
         table.add_column(column, justify="right" if column in _NUMERIC else "left")
+    invalid = getattr(client, "invalid", {})
+    refused = getattr(client, "invalid_states", {})
     for name in client.stations():
-        table.add_row(*_row(name, client.availability.get(name), client.states.get(name), now))
+        try:
+            row = _row(name, client.availability.get(name), client.states.get(name), now,
+                       refused.get(name))
+        except Exception as error:  # never the whole table for one station
+            row = [Text(name), Text("?"), Text(f"cannot show: {type(error).__name__}",
+                                               style="red"), *[Text("-")] * 10]
+        row.append(Text(str(invalid.get(name, 0)) if invalid.get(name) else "-",
+                        style="red" if invalid.get(name) else ""))
+        table.add_row(*row)
     return table
 
 
-_NUMERIC = {"stock", "to empty", "printed", "spoiled", "rejected", "updated"}
+_COLUMNS = ("station", "link", "printer", "reasons", "accepting", "queue p/h/x", "stock",
+            "to empty", "printed", "spoiled", "rejected", "updated", "route", "invalid msgs")
+_NUMERIC = {"stock", "to empty", "printed", "spoiled", "rejected", "updated", "invalid msgs"}
 
 
-def _row(name: str, link: str | None, state: dict | None, now: float) -> list[Text | str]:
-    link_text = Text(link or "?", style="green" if link == "online" else "red")
+def _row(name: str, link: str | None, state: dict | None, now: float,
+         refused: str | None = None) -> list[Text]:
+    link_text = Text(inputs.text(link or "?", 16),
+                     style="green" if link == "online" else "red")
     why = refusal(link, state)
-    route = Text("takes records" if why is None else why, style="green" if why is None else "red")
+    route = Text("takes records" if why is None else inputs.text(why, 40),
+                 style="green" if why is None else "red")
+    if refused and not state:
+        return [Text(name), link_text, Text(f"invalid state: {inputs.text(refused, 80)}",
+                                            style="red"), *[Text("-")] * 9, route]
     if not state:
-        return [name, link_text, *["-"] * 10, route]
-    printer = str(state.get("printer_state", "?"))
+        return [Text(name), link_text, *[Text("-")] * 10, route]
+    printer = inputs.text(state.get("printer_state", "?"), 20)
     listed = state.get("printer_state_reasons")
-    reasons = [str(r) for r in listed if r != "none"] if isinstance(listed, list) else []
+    reasons = [inputs.text(r, 64) for r in listed[:inputs.MAX_REASONS]
+               if r != "none"] if isinstance(listed, list) else []
     queue, stock, counters = (_member(state, key) for key in ("queue", "stock", "counters"))
     return [
-        name,
+        Text(name),
         link_text,
         Text(printer, style=_STYLE.get(printer, "")),
         Text(", ".join(reasons) or "-",
              style="red" if any(r.endswith("-error") for r in reasons) else ""),
-        "yes" if state.get("accepting_jobs") else Text("no", style="yellow"),
-        "/".join(str(queue.get(key, 0)) for key in ("pending", "held", "processing")),
-        _number(stock.get("remaining")),
-        _minutes(stock.get("minutes_to_empty")),
-        _number(counters.get("printed")),
-        _number(counters.get("spoiled")),
-        _number(counters.get("rejected")),
-        _age(state.get("ts"), now),
+        Text("yes") if state.get("accepting_jobs") is True else Text("no", style="yellow"),
+        Text("/".join(_number(queue.get(key, 0)) for key in ("pending", "held", "processing"))),
+        Text(_number(stock.get("remaining"))),
+        Text(_minutes(stock.get("minutes_to_empty"))),
+        Text(_number(counters.get("printed"))),
+        Text(_number(counters.get("spoiled"))),
+        Text(_number(counters.get("rejected"))),
+        Text(_age(state.get("ts"), now)),
         route,
     ]
 
@@ -71,12 +96,21 @@ def _member(state: dict, key: str) -> dict:
 
 
 def _number(value: object) -> str:
-    return "-" if value is None else str(value)
+    """A count as text: "-" when absent, "?" when it is no count in range."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool) or not isinstance(value, int) \
+            or not 0 <= value <= inputs.MAX_COUNT:
+        return "?"
+    return str(value)
 
 
 def _minutes(value: object) -> str:
-    if not isinstance(value, int | float):
+    if value is None:
         return "-"
+    if isinstance(value, bool) or not isinstance(value, int | float) \
+            or not 0 <= value <= inputs.MAX_MINUTES:
+        return "?"
     hours, minutes = divmod(round(value), 60)
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
 
@@ -86,12 +120,12 @@ def _age(ts: object, now: float) -> str:
     if not isinstance(ts, str):
         return "-"
     try:
-        stamp = timegm(time.strptime(ts, "%Y-%m-%dT%H:%M:%SZ"))
-    except ValueError:
+        stamp = timegm(time.strptime(ts[:40], "%Y-%m-%dT%H:%M:%SZ"))
+    except (ValueError, OverflowError):
         return "?"
     return f"{max(0, round(now - stamp))} s ago"
 
 
 def _router_line(client: Any) -> str:
     link = client.availability.get(ROUTER)
-    return f"router: {link}" if link else "router: not seen on this district"
+    return f"router: {inputs.text(link, 16)}" if link else "router: not seen on this district"

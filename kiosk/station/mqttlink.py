@@ -45,6 +45,7 @@ from collections.abc import Callable, Iterable
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 
+from kiosk.contract.acks import InOrderAcks
 from kiosk.contract.mqtt import (
     Credentials,
     connect_client,
@@ -97,8 +98,7 @@ class MqttLink:
         self._waiting: deque[OutboxItem] = deque()
         self._retry: deque[tuple[float, OutboxItem]] = deque()  # refused by the broker
         self._tries: dict[int, int] = {}  # outbox item id -> refusals so far
-        self._arrivals: deque[int] = deque()  # mids of this connection, in arrival order
-        self._done: set[int] = set()  # mids the station has finished, waiting for their turn
+        self._order = InOrderAcks()  # mids of this connection, acked in arrival order
         self.client = self._make_client()
 
     def _make_client(self) -> mqtt.Client:
@@ -184,8 +184,7 @@ class MqttLink:
         """Under the lock: a new generation; the broker resends what the last one left."""
         self._generation += 1
         self._unacked = self._refused = 0
-        self._arrivals.clear()
-        self._done.clear()
+        self._order.reset()
         self._room.notify_all()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -257,7 +256,7 @@ class MqttLink:
                 self._refused += 1
                 return False
             self._unacked += 1
-            self._arrivals.append(mid)
+            self._order.arrived(mid)
             return True
 
     # -- called from the station thread ----------------------------------------------------
@@ -267,10 +266,7 @@ class MqttLink:
         with self._room:
             if not (mid and generation == self._generation and self._connected):
                 return
-            self._done.add(mid)
-            while self._arrivals and self._arrivals[0] in self._done:
-                first = self._arrivals.popleft()
-                self._done.discard(first)
+            for first in self._order.finished(mid):
                 self.client.ack(first, 1)
                 self._unacked -= 1
             self._room.notify()

@@ -249,7 +249,7 @@ def test_the_watch_table_shows_stock_time_to_empty_queue_and_reasons():
     row = next(line for line in text.splitlines() if "st-1" in line)
     for cell in ("stopped", "media-jam-error", "4/1/1", "87", "1 h 05 min", "120", "12 s ago"):
         assert cell in row
-    assert row.split("│")[-2].strip() == "media-jam-error"  # the router would not use it
+    assert row.split("│")[-3].strip() == "media-jam-error"  # the router would not use it
     assert "offline" in next(line for line in text.splitlines() if "st-2" in line)
     assert "router: online" in text
 

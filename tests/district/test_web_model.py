@@ -182,3 +182,42 @@ def test_a_card_completed_long_ago_counts_in_its_hour_not_in_the_rate():
     assert view.document()["rate_per_hour"] == 0
     hours = dict(view.history()["cards_per_hour"])
     assert hours[stamp(T0 // 3600 * 3600)] == 1
+
+
+def test_a_station_silent_for_the_forget_time_leaves_and_its_old_retained_state_stays_out():
+    clock = Clock()
+    view = DistrictView(PREFIX, district="3210", clock=clock, forget_after_s=3600)
+    online(view, "st-a", T0)
+    online(view, "st-b", T0)
+    send(view, "st-b", "availability", "offline")
+    clock.now = T0 + 3599
+    assert {s["id"] for s in view.document()["stations"]} == {"st-a", "st-b"}
+    clock.now = T0 + 3601
+    assert {s["id"] for s in view.document()["stations"]} == {"st-a"}  # online: stays
+    # the page reconnects: the broker sends st-b's retained messages again, stamped T0
+    view.on_message(f"{PREFIX}/st-b/availability", b"offline", retained=True)
+    view.on_message(f"{PREFIX}/st-b/state", json.dumps({**idle_state(), "ts": stamp(T0)})
+                    .encode(), retained=True)
+    assert {s["id"] for s in view.document()["stations"]} == {"st-a"}
+    send(view, "st-b", "availability", "online")  # it speaks again: back
+    assert {s["id"] for s in view.document()["stations"]} == {"st-a", "st-b"}
+
+
+def test_once_a_router_is_seen_the_rate_and_the_bars_are_its_word_not_the_stations():
+    view, clock = make_view()
+    online(view, "st-a", T0)
+    online(view, "st-b", T0)
+    send(view, "_router", "availability", "online")
+    clock.now = T0 + 600
+    for n in range(50):  # st-b's own word: never confirmed by the router
+        send(view, "st-b", "events", {"type": "job", "job_state": "completed",
+                                      "record_id": f"F-{n}", "ts": stamp(T0 - 7200)})
+    for n in range(3):
+        send(view, "_router", "events", {"type": "completed", "record_id": f"R-{n}",
+                                         "target": "st-a"})
+    send(view, "_router", "events", {"type": "completed", "record_id": "R-0",
+                                     "target": "st-a"})  # sent again: once
+    document = view.document()
+    assert document["forecast"]["assumptions"]["rate_from"] == "router"
+    assert document["forecast"]["assumptions"]["cards_in_window"] == 3
+    assert sum(count for _, count in view.history()["cards_per_hour"]) == 3

@@ -15,7 +15,9 @@ from kiosk.sim.fleet import Fleet
 from tests.conftest import wait_until
 
 STATION_KEYS = {"id", "availability", "printer_state", "printer_state_reasons", "accepting_jobs",
-                "queue", "stock", "counters", "state_age_s", "takes_records"}
+                "queue", "stock", "counters", "state_age_s", "takes_records",
+                # what the district makes of a station's word (issue 24), beside station.md's
+                "state_invalid", "refused", "invalid_messages", "lies", "stock_doubtful"}
 
 
 @pytest.fixture

@@ -34,6 +34,15 @@ const TEXT = {
     "idle": "siap", "processing": "sedang mencetak", "stopped": "berhenti", "no-state": "belum ada status",
     "none": "tidak ada", "min": "{m} menit", "hours": "{h} jam {m} menit",
     "hour-axis": "jam",
+    "invalid-state": "status stasiun tidak sah: {why}",
+    "invalid-messages": "stasiun {id} mengirim {n} pesan tidak sah",
+    "refused-fields": "nilai ditolak: {list}",
+    "lies": "router: stasiun {id} melaporkan {n} catatan yang tidak pernah dikirim kepadanya",
+    "doubtful": "meragukan: lebih dari stok dan pengisian yang tercatat",
+    "a-rate-router": "Laju dari catatan yang menurut router selesai di stasiun tujuannya.",
+    "a-rate-stations": "Router tidak terlihat: laju hanya dari laporan stasiun sendiri.",
+    "a-doubtful": "Stok meragukan tidak dihitung: {list}.",
+    "cannot-show": "stasiun ini tidak dapat ditampilkan",
   },
   en: {
     "title": "E-KTP printing", "district": "District", "backlog": "District backlog",
@@ -66,6 +75,15 @@ const TEXT = {
     "idle": "ready", "processing": "printing", "stopped": "stopped", "no-state": "no state yet",
     "none": "none", "min": "{m} min", "hours": "{h} h {m} min",
     "hour-axis": "hour",
+    "invalid-state": "invalid state from the station: {why}",
+    "invalid-messages": "station {id} sent {n} invalid messages",
+    "refused-fields": "values refused: {list}",
+    "lies": "router: station {id} reported {n} records never sent to it",
+    "doubtful": "doubtful: above the stock and refills on record",
+    "a-rate-router": "Rate from the records the router saw completed at the station it sent them to.",
+    "a-rate-stations": "Router not seen: rate from the stations' own reports only.",
+    "a-doubtful": "Doubtful stock not counted: {list}.",
+    "cannot-show": "this station cannot be shown",
   },
 };
 
@@ -95,6 +113,7 @@ const WORDS = {
   "not-accepting": ["stasiun tidak menerima pekerjaan", "the station is not accepting jobs"],
   "stopped": ["printer berhenti", "the printer is stopped"],
   "no-stock": ["blangko habis", "no blank cards left"],
+  "invalid-state": ["status stasiun tidak sah", "the station's state is invalid"],
 };
 
 let lang = localStorage.getItem("kiosk-lang") === "en" ? "en" : "id";
@@ -104,14 +123,21 @@ let serverUp = true;
 let renderPending = false;
 const cards = new Map();  // station id -> { key, node }: a card is rebuilt only when it changed
 
+// Look-ups by a station's word: own members only, never Object.prototype's (constructor,
+// __proto__, toString...), and always a string.
+function lookup(table, key) {
+  return typeof key === "string" && Object.hasOwn(table, key) ? table[key] : undefined;
+}
+
 function t(key, values = {}) {
-  const text = TEXT[lang][key] ?? key;
-  return text.replace(/\{(\w+)\}/g, (_, name) => String(values[name] ?? ""));
+  const text = lookup(TEXT[lang], key) ?? String(key);
+  return text.replace(/\{(\w+)\}/g, (_, name) =>
+    String(Object.hasOwn(values, name) ? values[name] ?? "" : ""));
 }
 
 function words(keyword) {
-  const known = WORDS[keyword];
-  return known ? known[lang === "id" ? 0 : 1] : keyword;
+  const known = lookup(WORDS, keyword);
+  return known ? known[lang === "id" ? 0 : 1] : String(keyword);
 }
 
 function el(tag, attrs = {}, ...children) {
@@ -214,7 +240,9 @@ function renderSummary() {
                    ? t("a-stations", { list: a.stations_counted.join(", ") }) : t("a-none"),
                  t("a-spoil", { p: ((a.spoiled_per_printed || 0) * 100).toFixed(1) }),
                  t("a-hand"),
-                 t(a.backlog_from === "router" ? "a-router" : "a-queues")];
+                 t(a.backlog_from === "router" ? "a-router" : "a-queues"),
+                 t(a.rate_from === "router" ? "a-rate-router" : "a-rate-stations")];
+  if ((a.stock_doubtful || []).length) lines.push(t("a-doubtful", { list: a.stock_doubtful.join(", ") }));
   const list = document.getElementById("assumptions");
   if (list.dataset.shown !== lines.join("|")) {
     list.dataset.shown = lines.join("|");
@@ -232,12 +260,12 @@ function renderStations() {
                                 points && points[points.length - 1]]);
     let cached = cards.get(s.id);
     if (!cached || cached.key !== key) {
-      cached = { key, node: stationCard(s) };
+      cached = { key, node: safeCard(s) };
       cards.set(s.id, cached);
     }
     const ageCell = cached.node.querySelector('[data-field="age"]');
     const ageText = age(s.state_age_s);
-    if (ageCell.textContent !== ageText) ageCell.textContent = ageText;  // no needless layout
+    if (ageCell && ageCell.textContent !== ageText) ageCell.textContent = ageText;
     return cached.node;
   });
   const same = nodes.length === grid.children.length
@@ -246,6 +274,17 @@ function renderStations() {
   if (cards.size > nodes.length) {
     const seen = new Set(district.stations.map((s) => s.id));
     for (const id of cards.keys()) if (!seen.has(id)) cards.delete(id);
+  }
+}
+
+// One station's odd data must never stop the others' cards from updating.
+function safeCard(s) {
+  try {
+    return stationCard(s);
+  } catch (error) {
+    console.error("station card", s && s.id, error);
+    return el("article", { class: "station fault", "data-station": String(s && s.id) },
+              el("h3", {}, el("span", {}, String(s && s.id))), el("p", {}, t("cannot-show")));
   }
 }
 
@@ -262,7 +301,8 @@ function stationCard(s) {
     reasons.append(i ? ", " : "", el("span", { class: kind, title: r }, words(r)));
   });
   const stock = s.stock.remaining === null ? t("not-booked")
-    : `${s.stock.remaining} (${t("to-empty")} ${duration(s.stock.minutes_to_empty)})`;
+    : `${s.stock.remaining} (${t("to-empty")} ${duration(s.stock.minutes_to_empty)})`
+      + (s.stock_doubtful ? ` — ${t("doubtful")}` : "");
   const route = s.takes_records ? t("yes") : `${t("no")}: ${words(s.why_not)}`;
   const rows = [
     ["printer", el("dd", { "data-field": "printer" },
@@ -281,6 +321,12 @@ function stationCard(s) {
   for (const [key, value] of rows) list.append(el("dt", {}, t(key)), value);
   const card = el("article", { class: `station ${cls}`, "data-station": s.id },
                   el("h3", {}, el("span", {}, s.id), link), list);
+  const warnings = [];
+  if (s.state_invalid) warnings.push(["state-invalid", t("invalid-state", { why: s.state_invalid })]);
+  if (s.invalid_messages) warnings.push(["invalid-messages", t("invalid-messages", { id: s.id, n: s.invalid_messages })]);
+  if ((s.refused || []).length) warnings.push(["refused", t("refused-fields", { list: s.refused.join(", ") })]);
+  if (s.lies) warnings.push(["lies", t("lies", { id: s.id, n: s.lies })]);
+  for (const [field, text] of warnings) card.append(el("p", { class: "warning", "data-field": field }, text));
   const points = history && history.stock[s.id];
   if (points && points.some((p) => p[1] !== null)) {
     card.append(el("div", { class: "note" }, t("stock")), stockPlot(points, s.stock.low_threshold));
