@@ -18,7 +18,6 @@ from kiosk.district.custody.register import Register
 from kiosk.district.web.server import DistrictWeb
 from tests.conftest import wait_until
 from tests.district.test_custody_keep import UID_A, UID_B, UID_C, StationSim, keeping, kept
-from tests.district.test_web_browser import chromium  # noqa: F401  (the fixture)
 
 SHOWN_WITHIN_MS = 10_000
 
@@ -44,7 +43,7 @@ def field(tab, station: str, name: str) -> str:
 
 
 def test_the_page_shows_the_register_per_station_and_links_the_days_berita_acara(
-        broker, register_db, web, chromium):  # noqa: F811
+        broker, register_db, web, chromium):
     one, two = StationSim(broker, "st-1"), StationSim(broker, "st-2")
     context = chromium.new_context(viewport={"width": 1280, "height": 900}, locale="id-ID")
     errors: list[str] = []
