@@ -29,6 +29,8 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
+from kiosk.contract.documents import DEFAULT_DOCUMENTS, DOCUMENTS
+
 MAX_STATION_MESSAGE = 64 * 1024  # a state or an event; a real one is under 2 KiB
 MAX_DEPTH = 8  # a real state nests 3 deep (state > supplies > one supply)
 MAX_INT_DIGITS = 18  # anything longer is no count of cards (and fits SQLite's INTEGER)
@@ -126,13 +128,15 @@ class State:
     stock: dict[str, int | float | None]
     ts: str | None
     refused: list[str] = field(default_factory=list)
+    documents: list[str] = field(default_factory=lambda: list(DEFAULT_DOCUMENTS))
 
     def as_dict(self) -> dict[str, Any]:
         """The shape `kiosk.district.routing` reads (mqtt.md's names)."""
         return {"printer_state": self.printer_state,
                 "printer_state_reasons": list(self.printer_state_reasons),
                 "accepting_jobs": self.accepting_jobs, "queue": dict(self.queue),
-                "counters": dict(self.counters), "stock": dict(self.stock), "ts": self.ts}
+                "counters": dict(self.counters), "stock": dict(self.stock), "ts": self.ts,
+                "documents": list(self.documents)}
 
 
 def state(payload: bytes) -> State:
@@ -158,7 +162,20 @@ def state(payload: bytes) -> State:
                          whole=k != "minutes_to_empty") for k in STOCK}
     ts = body.get("ts")
     ts = ts if isinstance(ts, str) and len(ts) <= 40 else None
-    return State(printer, reasons, accepting, queue, counters, stock, ts, refused)
+    return State(printer, reasons, accepting, queue, counters, stock, ts, refused,
+                 _documents(body.get("documents"), refused))
+
+
+def _documents(value: object, refused: list[str]) -> list[str]:
+    """What the station prints (mqtt.md `documents`); absent means the E-KTP alone, and
+    anything but a list of known documents is refused (the station is then given none)."""
+    if value is None:
+        return list(DEFAULT_DOCUMENTS)
+    if (isinstance(value, list) and 0 < len(value) <= len(DOCUMENTS)
+            and all(isinstance(d, str) and d in DOCUMENTS for d in value)):
+        return list(dict.fromkeys(value))
+    refused.append("documents")
+    return []
 
 
 def _member(body: dict, name: str, refused: list[str]) -> dict:

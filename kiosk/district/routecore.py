@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from kiosk.contract.acks import InOrderAcks
+from kiosk.contract.documents import DEFAULT_DOCUMENTS, document_of
 from kiosk.contract.record import MAX_PAYLOAD_BYTES
 from kiosk.district import inputs
 from kiosk.district.routing import ReleaseClock, choose, is_station, plan, queue_length
@@ -127,13 +128,14 @@ class RouterCore:
             body = inputs.parse_object(payload, max_bytes=MAX_PAYLOAD_BYTES)
             rid = _record_id(body)
             priority = _priority(body)
+            document = _document(body)
         except inputs.Invalid as why:
             detail = f"not routable: {why}"
             log.warning("inbox message dropped (%s): %s", rid or "no record_id", detail)
             self._note("rejected", record_id=rid, error="unroutable", detail=detail)
             self._track(mid, generation, None)
             return
-        if self.store.add(rid, priority, payload):
+        if self.store.add(rid, priority, payload, document):
             self.changed = True
         self._track(mid, generation, rid)
 
@@ -168,6 +170,8 @@ class RouterCore:
             self.states[station] = {**self.states.get(station, {}), "accepting_jobs": False}
         elif outcome == "completed":
             self._note("completed", record_id=event.record_id, target=station)
+        elif outcome == "misrouted":
+            self._note("misrouted", record_id=event.record_id, target=station)
         elif outcome == "lied":
             self.lies[station] = self.lies.get(station, 0) + 1
             detail = (f"{station} reported {event.type} {event.job_state or event.error or ''}"
@@ -202,11 +206,19 @@ class RouterCore:
         if not self.release_after_s:
             return
         due = self._release_clock.due(self.availability, self.states, now)
-        for station in filter(self.store.unstarted_at, due):
+        for station in filter(self.store.unstarted_at, filter(self._has_peer, due)):
             log.warning("%s cannot print: releasing its unstarted records", station)
             request = json.dumps({"request_id": f"router-release-{uuid.uuid4()}"}).encode()
             self._outbox.releases.append((station, request))
             self._note("release", target=station)
+
+    def _has_peer(self, station: str) -> bool:
+        """Whether another station prints what *station* prints: the only station of a
+        kind keeps its records through a fault (released, they could go nowhere else and
+        would wait for good) and prints them once it clears."""
+        own = set(self.states.get(station, {}).get("documents") or DEFAULT_DOCUMENTS)
+        return any(own & set(state.get("documents") or DEFAULT_DOCUMENTS)
+                   for name, state in self.states.items() if name != station and state)
 
     def assign(self) -> None:
         """Give waiting records to stations with room (after a change only)."""
@@ -304,6 +316,14 @@ def _record_id(body: dict) -> str:
     if not (isinstance(rid, str) and inputs.RECORD_ID.fullmatch(rid)):
         raise inputs.Invalid("no valid record_id (1-64 of [A-Za-z0-9._-])")
     return rid
+
+
+def _document(body: dict) -> str:
+    document = document_of(body)
+    if document is None:
+        raise inputs.Invalid(f"schema {inputs.text(str(body.get('schema')), 40)!r} is no"
+                             " document a station prints")
+    return document
 
 
 def _priority(body: dict) -> int:

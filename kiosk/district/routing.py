@@ -85,7 +85,8 @@ DEFAULT_DOCUMENTS = ("ektp",)  # mqtt.md / station.md: `documents` defaults to [
 
 def takes_document(state: Mapping[str, Any] | None, document: str) -> bool:
     """Whether the station whose state this is prints `document` ("ektp", "kia"): its
-    state's `documents`, or the E-KTP alone when the state says nothing (or nonsense)."""
+    state's `documents`, or the E-KTP alone when the state says nothing (or nonsense;
+    a station refuses a record it does not print with `wrong-document` all the same)."""
     listed = (state or {}).get("documents")
     if not (isinstance(listed, list) and listed and all(isinstance(d, str) for d in listed)):
         listed = DEFAULT_DOCUMENTS
@@ -112,13 +113,17 @@ def choose(
     exclude: Collection[str] = (),
     unconfirmed: Mapping[str, int] | None = None,
     ahead: int | None = None,
+    document: str | None = None,
 ) -> str | None:
-    """The station that should take the next record, or None if no station can
-    (or, with *ahead*, every station that could already holds that many)."""
+    """The station that should take the next record (of *document*, when given: only a
+    station that prints it), or None if no station can (or, with *ahead*, every station
+    that could already holds that many)."""
     unconfirmed = unconfirmed or {}
     best: tuple[int, str] | None = None
     for name in availability.keys() | states.keys():
         if not is_station(name) or name in exclude:
+            continue
+        if document is not None and not takes_document(states.get(name), document):
             continue
         if refusal(availability.get(name), states.get(name)) is not None:
             continue
@@ -135,6 +140,9 @@ class Waiting(Protocol):
 
     @property
     def released_by(self) -> Collection[str]: ...
+
+    @property
+    def document(self) -> str: ...
 
 
 W = TypeVar("W", bound=Waiting)
@@ -160,7 +168,7 @@ def plan(
         if choose(availability, states, unconfirmed=loads, ahead=ahead) is None:
             break
         station = choose(availability, states, exclude=record.released_by,
-                         unconfirmed=loads, ahead=ahead)
+                         unconfirmed=loads, ahead=ahead, document=record.document)
         if station is not None:
             chosen.append((record, station))
             loads[station] = loads.get(station, 0) + 1

@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS records (
     station TEXT,
     released_by TEXT NOT NULL DEFAULT '[]',
     sent_to TEXT NOT NULL DEFAULT '[]',
+    document TEXT NOT NULL DEFAULT 'ektp',
     attempts INTEGER NOT NULL DEFAULT 0,
     payload BLOB,
     detail TEXT NOT NULL DEFAULT '',
@@ -59,6 +60,7 @@ class Routed:
     attempts: int
     detail: str
     sent_to: tuple[str, ...] = ()
+    document: str = "ektp"
 
     @property
     def final(self) -> bool:
@@ -91,6 +93,9 @@ class RouteStore:
         if "sent_to" not in columns:  # a store of an earlier release
             self._db.execute("ALTER TABLE records ADD COLUMN sent_to TEXT NOT NULL"
                              " DEFAULT '[]'")
+        if "document" not in columns:  # before the KIA: every record was an E-KTP
+            self._db.execute("ALTER TABLE records ADD COLUMN document TEXT NOT NULL"
+                             " DEFAULT 'ektp'")
 
     def close(self) -> None:
         self._db.close()
@@ -106,13 +111,14 @@ class RouteStore:
             raise
         self._db.execute("COMMIT")
 
-    def add(self, record_id: str, priority: int, payload: bytes) -> bool:
+    def add(self, record_id: str, priority: int, payload: bytes,
+            document: str = "ektp") -> bool:
         """A new record, waiting; False (nothing changed) if record_id was seen before."""
         now = time.time()
         cursor = self._db.execute(
-            "INSERT OR IGNORE INTO records (record_id, priority, status, payload, arrived_at,"
-            " updated_at) VALUES (?, ?, 'waiting', ?, ?, ?)",
-            (record_id, priority, payload, now, now))
+            "INSERT OR IGNORE INTO records (record_id, priority, status, payload, document,"
+            " arrived_at, updated_at) VALUES (?, ?, 'waiting', ?, ?, ?, ?)",
+            (record_id, priority, payload, document, now, now))
         return cursor.rowcount == 1
 
     def get(self, record_id: str) -> Routed | None:
@@ -137,7 +143,7 @@ class RouteStore:
         while True:
             rows = self._db.execute(
                 "SELECT id, priority, record_id, status, station, released_by, attempts,"
-                " detail FROM records WHERE status = 'waiting'"
+                " detail, sent_to, document FROM records WHERE status = 'waiting'"
                 " AND (priority < ? OR (priority = ? AND id > ?))"
                 " ORDER BY priority DESC, id LIMIT ?", (after[0], after[0], after[1], page)
             ).fetchall()
@@ -228,6 +234,11 @@ class RouteStore:
         if event.type == "rejected" and event.error == "not-accepting":
             self.requeue(rid, f"{station} is not accepting jobs")
             return "refused"
+        if event.type == "rejected" and event.error == "wrong-document":
+            # Its state said otherwise, or changed since: never to that station again.
+            self.requeue(rid, f"{station} does not print {record.document}",
+                         released_by=station)
+            return "misrouted"
         if event.type == "rejected":
             self.finish(rid, "rejected", f"{station}: {event.error}")
         elif event.released:
@@ -253,11 +264,11 @@ class RouteStore:
             (json.dumps(released), detail, time.time(), record_id))
 
 
-_SELECT = ("SELECT record_id, status, station, released_by, attempts, detail, sent_to"
-           " FROM records")
+_SELECT = ("SELECT record_id, status, station, released_by, attempts, detail, sent_to,"
+           " document FROM records")
 
 
 def _routed(row: tuple) -> Routed:
-    record_id, status, station, released_by, attempts, detail, *sent_to = row
+    record_id, status, station, released_by, attempts, detail, sent_to, document = row
     return Routed(record_id, status, station, tuple(json.loads(released_by)), attempts, detail,
-                  tuple(json.loads(sent_to[0])) if sent_to else ())
+                  tuple(json.loads(sent_to)), document)

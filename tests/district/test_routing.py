@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kiosk.district.routing import (
     HOLD_AHEAD,
@@ -166,8 +168,9 @@ def test_a_station_holding_its_share_ahead_takes_no_more():
 
 
 class Waiting:
-    def __init__(self, name: str, released_by: tuple[str, ...] = ()) -> None:
-        self.name, self.released_by = name, released_by
+    def __init__(self, name: str, released_by: tuple[str, ...] = (),
+                 document: str = "ektp") -> None:
+        self.name, self.released_by, self.document = name, released_by, document
 
 
 def test_plan_fills_each_station_to_its_hold_and_leaves_the_rest_waiting():
@@ -199,3 +202,32 @@ def test_plan_skips_a_record_released_by_the_only_station_with_room_and_goes_on(
     # Without a hold every record goes out at once, to the shortest queues.
     chosen = plan([Waiting(f"r{i}") for i in range(6)], online("st-1", "st-2"), states)
     assert [s for _, s in chosen] == ["st-2", "st-2", "st-2", "st-1", "st-2", "st-1"]
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(documents=st.lists(st.sampled_from(["ektp", "kia"]), min_size=1, max_size=60),
+       prints=st.lists(st.sampled_from([["ektp"], ["kia"], ["ektp", "kia"], None]),
+                       min_size=1, max_size=6),
+       loads=st.lists(st.integers(0, 4), min_size=6, max_size=6),
+       ahead=st.integers(1, 4))
+def test_plan_never_gives_a_record_to_a_station_that_does_not_print_its_document(
+        documents, prints, loads, ahead):
+    """Issue 28: under any load, a KIA record never reaches an E-KTP station nor an E-KTP
+    record a KIA one; a record with no station of its kind with room waits (is skipped),
+    and the records of the other kind still go."""
+    states = {}
+    for index, listed in enumerate(prints):
+        states[f"st-{index}"] = state(queue=(loads[index], 0, 0))
+        if listed is not None:
+            states[f"st-{index}"]["documents"] = listed
+    waiting = [Waiting(f"r{i}", document=doc) for i, doc in enumerate(documents)]
+    chosen = plan(waiting, online(*states), states, ahead=ahead)
+    final = {name: loads[i] for i, name in enumerate(states)}
+    for record, station in chosen:
+        assert record.document in (states[station].get("documents") or ["ektp"])
+        final[station] += 1
+    given_out = {record.name for record, _ in chosen}
+    for record in waiting:  # one that waits has no station of its kind with room left
+        if record.name not in given_out:
+            assert all(final[name] >= ahead for name, s in states.items()
+                       if record.document in (s.get("documents") or ["ektp"])), record.name
