@@ -12,7 +12,7 @@ import pytest
 
 from kiosk.station.core import events as ev
 from kiosk.station.core.machine import counted_fate
-from tests.station.test_core import Harness, of
+from tests.support.core import Harness, of
 
 BEFORE = {"taken": 40, "printed": 38}
 

@@ -15,7 +15,7 @@ from kiosk.station.core.state import (
     check_transition,
     diagram,
 )
-from tests.station.test_core import Harness
+from tests.support.core import Harness
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

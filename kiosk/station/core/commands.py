@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from kiosk.station.core import events as ev
-from kiosk.station.core.state import ACTIVE, FINAL, JobState, Phase, Reason, is_uncertain
+from kiosk.station.core.ledger import Blank
+from kiosk.station.core.state import ACTIVE, FINAL, JobState, Reason, is_uncertain
 
 if TYPE_CHECKING:
     from kiosk.station.core.machine import StationCore
@@ -189,11 +190,10 @@ class CommandHandler:
 
     def _confirm(self, record_id: str) -> Reply:
         job = self._uncertain(record_id)
-        if job.phase == Phase.PICKING:
-            self.core.spool.book("pick", 1, record_id, "confirmed after an uncertain end")
-        self.core.spool.book("printed", 1, record_id, "confirmed after an uncertain end")
-        self.core.spool.update_job(record_id, phase=None)
-        self.core.set_job(record_id, JobState.COMPLETED, (), "confirmed: the card came out")
+        columns = self.core.ledger.printed(Blank(record_id, "confirmed after an uncertain end"),
+                                           job)
+        self.core.set_job(record_id, JobState.COMPLETED, (), "confirmed: the card came out",
+                          job=job, **columns)
         return Reply()
 
     def _reprint(self, record_id: str, reason: str) -> Reply:
@@ -204,26 +204,22 @@ class CommandHandler:
             raise CommandError("personal-data-purged",
                                f"{record_id}: personal data was removed; send the record again")
         if job.state == JobState.COMPLETED:
-            self.core.spool.book("printed", -1, record_id, f"reprint: {reason}")
-            self.core.spool.book("spoiled", 1, record_id, f"reprint: {reason}")
+            columns = self.core.ledger.unprinted(Blank(record_id, f"reprint: {reason}"))
         elif is_uncertain(job.state, job.reasons):
             # As with no reply to Ss: a blank the printer may have taken is counted taken.
-            if job.phase == Phase.PICKING:
-                self.core.spool.book("pick", 1, record_id, "Ss sent, no reply before the stop")
-            self.core.spool.book("spoiled", 1, record_id, f"uncertain card: {reason}")
+            columns = self.core.ledger.spoiled(Blank(record_id, f"uncertain card: {reason}"), job)
         else:
             raise CommandError("not-reprintable",
                                f"{record_id} is {job.state}; only completed or uncertain jobs")
-        self.core.spool.update_job(record_id, phase=None, attempts=0)
-        self.core.set_job(record_id, JobState.PENDING, (), f"reprint requested: {reason}")
+        self.core.set_job(record_id, JobState.PENDING, (), f"reprint requested: {reason}",
+                          job=job, **{**columns, "attempts": 0})
         return Reply()
 
     def _refill(self, count: int) -> Reply:
         if not isinstance(count, int) or isinstance(count, bool) or not 0 < count <= MAX_REFILL:
             raise CommandError("bad-arguments", f"count must be an integer 1..{MAX_REFILL}")
-        self.core.spool.book("refill", count, None, "refill by command")
-        self.core.stock.refilled(self.core.spool)
-        return Reply({"remaining": self.core.spool.ledger().remaining})
+        totals = self.core.ledger.refilled(count, "refill by command")
+        return Reply({"remaining": totals.remaining})
 
     def _release(self) -> Reply:
         released = []

@@ -34,6 +34,7 @@ from kiosk.station.config import Config
 from kiosk.station.core import events as ev
 from kiosk.station.core.commands import CommandHandler
 from kiosk.station.core.desk import Desk
+from kiosk.station.core.ledger import CLEARED, Blank, CardLedger
 from kiosk.station.core.outbound import Outbound
 from kiosk.station.core.state import (
     JobState,
@@ -102,6 +103,7 @@ class StationCore:
         self.monotonic = monotonic
         self.state = StationState()
         self.stock = StockWatch(config.tray, monotonic)
+        self.ledger = CardLedger(spool, self.stock)
         self.commands = CommandHandler(self)
         self.desk = Desk(self)
         self._doubts: set[str] = set()  # found in the printer at start, with counts to compare
@@ -255,19 +257,12 @@ class StationCore:
         return [ev.AnswerPick(event.record_id, allow, event.token)]
 
     def _on_card_picked(self, event: ev.CardPicked) -> list:
-        self._book_pick(event.record_id, "")
-        self.spool.update_job(event.record_id, phase=Phase.PICKED)
         job = self.spool.job(event.record_id)
+        columns = self.ledger.picked(Blank(event.record_id), job)
         if event.marks and job is not None:
-            self.spool.update_job(event.record_id,
-                                  pick_counts={**(job.pick_counts or {}), **event.marks})
+            columns["pick_counts"] = {**(job.pick_counts or {}), **event.marks}
+        self.spool.update_job(event.record_id, phase=Phase.PICKED, **columns)
         return self._prefetch()
-
-    def _book_pick(self, record_id: str, detail: str) -> None:
-        job = self.spool.job(record_id)
-        self.spool.update_job(record_id, attempts=(job.attempts if job else 0) + 1)
-        self.spool.book("pick", 1, record_id, detail)
-        self.stock.picked(self.spool)
 
     def _on_card_printed(self, event: ev.CardPrinted) -> list:
         self._complete(event.record_id, event.detail or "card printed")
@@ -286,8 +281,8 @@ class StationCore:
         return started + self._on_pick_requested(pick)
 
     def _complete(self, record_id: str, detail: str) -> None:
-        self.spool.book("printed", 1, record_id)
-        self.set_job(record_id, JobState.COMPLETED, (), detail, phase=None, pick_counts=None)
+        self.set_job(record_id, JobState.COMPLETED, (), detail,
+                     **self.ledger.printed(Blank(record_id)))
 
     def _on_card_failed(self, event: ev.CardFailed) -> list:
         """The ledger rules, stated once for every driver (card-printer.md, Printer drivers):
@@ -308,25 +303,23 @@ class StationCore:
             self.set_job(rid, JobState.PROCESSING_STOPPED, (Reason.UNCERTAIN,), event.detail)
             return []
         taken = event.blank in (ev.BLANK_MAYBE_TAKEN, ev.BLANK_GONE)
-        if taken and job.phase != Phase.PICKED:
-            # Book the pick the printer never confirmed, so picked = printed + spoiled holds.
-            self._book_pick(rid, "the printer never confirmed the pick")
-        job = self.spool.job(rid) or job
-        if taken:
-            self.spool.book("spoiled", 1, rid, event.detail)
         # No card of this job is in the printer any more (none was taken, or it is spoiled).
-        self.spool.update_job(rid, phase=None, pick_counts=None)
+        columns = self.ledger.spoiled(Blank(rid, event.detail), job) if taken else dict(CLEARED)
+        attempts = int(columns.get("attempts", job.attempts))
         if event.job_error:
-            self.set_job(rid, JobState.ABORTED, event.reasons, event.detail)
-        elif taken and job.attempts >= self.config.printer.max_attempts:
+            self.set_job(rid, JobState.ABORTED, event.reasons, event.detail, **columns)
+        elif taken and attempts >= self.config.printer.max_attempts:
             self.set_job(rid, JobState.ABORTED, event.reasons,
-                          f"{job.attempts} blank cards spoiled; giving up: {event.detail}")
+                         f"{attempts} blank cards spoiled; giving up: {event.detail}", **columns)
         elif job.state == JobState.PROCESSING and (event.reasons or taken):
             spoiled = " (card spoiled; it will be printed again)" if taken else ""
-            self.set_job(rid, JobState.PROCESSING_STOPPED, event.reasons, event.detail + spoiled)
+            self.set_job(rid, JobState.PROCESSING_STOPPED, event.reasons,
+                         event.detail + spoiled, **columns)
             self.state.current = rid  # it goes first once the printer is back
         elif job.state == JobState.PROCESSING:
-            self.set_job(rid, JobState.PENDING, (), event.detail)
+            self.set_job(rid, JobState.PENDING, (), event.detail, **columns)
+        else:
+            self.spool.update_job(rid, **columns)
         return []
 
     def _on_printer_counters(self, event: ev.PrinterCounters) -> list:
@@ -356,23 +349,20 @@ class StationCore:
         rid = job.record_id
         how = how or f"decided by the printer's counters ({change})"
         if verdict == "not-picked":
-            self.spool.update_job(rid, phase=None, pick_counts=None)
-            self.set_job(rid, JobState.PENDING, (), f"no blank was taken: {how}")
+            self.set_job(rid, JobState.PENDING, (), f"no blank was taken: {how}", **CLEARED)
             return
-        if job.phase != Phase.PICKED:
-            self._book_pick(rid, how)
         if verdict == "printed":
-            self._complete(rid, f"card printed: {how}")
+            self.set_job(rid, JobState.COMPLETED, (), f"card printed: {how}",
+                         **self.ledger.printed(Blank(rid, how), job))
             return
-        self.spool.book("spoiled", 1, rid, how)
-        self.spool.update_job(rid, phase=None, pick_counts=None)
-        attempts = (self.spool.job(rid) or job).attempts
+        columns = self.ledger.spoiled(Blank(rid, how), job)
+        attempts = int(columns.get("attempts", job.attempts))
         if attempts >= self.config.printer.max_attempts:
             self.set_job(rid, JobState.ABORTED, (),
-                         f"{attempts} blank cards spoiled; giving up: {how}")
+                         f"{attempts} blank cards spoiled; giving up: {how}", **columns)
         else:
             self.set_job(rid, JobState.PENDING, (),
-                         f"card spoiled, it will be printed again: {how}")
+                         f"card spoiled, it will be printed again: {how}", **columns)
 
     def _release_printer(self, record_id: str) -> None:
         if self.state.current == record_id:

@@ -62,12 +62,13 @@ class StockWatch:
         self.calibration = (empty_height_um, card_um)
         spool.set_meta("tray_calibration", f"{empty_height_um},{card_um}")
 
-    def picked(self, spool: Spool) -> None:
+    def picked(self, ledger: Ledger) -> None:
+        """A blank was booked picked; *ledger*: the totals with it."""
         self._picks.append(self.clock())
-        self.ledger = spool.ledger()
+        self.ledger = ledger
 
-    def refilled(self, spool: Spool) -> None:
-        self.ledger = spool.ledger()
+    def refilled(self, ledger: Ledger) -> None:
+        self.ledger = ledger
 
     def on_tray(self, event: object, core: object = None) -> None:
         if isinstance(event, TrayFrame):
