@@ -21,13 +21,10 @@ category (issues 26/27) are facts of a `Blank`: new fields there, booked here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from kiosk.station.core.state import Phase
-
-if TYPE_CHECKING:
-    from kiosk.station.core.stock import StockWatch
-    from kiosk.station.spool import Job, Ledger, Spool
+from kiosk.station.core.stock import StockWatch
+from kiosk.station.spool import Job, Ledger, Spool
 
 # A blank's end: no card of the job is in the printer any more.
 CLEARED: dict[str, object] = {"phase": None, "pick_counts": None}

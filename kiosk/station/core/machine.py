@@ -31,8 +31,8 @@ from collections.abc import Callable
 from kiosk import __version__
 from kiosk.contract.record import Rejected, mask_nik, parse_record
 from kiosk.station.config import Config
+from kiosk.station.core import commands
 from kiosk.station.core import events as ev
-from kiosk.station.core.commands import CommandHandler
 from kiosk.station.core.desk import Desk
 from kiosk.station.core.ledger import CLEARED, Blank, CardLedger
 from kiosk.station.core.outbound import Outbound
@@ -104,7 +104,6 @@ class StationCore:
         self.state = StationState()
         self.stock = StockWatch(config.tray, monotonic)
         self.ledger = CardLedger(spool, self.stock)
-        self.commands = CommandHandler(self)
         self.desk = Desk(self)
         self._doubts: set[str] = set()  # found in the printer at start, with counts to compare
         self._next_purge = 0.0
@@ -206,7 +205,7 @@ class StationCore:
             self._take_record(msg.payload)
         elif msg.topic.startswith(self.topic("cmd/")):
             name = msg.topic[len(self.topic("cmd/")):]
-            actions = self.commands.run(name, msg.payload, msg.response_topic, msg.correlation)
+            actions = commands.run(self, name, msg.payload, msg.response_topic, msg.correlation)
         else:
             log.warning("message on unexpected topic %s", msg.topic)
         # The ack follows the commit of everything above (the station commits first).
@@ -445,7 +444,40 @@ class StationCore:
         self.state.purges_unclean = 0 if event.clean else self.state.purges_unclean + 1
         return []
 
-    # -- for the core's parts (commands, the front desk) and the station loop -----------
+    # -- for the core's parts (commands, the front desk: `CoreAccess`) and the loop -----
+
+    def now(self) -> float:
+        return self.clock()
+
+    def job(self, record_id: str) -> Job | None:
+        return self.spool.job(record_id)
+
+    def jobs(self, *states: str) -> list[Job]:
+        return self.spool.jobs(*states)
+
+    def rejected(self) -> int:
+        return int(self.spool.get_meta("rejected", "0"))
+
+    def tray_online(self) -> bool | None:
+        return self.stock.tray_online
+
+    def event(self, kind: str, **fields: object) -> None:
+        self.out.event(kind, **fields)
+
+    def reply(self, topic: str, body: dict, correlation: bytes) -> None:
+        self.out.outbox(topic, body, correlation)
+
+    def rebirth(self) -> list:
+        """The whole outbox again, from its first item; the state after this step."""
+        self.out.resend_all()
+        self.out.forget_state()
+        return [ev.Publish(self.topic("availability"), b"online")]
+
+    def request_reply(self, key: str) -> bytes | None:
+        return self.spool.request_reply(key)
+
+    def remember_request(self, key: str, name: str, reply: bytes) -> None:
+        self.spool.remember_request(key, name, reply)
 
     def set_paused(self, paused: bool) -> None:
         """Take no new card into the printer (the card in it finishes); kept in the spool."""
@@ -533,7 +565,7 @@ class StationCore:
             "counters": {
                 "printed": ledger.printed,
                 "spoiled": ledger.spoiled,
-                "rejected": int(self.spool.get_meta("rejected", "0")),
+                "rejected": self.rejected(),
             },
             "version": __version__,
         }
