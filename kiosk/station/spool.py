@@ -218,11 +218,10 @@ class Spool:
         row = self._db.execute(_JOB_SELECT + " WHERE record_id = ?", (record_id,)).fetchone()
         return _job(row) if row else None
 
-    def next_pending(self, skip: int = 0) -> Job | None:
+    def next_pending(self) -> Job | None:
         """The job to print next: highest priority, then arrival order."""
         row = self._db.execute(
-            _JOB_SELECT + " WHERE state = 'pending' ORDER BY priority DESC, id LIMIT 1 OFFSET ?",
-            (skip,),
+            _JOB_SELECT + " WHERE state = 'pending' ORDER BY priority DESC, id LIMIT 1",
         ).fetchone()
         return _job(row) if row else None
 
@@ -363,13 +362,6 @@ class Spool:
             if kind == "refill":
                 totals["refill-rows"] = count
         return totals
-
-    def printed_since(self, since: float) -> int:
-        row = self._db.execute(
-            "SELECT COALESCE(SUM(count), 0) FROM ledger WHERE kind = 'printed' AND at >= ?",
-            (since,),
-        ).fetchone()
-        return int(row[0])
 
     # -- outbox -----------------------------------------------------------
 

@@ -65,7 +65,7 @@ def test_a_chained_pick_is_refused_while_paused(tmp_path):
 
 
 def test_the_printer_thread_chains_the_prefetched_card_and_drops_a_refused_one(
-    printer_sim, station_settings
+    printer_sim
 ):
     heard: queue.Queue = queue.Queue()
     printer = EvolisPrinter(printer_sim.path, print_seconds=2.0, setting_timeout=0.5,
@@ -113,7 +113,7 @@ def test_the_printer_thread_chains_the_prefetched_card_and_drops_a_refused_one(
 
 
 def test_an_allowed_chained_pick_goes_out_before_the_answering_thread_goes_on(
-    printer_sim, station_settings
+    printer_sim
 ):
     """The station thread stands aside after allowing the pick the printer thread waits
     for: answer_pick returns once `Ss` is answered (here within a generous 10 s)."""

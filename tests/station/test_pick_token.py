@@ -23,7 +23,7 @@ def next_of(heard: queue.Queue, kind: type, timeout: float = 10.0):
 
 
 def test_a_late_answer_to_an_earlier_request_is_not_taken_for_a_new_one(
-    printer_sim, station_settings
+    printer_sim
 ):
     heard: queue.Queue = queue.Queue()
     printer = EvolisPrinter(printer_sim.path, print_seconds=2.0, setting_timeout=0.5,

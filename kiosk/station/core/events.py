@@ -61,7 +61,6 @@ BLANK_UNTOUCHED = "untouched"  # no blank was taken
 BLANK_MAYBE_TAKEN = "maybe-taken"  # the pick was asked for and never confirmed
 BLANK_GONE = "gone"  # a blank was taken and will not come out printed
 BLANK_UNKNOWN = "unknown"  # the card may have come out printed; nobody here can tell
-BLANK_FATES = (BLANK_UNTOUCHED, BLANK_MAYBE_TAKEN, BLANK_GONE, BLANK_UNKNOWN)
 
 
 @dataclass(frozen=True)
@@ -138,7 +137,7 @@ class CardPrinted:
 class CardFailed:
     """The card sequence ended without a card known to be printed.
 
-    ``blank``: what became of its blank, one of BLANK_FATES. ``job_error``: the
+    ``blank``: what became of its blank, one of the BLANK_* facts above. ``job_error``: the
     job itself is bad (cannot be rendered) and must not be retried.
     """
 
@@ -192,16 +191,6 @@ class TrayOffline:
 @dataclass(frozen=True)
 class Tick:
     now: float
-
-
-@dataclass(frozen=True)
-class ButtonPressed:
-    button: str
-
-
-@dataclass(frozen=True)
-class ButtonHeld:
-    button: str
 
 
 # -- actions ---------------------------------------------------------------------

@@ -27,6 +27,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from kiosk import __version__
 from kiosk.contract.record import Rejected, mask_nik, parse_record
@@ -144,7 +145,7 @@ class StationCore:
         return actions
 
     def _route(self, event: object) -> list:
-        handlers: dict[type, Callable[[any], list]] = {
+        handlers: dict[type, Callable[[Any], list]] = {
             ev.MessageArrived: self._on_message,
             ev.LinkUp: self._on_link_up,
             ev.LinkDown: self._on_link_down,
@@ -411,7 +412,7 @@ class StationCore:
     # -- the tray and the clock --------------------------------------------------------
 
     def _on_tray(self, event: object) -> list:
-        self.stock.on_tray(event, self)
+        self.stock.on_tray(event)
         return []
 
     def _on_tray_calibrated(self, event: ev.TrayCalibrated) -> list:
@@ -424,7 +425,7 @@ class StationCore:
         return []
 
     def _on_tick(self, event: ev.Tick) -> list:
-        self.stock.on_tick(event.now, self)
+        self.stock.on_tick()
         actions: list = self._purge_due(self.clock())
         if self.out.heartbeat_due():
             actions.append(self.out.state(self.state_document(), force=True))

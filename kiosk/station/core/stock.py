@@ -46,7 +46,6 @@ class StockWatch:
         self.sensor_low = False
         self.path_since: float | None = None
         self.path_jam = False
-        self.printing = False
         self._picks: deque[float] = deque(maxlen=RATE_WINDOW)
         self.calibration = (tray.empty_height_um, tray.card_um)
 
@@ -70,7 +69,7 @@ class StockWatch:
     def refilled(self, ledger: Ledger) -> None:
         self.ledger = ledger
 
-    def on_tray(self, event: object, core: object = None) -> None:
+    def on_tray(self, event: object) -> None:
         if isinstance(event, TrayFrame):
             self.tray_online = True
             self.door_open = event.door_open
@@ -87,7 +86,8 @@ class StockWatch:
         elif isinstance(event, TrayOnline):
             self.tray_online = True
 
-    def on_tick(self, now: float, core: object = None) -> None:
+    def on_tick(self) -> None:
+        """The card-path beam held past ``path_jam_s`` is a jam."""
         held = self.path_since is not None and self.clock() - self.path_since
         self.path_jam = bool(held and held > self.tray.path_jam_s)
 
