@@ -110,32 +110,3 @@ def test_the_printer_thread_chains_the_prefetched_card_and_drops_a_refused_one(
         assert printer_sim.commands[-1] == "Pem", "the withdrawn card's job was not closed"
     finally:
         worker.stop()
-
-
-def test_an_allowed_chained_pick_goes_out_before_the_answering_thread_goes_on(
-    printer_sim
-):
-    """The station thread stands aside after allowing the pick the printer thread waits
-    for: answer_pick returns once `Ss` is answered (here within a generous 10 s)."""
-    heard: queue.Queue = queue.Queue()
-    printer = EvolisPrinter(printer_sim.path, print_seconds=2.0, setting_timeout=0.5,
-                            download_timeout=1.0)
-    worker = PrintWorker(printer, make_renderer(printer), heard.put, poll_s=0.1, resync_s=1.2,
-                         pick_handoff_s=10.0)
-    records = [make_record(i) for i in (1, 2)]
-    rids = [r["record_id"] for r in records]
-    worker.start()
-    try:
-        next_of(heard, ev.PrinterReady)
-        worker.start_card(rids[0], json.dumps(records[0]).encode())
-        request = next_of(heard, ev.PickRequested)
-        worker.prefetch(rids[1], json.dumps(records[1]).encode())
-        time.sleep(1.0)  # rendered ahead
-        worker.answer_pick(ev.AnswerPick(rids[0], True, request.token))
-        chained = next_of(heard, ev.CardPrinted).then
-        assert chained is not None and chained.record_id == rids[1]
-        worker.answer_pick(ev.AnswerPick(rids[1], True, chained.token))
-        assert printer_sim.picked == 2, "answer_pick returned before the pick went out"
-        assert next_of(heard, ev.CardPrinted).record_id == rids[1]
-    finally:
-        worker.stop()
