@@ -26,42 +26,42 @@ def printing(h: Harness, *indexes: int) -> list[str]:
     return rids
 
 
-def test_one_commit_books_the_card_printed_and_marks_the_next_picking(tmp_path):
-    h = Harness(tmp_path)
+def test_one_commit_books_the_card_printed_and_marks_the_next_picking():
+    h = Harness()
     first, second = printing(h, 1, 2)
     counts = {"taken": 1, "printed": 1}
     actions = h.send(ev.CardPrinted(first, then=ev.PickRequested(second, counts, 7)))
     assert ev.AnswerPick(second, True, 7) in actions
     assert of(actions, ev.StartCard) == []  # the printer thread runs it already
-    assert h.spool.job(first).state == "completed"
-    job = h.spool.job(second)
+    assert h.store.job(first).state == "completed"
+    job = h.store.job(second)
     assert (job.state, job.phase, job.pick_counts) == ("processing", "picking", counts)
     h.send(ev.CardPicked(second))
     h.send(ev.CardPrinted(second))
-    ledger = h.spool.ledger()
+    ledger = h.store.ledger()
     assert (ledger.picks, ledger.printed, ledger.spoiled) == (2, 2, 0)
 
 
-def test_a_pick_for_a_job_that_is_not_next_is_refused_even_with_the_previous_end(tmp_path):
-    h = Harness(tmp_path)
+def test_a_pick_for_a_job_that_is_not_next_is_refused_even_with_the_previous_end():
+    h = Harness()
     first, second = printing(h, 1, 2)
     urgent = h.record(3, priority=5)[0]["record_id"]  # overtakes the one rendered ahead
     actions = h.send(ev.CardPrinted(first, then=ev.PickRequested(second, None, 8)))
     assert ev.AnswerPick(second, False, 8) in actions
     assert [a.record_id for a in of(actions, ev.StartCard)] == [urgent]
-    assert h.spool.job(first).state == "completed"
-    assert (h.spool.job(second).state, h.spool.job(second).phase) == ("pending", None)
-    assert h.spool.job(urgent).state == "processing"
+    assert h.store.job(first).state == "completed"
+    assert (h.store.job(second).state, h.store.job(second).phase) == ("pending", None)
+    assert h.store.job(urgent).state == "processing"
 
 
-def test_a_chained_pick_is_refused_while_paused(tmp_path):
-    h = Harness(tmp_path)
+def test_a_chained_pick_is_refused_while_paused():
+    h = Harness()
     first, second = printing(h, 1, 2)
     h.command("pause")
     actions = h.send(ev.CardPrinted(first, then=ev.PickRequested(second, None, 9)))
     assert ev.AnswerPick(second, False, 9) in actions
     assert of(actions, ev.StartCard) == []
-    assert (h.spool.job(second).state, h.spool.job(second).phase) == ("pending", None)
+    assert (h.store.job(second).state, h.store.job(second).phase) == ("pending", None)
 
 
 def test_the_printer_thread_chains_the_prefetched_card_and_drops_a_refused_one(

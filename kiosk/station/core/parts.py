@@ -15,7 +15,7 @@ from typing import Protocol
 from kiosk.station.config import Config
 from kiosk.station.core.ledger import CardLedger
 from kiosk.station.core.state import StationState
-from kiosk.station.spool import Job
+from kiosk.station.core.store import Job
 
 
 class CoreAccess(Protocol):

@@ -17,7 +17,7 @@ from collections import deque
 
 from kiosk.station.config import TraySection
 from kiosk.station.core.events import TrayFrame, TrayOffline, TrayOnline
-from kiosk.station.spool import Ledger, Spool
+from kiosk.station.core.store import Ledger, Store
 
 RATE_WINDOW = 20  # picks remembered for the print rate
 
@@ -49,17 +49,17 @@ class StockWatch:
         self._picks: deque[float] = deque(maxlen=RATE_WINDOW)
         self.calibration = (tray.empty_height_um, tray.card_um)
 
-    def load(self, spool: Spool) -> None:
-        self.ledger = spool.ledger()
-        stored = spool.get_meta("tray_calibration")
+    def load(self, store: Store) -> None:
+        self.ledger = store.ledger()
+        stored = store.get_meta("tray_calibration")
         if stored:
             empty, card = stored.split(",")
             self.calibration = (int(empty), int(card))
 
-    def calibrated(self, spool: Spool, empty_height_um: int, card_um: int) -> None:
+    def calibrated(self, store: Store, empty_height_um: int, card_um: int) -> None:
         """The board accepted a calibration: keep it (it outlives restarts)."""
         self.calibration = (empty_height_um, card_um)
-        spool.set_meta("tray_calibration", f"{empty_height_um},{card_um}")
+        store.set_meta("tray_calibration", f"{empty_height_um},{card_um}")
 
     def picked(self, ledger: Ledger) -> None:
         """A blank was booked picked; *ledger*: the totals with it."""
