@@ -104,6 +104,10 @@ class PrintWorker:
         now = time.monotonic() if now is None else now
         return busy is not None and now - busy[0] > busy[1]
 
+    def busy(self) -> bool:
+        """The printer thread is in a step (connecting, a check, a card) (any thread)."""
+        return self._busy is not None
+
     def stop(self) -> None:
         self._stop.set()
         self._jobs.put(None)

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import json
 import queue
-import time
 
 from kiosk.devices.printer.evolis.driver import EvolisPrinter
 from kiosk.sim.samples import make_record
 from kiosk.station.core import events as ev
 from kiosk.station.loop import make_renderer
 from kiosk.station.printing import PrintWorker
-from tests.station.test_pick_token import next_of
 from tests.support.core import Harness, of
+from tests.support.rigs import next_of
+from tests.support.wait import wait_until
 
 
 def printing(h: Harness, *indexes: int) -> list[str]:
@@ -64,13 +64,37 @@ def test_a_chained_pick_is_refused_while_paused():
     assert (h.store.job(second).state, h.store.job(second).phase) == ("pending", None)
 
 
+class Rendered:
+    """The renderer, counting the cards rendered of each record (a positive signal that
+    a prefetched card is ready)."""
+
+    def __init__(self, render) -> None:
+        self.render = render
+        self.counts: dict[str, int] = {}
+
+    def __call__(self, payload: bytes):
+        document = self.render(payload)
+        rid = json.loads(payload)["record_id"]
+        self.counts[rid] = self.counts.get(rid, 0) + 1
+        return document
+
+
 def test_the_printer_thread_chains_the_prefetched_card_and_drops_a_refused_one(
     printer_sim
 ):
     heard: queue.Queue = queue.Queue()
     printer = EvolisPrinter(printer_sim.path, print_seconds=2.0, setting_timeout=0.5,
                             download_timeout=1.0)
-    worker = PrintWorker(printer, make_renderer(printer), heard.put, poll_s=0.1, resync_s=1.2)
+    rendered = Rendered(make_renderer(printer))
+    worker = PrintWorker(printer, rendered, heard.put, poll_s=0.1, resync_s=1.2)
+    picked_when_asked: dict[int, int] = {}  # request token → blanks picked when it waited
+    await_answer = worker.await_answer
+
+    def note_and_await(token: int) -> bool:
+        picked_when_asked[token] = printer_sim.picked
+        return await_answer(token)
+
+    worker.await_answer = note_and_await
     worker.start()
     records = [make_record(i) for i in (1, 2, 3)]
     rids = [r["record_id"] for r in records]
@@ -80,14 +104,16 @@ def test_the_printer_thread_chains_the_prefetched_card_and_drops_a_refused_one(
         worker.start_card(rids[0], payloads[0])
         request = next_of(heard, ev.PickRequested)
         worker.prefetch(rids[1], payloads[1])
-        time.sleep(1.0)  # rendered ahead
+        wait_until(lambda: rendered.counts.get(rids[1]) == 1, 20, what="rendered ahead")
         worker.answer_pick(ev.AnswerPick(rids[0], True, request.token))
         printed = next_of(heard, ev.CardPrinted)
         assert printed.record_id == rids[0]
         chained = printed.then
         assert chained is not None and chained.record_id == rids[1]
         assert chained.counts == {"taken": 1, "printed": 1}  # read after the card came out
-        time.sleep(0.3)
+        # The printer thread waits for the core's answer: no blank was picked before.
+        wait_until(lambda: chained.token in picked_when_asked, 10, what="waiting for the answer")
+        assert picked_when_asked[chained.token] == 1, "the next blank was picked unasked"
         assert printer_sim.picked == 1, "the next blank was picked before the core's answer"
         worker.answer_pick(ev.AnswerPick(rids[1], True, chained.token))
         assert next_of(heard, ev.CardPrinted).record_id == rids[1]
@@ -96,12 +122,14 @@ def test_the_printer_thread_chains_the_prefetched_card_and_drops_a_refused_one(
         worker.start_card(rids[2], payloads[2])
         worker.prefetch(rids[0], payloads[0])
         request = next_of(heard, ev.PickRequested)
-        time.sleep(1.0)
+        wait_until(lambda: rendered.counts.get(rids[0]) == 2, 20, what="rendered ahead again")
         worker.answer_pick(ev.AnswerPick(rids[2], True, request.token))
         printed = next_of(heard, ev.CardPrinted)
         assert printed.then is not None and printed.then.record_id == rids[0]
+        wait_until(lambda: printed.then.token in picked_when_asked, 10,
+                   what="waiting for the answer")
         worker.answer_pick(ev.AnswerPick(rids[0], False, printed.then.token))
-        time.sleep(0.5)
+        wait_until(lambda: not worker.busy(), 10, what="the withdrawn card ended")
         assert printer_sim.picked == 3
         left = []
         while not heard.empty():

@@ -12,8 +12,8 @@ from kiosk.sim.samples import make_record
 from kiosk.station.core import events as ev
 from kiosk.station.loop import make_renderer
 from kiosk.station.printing import PrintWorker
-from tests.station.test_pick_token import next_of
 from tests.support.core import Harness
+from tests.support.rigs import next_of
 
 
 class HeldRenderer:
