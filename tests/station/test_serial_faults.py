@@ -141,9 +141,11 @@ def test_port_pulled_while_idle_then_back_costs_no_record_and_no_restart(
         printer_sim.vanish()
         printer_sim.reappear()
         run.card(("pulled while idle", "next card"))
+        connects = printer_sim.commands.count("Rtp")
         printer_sim.vanish()
         printer_sim.reappear()
-        time.sleep(IDLE_CHECK_S + 1)
+        wait_until(lambda: printer_sim.commands.count("Rtp") > connects, IDLE_CHECK_S + 15,
+                   what="the idle check found the old port dead and connected again")
         run.card(("pulled while idle", "after the idle check"))
         run.check_end(station_settings["station"]["spool"])
     assert run.uncertain == []
