@@ -59,7 +59,7 @@ def test_stock_runs_out_mid_queue_and_a_refill_resumes_printing(
 
 
 def test_ledger_at_zero_while_the_printer_still_has_cards_prints_and_warns(
-    station_settings, district, signed, printer_sim
+    station_settings, district, signed
 ):
     records = [signed(i) for i in range(1, 3)]
     with StationThread(station_settings, district) as station:
