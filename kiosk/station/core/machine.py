@@ -13,12 +13,14 @@ sent, with the printer's counters read just then. A job found in ``picking`` or
 processing-stopped with reason ``uncertain``; when the printer connects, its
 counters decide it where they can (`counted_fate`; an IPP print server, through the
 job-id kept at its pick, `CardFate`), else it waits for a person
-(the OK button, or the district's ``reprint``/``confirm``). The ledger rules for
-a failed card, the same for every driver, are in `_on_card_failed`.
+(the OK button, or the district's ``reprint``/``confirm``). What a failed card's
+blank means, the same for every driver, is in `_on_card_failed`; what every end of a
+card books and clears is `kiosk.station.core.ledger`.
 
 Its mutable facts are one `StationState` (kiosk.station.core.state, with the job
 lifecycle table every state change is checked against); its parts (commands, the
-front desk) change them only through the methods under "for the core's parts".
+front desk) see it as `CoreAccess` (kiosk.station.core.parts) and change them only
+through the methods under "for the core's parts".
 """
 
 from __future__ import annotations
