@@ -3,14 +3,17 @@
 It connects (and reconnects when the port vanishes or stops answering),
 watches for faults and their clearing, renders cards ahead of time on a
 second thread, and runs each card the core starts. Everything it learns goes
-back to the core as events; it decides nothing about jobs.
+back to the core as events; it decides nothing about jobs. A card's pick is asked
+and answered through its `_Card` (the driver's `CardHooks`); when the next card is
+rendered by the time one comes out, its pick is asked with that card's end
+(`CardPrinted.then`), so that one commit books the one and marks the other.
 
 Wiring::
 
     worker = PrintWorker(make_printer(config.printer), render, queue.put)
     worker.start()
     worker.start_card("rec-1", payload)      # from a StartCard action
-    worker.answer_pick("rec-1", True)        # from an AnswerPick action
+    worker.answer_pick(answer)               # from an AnswerPick action (its token)
 """
 
 from __future__ import annotations
