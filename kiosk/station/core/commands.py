@@ -25,7 +25,6 @@ need none: a button press arrives once.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -242,7 +241,7 @@ def shift_report(core: CoreAccess) -> Reply:
     """The blank-card ledger on the receipt printer."""
     totals = core.ledger.totals()
     report = ev.PrintShiftReport(
-        station=core.config.station.id, generated_at=_rfc3339(core.now()),
+        station=core.config.station.id, generated_at=ev.rfc3339(core.now()),
         refills=totals.refills, picked=totals.picks, printed=totals.printed,
         spoiled=totals.spoiled, remaining=totals.remaining, rejected=core.rejected(),
     )
@@ -288,6 +287,3 @@ def _safe(args: dict) -> dict:
     return {key: value for key, value in args.items() if isinstance(value, int | str)
             and len(str(value)) <= 64}
 
-
-def _rfc3339(epoch: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))

@@ -11,7 +11,6 @@ are alerts only: they never stop the card printer. It sees the core only through
 from __future__ import annotations
 
 import json
-import time
 
 from kiosk.station.core import commands
 from kiosk.station.core import events as ev
@@ -86,7 +85,7 @@ class Desk:
         body = json.loads(job.payload)
         return [ev.PrintSlip(record_id=record_id, nik_last4=body["nik"][-4:],
                              name=body["fields"]["nama"], station=self.core.config.station.id,
-                             printed_at=_now(self.core.now()))]
+                             printed_at=ev.rfc3339(self.core.now()))]
 
     # -- the panel view --------------------------------------------------------------------
 
@@ -130,6 +129,3 @@ class Desk:
             self._names = {record_id: mask_name(json.loads(job.payload)["fields"]["nama"])}
         return self._names[record_id]
 
-
-def _now(epoch: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))

@@ -194,7 +194,7 @@ class StationCore:
         """Counted and kept for ``kiosk status``; the panel shows it while offline."""
         self.state.link_error = event.cause
         self.store.bump("link_failures")
-        self.store.set_meta("link_error", f"{_rfc3339(self.clock())} {event.cause}")
+        self.store.set_meta("link_error", f"{ev.rfc3339(self.clock())} {event.cause}")
         return []
 
     def _on_delivered(self, event: ev.Delivered) -> list:
@@ -573,6 +573,3 @@ class StationCore:
             "version": __version__,
         }
 
-
-def _rfc3339(epoch: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))

@@ -53,7 +53,7 @@ class Outbound:
 
     def _stamp(self, body: dict) -> dict:
         self.seq += 1
-        ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.clock()))
+        ts = ev.rfc3339(self.clock())
         return {"boot_id": self.boot_id, "seq": self.seq, "ts": ts, **body}
 
     # -- through the outbox --------------------------------------------------------------
