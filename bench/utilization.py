@@ -9,7 +9,7 @@ the crash rule makes the station do before the next pick (the protocol's floor:
 seven round trips between cards instead of five); and the CPU seconds per card
 (user + system, /proc/PID/stat, from the first record sent to the last card out)
 and peak RSS of the `kiosk run` process.
-Goals: printer busy >= 99 %, gap <= bare pyserial + 2 ms, RSS <= 80 MB.
+Goals: printer busy >= 98 % (99 % withdrawn, issue 23), gap <= bare pyserial + 2 ms, RSS <= 80 MB.
 
     python bench/utilization.py [--records 30] [--card-ms 200]
 """
@@ -129,6 +129,9 @@ def main() -> None:
     over_floor = percentile(gaps, 50) - percentile(floor_gaps, 50)
     Console().print(f"gap p50 above the protocol's floor: {over_floor * 1000:.2f} ms"
                     " (the station's core, its commit and its threads)")
+    gap = percentile(gaps, 50)
+    Console().print(f"printer busy {busy:.2%} (goal >= 98 %); the same gap at a real card:"
+                    f" {gap / (15 + gap):.3%} of a 15 s card, {gap / (30 + gap):.3%} of a 30 s one")
     Console().print(f"peak RSS of kiosk run: {rss:.1f} MB (goal <= 80 MB)")
     Console().print(f"CPU of kiosk run: {cpu * 1000:.1f} ms per card (user + system,"
                     f" {cpu / card_s:.1%} of one core at {args.card_ms:g} ms per card)")

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import ClassVar
 
@@ -26,6 +25,7 @@ from kiosk.sim.samples import make_record
 from kiosk.sim.tray import TraySimulator
 from kiosk.station.config import from_dict
 from kiosk.station.loop import Station
+from tests.support.wait import wait_until  # noqa: F401  (the one wait: tests/support/wait.py)
 
 STATION = "st-1"
 DISTRICT = "3210"
@@ -196,13 +196,6 @@ def district(broker):
     client.close()
 
 
-def wait_until(predicate, timeout: float = 20.0, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
 
 
 @pytest.fixture(scope="session")

@@ -3,14 +3,17 @@
 It connects (and reconnects when the port vanishes or stops answering),
 watches for faults and their clearing, renders cards ahead of time on a
 second thread, and runs each card the core starts. Everything it learns goes
-back to the core as events; it decides nothing about jobs.
+back to the core as events; it decides nothing about jobs. A card's pick is asked
+and answered through its `_Card` (the driver's `CardHooks`); when the next card is
+rendered by the time one comes out, its pick is asked with that card's end
+(`CardPrinted.then`), so that one commit books the one and marks the other.
 
 Wiring::
 
     worker = PrintWorker(make_printer(config.printer), render, queue.put)
     worker.start()
     worker.start_card("rec-1", payload)      # from a StartCard action
-    worker.answer_pick("rec-1", True)        # from an AnswerPick action
+    worker.answer_pick(answer)               # from an AnswerPick action (its token)
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from kiosk.devices.printer.base import CardError, CardPrinter, PrinterError
@@ -32,9 +36,6 @@ log = logging.getLogger(__name__)
 
 Renderer = Callable[[bytes], Any]  # spooled record → the driver's document
 PICK_ANSWER_TIMEOUT = 30.0
-# How long the station thread stands aside after allowing a pick the printer thread is
-# waiting for, so that `Ss` goes out before the rest of the station's step (see answer_pick).
-PICK_HANDOFF_S = 0.005
 PROBE = ev.ProbePrinter()
 
 
@@ -42,8 +43,23 @@ class RenderFailed(Exception):
     """The card could not be rendered: the job is bad, the printer is fine."""
 
 
+@dataclass
+class _Ahead:
+    """The card the core said is next (`Prefetch`) and its render, under way or done."""
+
+    job: ev.StartCard
+    render: Future
+    next: bool = True  # may still be chained to the card printing now
+
+
 class PrintWorker:
-    """Drives a `CardPrinter` on its own thread; reports with *emit*."""
+    """Drives a `CardPrinter` on its own thread; reports with *emit*.
+
+    Threads: the station thread calls the methods under "called from the station
+    thread"; every other field belongs to the printer thread, except the card rendered
+    ahead (`_ahead`), which both touch under `_lock`, and `_busy`, which only the
+    printer thread writes (`stuck` reads it whole).
+    """
 
     def __init__(
         self,
@@ -56,7 +72,6 @@ class PrintWorker:
         resync_s: float = 6.0,
         card_budget_s: float = 600.0,
         step_budget_s: float = 60.0,
-        pick_handoff_s: float = PICK_HANDOFF_S,
     ) -> None:
         self.printer = printer
         self.render = render
@@ -68,14 +83,9 @@ class PrintWorker:
             queue.Queue())
         self._unresolved: tuple[tuple[str, dict | None], ...] = ()
         self._answers: queue.Queue[ev.AnswerPick] = queue.Queue()
-        # The pick request whose answer the printer thread waits for, or will as soon as
-        # its current command is answered (a chained card's): see answer_pick.
-        self._awaiting: int | None = None
-        self._pick_sent = threading.Event()
-        self.pick_handoff_s = pick_handoff_s
-        self.tokens = itertools.count(1)  # one per pick request (PickRequested.token)
-        self._renders: dict[str, Future] = {}
-        self._ahead: ev.StartCard | None = None  # the card the core said is next (Prefetch)
+        self._tokens = itertools.count(1)  # one per pick request (PickRequested.token)
+        self._lock = threading.Lock()
+        self._ahead: _Ahead | None = None
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="render")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="printer", daemon=True)
@@ -97,13 +107,9 @@ class PrintWorker:
         now = time.monotonic() if now is None else now
         return busy is not None and now - busy[0] > busy[1]
 
-    @contextmanager
-    def _step(self, budget: float) -> Iterator[None]:
-        self._busy = (time.monotonic(), budget)
-        try:
-            yield
-        finally:
-            self._busy = None
+    def busy(self) -> bool:
+        """The printer thread is in a step (connecting, a check, a card) (any thread)."""
+        return self._busy is not None
 
     def stop(self) -> None:
         self._stop.set()
@@ -118,9 +124,12 @@ class PrintWorker:
     def prefetch(self, record_id: str, payload: bytes) -> None:
         """Render this card ahead; only one is kept (a card is 1.5 MB of panels), so a
         card rendered for a job that another overtook is dropped."""
-        if record_id not in self._renders:
-            self._renders = {record_id: self._pool.submit(self.render, payload)}
-        self._ahead = ev.StartCard(record_id, payload)
+        job = ev.StartCard(record_id, payload)
+        with self._lock:
+            if self._ahead is not None and self._ahead.job.record_id == record_id:
+                self._ahead.next = True
+            else:
+                self._ahead = _Ahead(job, self._pool.submit(self.render, payload))
 
     def probe_now(self) -> None:
         """Look at the printer at once (a person says the fault is cleared)."""
@@ -131,17 +140,8 @@ class PrintWorker:
         self._jobs.put(ev.ResolveCards(tuple(cards)))
 
     def answer_pick(self, answer: ev.AnswerPick) -> None:
-        """Hand the core's answer over. If the printer thread waits for it (or will, once its
-        current command is answered) and the pick is allowed, wait at most PICK_HANDOFF_S
-        for `Ss` to be answered. The caller's thread would otherwise go on with Python work
-        while the printer thread waits for the GIL at every step to `Ss` (each serial call
-        gives the GIL up; CPython hands it back when its holder blocks, or after a 5 ms
-        switch interval): the gap between two cards was ~1 ms longer (docs/performance.md)."""
-        hand_off = answer.allow and self._awaiting == answer.token
-        self._pick_sent.clear()
+        """The core's answer to a pick request (`AnswerPick`), for the printer thread."""
         self._answers.put(answer)
-        if hand_off:
-            self._pick_sent.wait(self.pick_handoff_s)
 
     # -- the printer thread ---------------------------------------------------------
 
@@ -162,10 +162,18 @@ class PrintWorker:
                 self._unresolved += job.cards
                 self._resolve()
             elif job is not None:
-                chained: _Chained | None = None
-                while job is not None:
+                card: _Card | None = _Card(self, job)
+                while card is not None:
                     with self._step(self.card_budget_s):
-                        job, chained = self._print(job, chained)
+                        card = self._print(card)
+
+    @contextmanager
+    def _step(self, budget: float) -> Iterator[None]:
+        self._busy = (time.monotonic(), budget)
+        try:
+            yield
+        finally:
+            self._busy = None
 
     def _connect(self) -> None:
         try:
@@ -247,58 +255,59 @@ class PrintWorker:
         reasons = self._reasons or ("connecting-to-device",)
         self.emit(ev.CardFailed(job.record_id, reasons, "the printer is not ready"))
 
-    def _print(self, job: ev.StartCard, chained: _Chained | None = None,
-               ) -> tuple[ev.StartCard | None, _Chained | None]:
-        """One card; returns the next card to run at once (its pick asked with this card's
-        end) and that request, or (None, None)."""
-        if self._reasons and chained is None:
+    def _print(self, card: _Card) -> _Card | None:
+        """One card; returns the next one when its pick was asked with this card's end."""
+        job = card.job
+        if self._reasons and not card.chained:
             self._refuse(job)
-            return None, None
-        hooks = _Hooks(self, job, chained)
+            return None
         try:
-            how = self.printer.print_card(hooks)
+            how = self.printer.print_card(card)
         except CardError as error:
-            self._card_failed(job.record_id, error, report=hooks.started())
-            return None, None
+            self._card_failed(job.record_id, error, report=card.started())
+            return None
         except RenderFailed as failed:  # the job's fault, not the station's
             log.warning("cannot render %s: %s", job.record_id, failed)
-            if hooks.started():
+            if card.started():
                 self.emit(ev.CardFailed(job.record_id, ("document-format-error",),
                                         f"cannot render the card: {failed}", job_error=True))
-            return None, None
+            return None
         except Exception as exc:  # a driver fault we did not foresee: assume the worst
             log.exception("card printer driver failed on %s", job.record_id)
             self._connected = False
-            if hooks.started():
-                blank = ev.BLANK_UNKNOWN if hooks.was_picked else ev.BLANK_UNTOUCHED
+            if card.started():
+                blank = ev.BLANK_UNKNOWN if card.was_picked else ev.BLANK_UNTOUCHED
                 self.emit(ev.CardFailed(job.record_id, ("other-error",),
                                         f"driver error: {exc}", blank=blank))
-            return None, None
+            return None
         return self._card_out(job, how or "")
 
-    def _card_out(self, job: ev.StartCard, how: str,
-                  ) -> tuple[ev.StartCard | None, _Chained | None]:
-        """Report the card printed; with it, ask to pick the next one if it is rendered."""
+    def _card_out(self, job: ev.StartCard, how: str) -> _Card | None:
+        """Report the card printed; with it, ask to pick the next one if it is rendered
+        (one commit books this card and marks that one picking)."""
         upcoming = self._upcoming(job.record_id)
         if upcoming is None:
             self.emit(ev.CardPrinted(job.record_id, how))  # committed while the job closes
             self.printer.finish()
-            return None, None
+            return None
         counts = self._counters()  # the card is out: these are the next pick's counts
-        chained = _Chained(next(self.tokens))
-        self._awaiting = chained.token  # waited for right after the next card's settings
+        card = _Card(self, upcoming, token=next(self._tokens))
         self.emit(ev.CardPrinted(job.record_id, how,
-                                 then=ev.PickRequested(upcoming.record_id, counts, chained.token)))
+                                 then=ev.PickRequested(upcoming.record_id, counts, card.token)))
         self.printer.finish()  # and the next card's settings, while the core commits
-        return upcoming, chained
+        return card
 
     def _upcoming(self, record_id: str) -> ev.StartCard | None:
-        """The card the core said is next, if it is rendered and the printer is ready."""
-        ahead, self._ahead = self._ahead, None
-        if ahead is None or ahead.record_id == record_id or self._reasons or self._stop.is_set():
+        """The card the core said is next, if it is rendered and the printer is ready;
+        asked once per card end (a card not chained now is started by the core)."""
+        with self._lock:
+            ahead = self._ahead
+            if ahead is None or not ahead.next:
+                return None
+            ahead.next = False
+        if ahead.job.record_id == record_id or self._reasons or self._stop.is_set():
             return None
-        render = self._renders.get(ahead.record_id)
-        return ahead if render is not None and render.done() else None
+        return ahead.job if ahead.render.done() else None
 
     def _card_failed(self, record_id: str, error: CardError, *, report: bool = True) -> None:
         """The printer's fault in any case; the card's end if the core started it."""
@@ -310,88 +319,86 @@ class PrintWorker:
         if error.link_lost:
             self._connected = False
 
-    def _await_answer(self, token: int) -> bool:
-        """The core's answer to request *token*; answers to earlier requests are dropped."""
-        deadline = time.monotonic() + PICK_ANSWER_TIMEOUT
-        self._awaiting = token
+    # -- for a card's hooks (the printer thread) ---------------------------------------
+
+    def document(self, job: ev.StartCard) -> Any:
+        """The card rendered ahead if it was prefetched, else rendered now."""
+        with self._lock:
+            ahead = self._ahead
+            if ahead is not None and ahead.job.record_id == job.record_id:
+                self._ahead = None
+            else:
+                ahead = None
         try:
-            while not self._stop.is_set():
-                try:
-                    answer = self._answers.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    return False
-                if answer.token == token:
-                    return answer.allow
-                log.info("dropped a late pick answer for %s (request %d, waiting for %d)",
-                         answer.record_id, answer.token, token)
-            return False
-        finally:
-            self._awaiting = None
-
-
-class _Chained:
-    """A card whose pick was asked with the previous card's end (`CardPrinted.then`):
-    the core has not started it unless it allows that pick."""
-
-    def __init__(self, token: int) -> None:
-        self.token = token
-        self.answer: bool | None = None
-
-
-class _Hooks:
-    """The pick handshake between the driver and the core, for one card."""
-
-    def __init__(self, worker: PrintWorker, job: ev.StartCard,
-                 chained: _Chained | None = None) -> None:
-        self.worker = worker
-        self.job = job
-        self.record_id = job.record_id
-        self.was_picked = False
-        self.chained = chained
-        self.asked: int | None = None  # the token of this card's own pick request
-
-    def started(self) -> bool:
-        """The core started this card (so its end is reported); a chained card is started
-        only if its pick was allowed (waited for here if the card ended before it)."""
-        chained = self.chained
-        if chained is None:
-            return True
-        if chained.answer is None:
-            chained.answer = self.worker._await_answer(chained.token)
-        return chained.answer
-
-    def document(self) -> Any:
-        """Rendered ahead if it was prefetched, else now (the printer is already busy)."""
-        ahead = self.worker._renders.pop(self.record_id, None)
-        try:
-            return ahead.result() if ahead else self.worker.render(self.job.payload)
+            return ahead.render.result() if ahead else self.render(job.payload)
         except Exception as exc:
             raise RenderFailed(str(exc)) from exc
 
-    def ask_pick(self) -> None:
-        """Ask the core for the pick now (once); `may_pick` waits for its answer."""
-        if self.chained is None and self.asked is None:  # a chained card asked already
-            self.asked = self._request_pick()
-
-    def may_pick(self) -> bool:
-        if self.chained is not None:  # asked with the previous card's end
-            return self.started()
-        if self.asked is None:
-            self.asked = self._request_pick()
-        return self.worker._await_answer(self.asked)
-
-    def _request_pick(self) -> int:
-        counts = self.worker._counters()  # kept with the picking mark, for a restart
-        token = next(self.worker.tokens)
-        self.worker.emit(ev.PickRequested(self.record_id, counts, token))
+    def request_pick(self, record_id: str) -> int:
+        """Ask the core whether a blank may be taken for *record_id*; the request's token."""
+        counts = self._counters()  # kept with the picking mark, for a restart
+        token = next(self._tokens)
+        self.emit(ev.PickRequested(record_id, counts, token))
         return token
 
-    def picked(self, marks: dict | None = None) -> None:
-        self.worker._pick_sent.set()
-        self.was_picked = True
-        self.worker.emit(ev.CardPicked(self.record_id, marks))
+    def await_answer(self, token: int) -> bool:
+        """The core's answer to request *token*; answers to earlier requests are dropped."""
+        deadline = time.monotonic() + PICK_ANSWER_TIMEOUT
+        while not self._stop.is_set():
+            try:
+                answer = self._answers.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                return False
+            if answer.token == token:
+                return answer.allow
+            log.info("dropped a late pick answer for %s (request %d, waiting for %d)",
+                     answer.record_id, answer.token, token)
+        return False
 
     def trouble(self, reasons: tuple[str, ...]) -> None:
         """Shown at once; the printer is seen ready again after this card ends."""
         if reasons:
-            self.worker._report(reasons, "printer reports " + ", ".join(reasons))
+            self._report(reasons, "printer reports " + ", ".join(reasons))
+
+
+class _Card:
+    """One card's pick handshake between the driver (`CardHooks`) and the core.
+
+    *token*: the pick request asked with the previous card's end (`CardPrinted.then`),
+    if any; the core started this card only if it allows that pick.
+    """
+
+    def __init__(self, worker: PrintWorker, job: ev.StartCard, token: int | None = None) -> None:
+        self.worker = worker
+        self.job = job
+        self.record_id = job.record_id
+        self.token = token
+        self.chained = token is not None
+        self.was_picked = False
+        self._answer: bool | None = None
+
+    def started(self) -> bool:
+        """The core started this card (so its end is reported); a chained card is started
+        only if its pick was allowed (waited for here if the card ended before it)."""
+        return not self.chained or self.may_pick()
+
+    def document(self) -> Any:
+        return self.worker.document(self.job)
+
+    def ask_pick(self) -> None:
+        """Ask the core for the pick now (once); `may_pick` waits for its answer."""
+        if self.token is None:
+            self.token = self.worker.request_pick(self.record_id)
+
+    def may_pick(self) -> bool:
+        if self._answer is None:
+            self.ask_pick()
+            self._answer = self.worker.await_answer(self.token)
+        return self._answer
+
+    def picked(self, marks: dict | None = None) -> None:
+        self.was_picked = True
+        self.worker.emit(ev.CardPicked(self.record_id, marks))
+
+    def trouble(self, reasons: tuple[str, ...]) -> None:
+        self.worker.trouble(reasons)

@@ -30,6 +30,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from kiosk.station.core.store import (
+    ACTIVE_STATES,
+    FINAL_STATES,
+    Job,
+    Ledger,
+    OutboxItem,
+)
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -76,30 +84,6 @@ CREATE TABLE IF NOT EXISTS requests (
 """
 
 CHECKPOINT_WAIT_MS = 200
-ACTIVE_STATES = ("pending", "pending-held", "processing", "processing-stopped")
-FINAL_STATES = ("completed", "canceled", "aborted")
-
-
-@dataclass(frozen=True)
-class Job:
-    record_id: str
-    priority: int
-    state: str
-    reasons: tuple[str, ...]
-    phase: str | None
-    attempts: int
-    nik_masked: str
-    payload: bytes | None
-    detail: str
-    pick_counts: dict | None = None
-
-
-@dataclass(frozen=True)
-class OutboxItem:
-    id: int
-    topic: str
-    payload: bytes
-    response: bytes | None  # correlation data for a command reply, else None
 
 
 @dataclass(frozen=True)
@@ -110,26 +94,10 @@ class PurgeOutcome:
     clean: bool  # False: a reader held the WAL; old pages stay there until a checkpoint
 
 
-@dataclass(frozen=True)
-class Ledger:
-    refills: int
-    picks: int
-    printed: int
-    spoiled: int
-    booked: bool  # a refill was ever booked
-
-    @property
-    def remaining(self) -> int | None:
-        return self.refills - self.picks if self.booked else None
-
-    @property
-    def balanced(self) -> bool:
-        """Every picked card is printed or spoiled (none in flight)."""
-        return self.picks == self.printed + self.spoiled
-
 
 class Spool:
-    """The station's SQLite spool; use from one thread (open one per thread)."""
+    """The station's SQLite spool, the core's `Store`; use from one thread (open one per
+    thread)."""
 
     def __init__(self, path: str | Path, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock  # when rows are stamped (tests inject one)
@@ -218,11 +186,10 @@ class Spool:
         row = self._db.execute(_JOB_SELECT + " WHERE record_id = ?", (record_id,)).fetchone()
         return _job(row) if row else None
 
-    def next_pending(self, skip: int = 0) -> Job | None:
+    def next_pending(self) -> Job | None:
         """The job to print next: highest priority, then arrival order."""
         row = self._db.execute(
-            _JOB_SELECT + " WHERE state = 'pending' ORDER BY priority DESC, id LIMIT 1 OFFSET ?",
-            (skip,),
+            _JOB_SELECT + " WHERE state = 'pending' ORDER BY priority DESC, id LIMIT 1",
         ).fetchone()
         return _job(row) if row else None
 
@@ -363,13 +330,6 @@ class Spool:
             if kind == "refill":
                 totals["refill-rows"] = count
         return totals
-
-    def printed_since(self, since: float) -> int:
-        row = self._db.execute(
-            "SELECT COALESCE(SUM(count), 0) FROM ledger WHERE kind = 'printed' AND at >= ?",
-            (since,),
-        ).fetchone()
-        return int(row[0])
 
     # -- outbox -----------------------------------------------------------
 

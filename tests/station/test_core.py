@@ -1,4 +1,5 @@
-"""The station core on its own: events in, actions and spool rows out; no threads, no devices."""
+"""The station core on its own: events in, actions and stored rows out; no threads, no devices,
+no file (its store is in memory; tests/station/test_spool_core.py has what only the spool does)."""
 
 from __future__ import annotations
 
@@ -7,95 +8,22 @@ import time
 
 import pytest
 
-from kiosk.contract.signing import Verifier
 from kiosk.sim.samples import make_record
-from kiosk.station.config import from_dict
 from kiosk.station.core import events as ev
-from kiosk.station.core.machine import StationCore
 from kiosk.station.core.outbound import OUTBOX_WINDOW
-from kiosk.station.spool import Spool
-
-BASE = "ektp/v1/3210/st-1"
-
-
-def config(tmp_path, **printer):
-    return from_dict({
-        "station": {"district": "3210", "id": "st-1", "spool": str(tmp_path / "spool.db")},
-        "printer": printer,
-        "security": {"require_signed_jobs": False, "trusted_keys": []},
-    })
-
-
-class Harness:
-    """A core plus the spool, with the station loop's commit-then-act order."""
-
-    def __init__(self, tmp_path, **printer) -> None:
-        self.tmp_path = tmp_path
-        self.printer = printer
-        self.spool = Spool(tmp_path / "spool.db")
-        self.core = StationCore(config(tmp_path, **printer), self.spool,
-                                verifier=Verifier([], required=False))
-        self.mid = 0
-        self.start_actions = self._commit(self.core.start)
-
-    def _commit(self, fn, *args):
-        with self.spool.transaction():
-            return fn(*args)
-
-    def send(self, event):
-        return self._commit(self.core.handle, event)
-
-    def record(self, index=1, **changes):
-        body = make_record(index)
-        body.update(changes)
-        self.mid += 1
-        payload = json.dumps(body).encode()
-        return body, self.send(ev.MessageArrived(f"{BASE}/jobs", payload, self.mid, 1))
-
-    def command(self, name, body=b"{}", correlation=None):
-        """A district command; each call a new request unless *correlation* repeats one."""
-        self.mid += 1
-        correlation = correlation or b"c%d" % self.mid
-        return self.send(ev.MessageArrived(f"{BASE}/cmd/{name}", body, self.mid, 1,
-                                           response_topic="reply/here", correlation=correlation))
-
-    def events(self, kind=None):
-        found = []
-        for item in self.spool.outbox():
-            body = json.loads(item.payload)
-            if item.topic == f"{BASE}/events" and (kind is None or body["type"] == kind):
-                found.append(body)
-        return found
-
-    def job_states(self, record_id):
-        return [e["job_state"] for e in self.events("job") if e["record_id"] == record_id]
-
-    def replies(self):
-        return [(item.response, json.loads(item.payload)) for item in self.spool.outbox()
-                if item.topic == "reply/here"]
-
-    def print_one(self, record_id):
-        """The worker's side of a good card."""
-        answer = self.send(ev.PickRequested(record_id))
-        assert ev.AnswerPick(record_id, True) in answer
-        self.send(ev.CardPicked(record_id))
-        return self.send(ev.CardPrinted(record_id))
-
-
-def of(actions, kind):
-    return [a for a in actions if isinstance(a, kind)]
+from tests.support.core import BASE, Harness, of
 
 
 @pytest.fixture
-def h(tmp_path):
-    return Harness(tmp_path)
+def h():
+    return Harness()
 
 
 def test_record_is_spooled_before_it_is_acked_and_starts_when_printer_ready(h):
     body, actions = h.record(1)
     assert of(actions, ev.Ack) == [ev.Ack(1, 1)]
     assert of(actions, ev.StartCard) == []  # the printer has not said it is ready
-    assert h.spool.job(body["record_id"]).state == "pending"
+    assert h.store.job(body["record_id"]).state == "pending"
     assert h.job_states(body["record_id"]) == ["pending"]
     actions = h.send(ev.PrinterReady())
     start = of(actions, ev.StartCard)
@@ -110,9 +38,9 @@ def test_card_lifecycle_books_pick_and_print_then_starts_the_next(h):
     actions = h.print_one(first["record_id"])
     assert [a.record_id for a in of(actions, ev.StartCard)] == [second["record_id"]]
     assert h.job_states(first["record_id"]) == ["pending", "processing", "completed"]
-    ledger = h.spool.ledger()
+    ledger = h.store.ledger()
     assert (ledger.picks, ledger.printed, ledger.spoiled) == (1, 1, 0)
-    assert h.spool.job(first["record_id"]).phase is None
+    assert h.store.job(first["record_id"]).phase is None
 
 
 def test_same_record_twice_is_acked_and_spooled_once(h):
@@ -134,7 +62,7 @@ def test_bad_record_is_acked_rejected_and_counted(h, change, code):
     assert [r["error"] for r in rejected] == [code]
     assert make_record(1)["photo_jpeg"][:40] not in json.dumps(rejected)  # never the photo
     assert h.core.state_document()["counters"]["rejected"] == 1
-    assert h.spool.job(body["record_id"]) is None
+    assert h.store.job(body["record_id"]) is None
 
 
 def test_not_json_is_rejected_without_a_record_id(h):
@@ -166,7 +94,7 @@ def test_jam_spoils_the_card_stops_the_job_and_reprints_it_when_cleared(h):
     actions = h.send(ev.CardFailed(rid, ("media-jam-error",), "Se: CARD JAM",
                                    blank=ev.BLANK_GONE))
     assert of(actions, ev.StartCard) == []
-    assert h.spool.job(rid).state == "processing-stopped"
+    assert h.store.job(rid).state == "processing-stopped"
     state = h.core.state_document()
     assert state["printer_state"] == "stopped"
     assert "media-jam-error" in state["printer_state_reasons"]
@@ -176,7 +104,7 @@ def test_jam_spoils_the_card_stops_the_job_and_reprints_it_when_cleared(h):
     h.print_one(rid)
     assert h.job_states(rid) == ["pending", "processing", "processing-stopped", "processing",
                                  "completed"]
-    ledger = h.spool.ledger()
+    ledger = h.store.ledger()
     assert (ledger.picks, ledger.printed, ledger.spoiled) == (2, 1, 1) and ledger.balanced
     assert [a.get("cleared", False) for a in h.events("alert")] == [False, True]
 
@@ -194,13 +122,13 @@ def fail_at_pick(h, reason: str, detail: str, *, blank: str = ev.BLANK_UNTOUCHED
 
 def test_empty_feeder_at_pick_stops_without_spoiling(h):
     rid = fail_at_pick(h, "media-empty-error", "Ss: FEEDER EMPTY")
-    assert h.spool.job(rid).state == "processing-stopped"
-    assert h.spool.ledger().picks == 0
+    assert h.store.job(rid).state == "processing-stopped"
+    assert h.store.ledger().picks == 0
     assert [a.record_id for a in of(h.send(ev.PrinterReady()), ev.StartCard)] == [rid]
 
 
-def test_too_many_spoiled_cards_abort_the_job(tmp_path):
-    h = Harness(tmp_path, max_attempts=2)
+def test_too_many_spoiled_cards_abort_the_job():
+    h = Harness(max_attempts=2)
     h.send(ev.PrinterReady())
     body, _ = h.record(1)
     rid = body["record_id"]
@@ -209,8 +137,8 @@ def test_too_many_spoiled_cards_abort_the_job(tmp_path):
         h.send(ev.CardPicked(rid))
         h.send(ev.CardFailed(rid, ("media-jam-error",), "CARD JAM", blank=ev.BLANK_GONE))
         h.send(ev.PrinterReady())
-    assert h.spool.job(rid).state == "aborted"
-    assert h.spool.ledger().spoiled == 2
+    assert h.store.job(rid).state == "aborted"
+    assert h.store.ledger().spoiled == 2
 
 
 def test_bad_job_is_aborted_and_the_queue_goes_on(h):
@@ -219,59 +147,56 @@ def test_bad_job_is_aborted_and_the_queue_goes_on(h):
     good, _ = h.record(2)
     actions = h.send(ev.CardFailed(bad["record_id"], ("document-format-error",), "cannot render",
                                    job_error=True))
-    assert h.spool.job(bad["record_id"]).state == "aborted"
+    assert h.store.job(bad["record_id"]).state == "aborted"
     assert [a.record_id for a in of(actions, ev.StartCard)] == [good["record_id"]]
 
 
-def test_restart_with_a_card_in_the_printer_makes_it_uncertain_and_never_reprints_it(tmp_path):
-    h = Harness(tmp_path)
+def test_restart_with_a_card_in_the_printer_makes_it_uncertain_and_never_reprints_it():
+    h = Harness()
     h.send(ev.PrinterReady())
     body, _ = h.record(1)
     other, _ = h.record(2)
     rid = body["record_id"]
     h.send(ev.PickRequested(rid))
     h.send(ev.CardPicked(rid))
-    h.spool.close()  # the process dies here
-
-    h2 = Harness(tmp_path)
-    job = h2.spool.job(rid)
+    h2 = h.restart()  # the process dies here
+    job = h2.store.job(rid)
     assert (job.state, job.reasons) == ("processing-stopped", ("uncertain",))
     actions = h2.send(ev.PrinterReady())
     assert [a.record_id for a in of(actions, ev.StartCard)] == [other["record_id"]]
     h2.print_one(other["record_id"])
-    assert h2.spool.job(rid).state == "processing-stopped"  # still waiting for a person
+    assert h2.store.job(rid).state == "processing-stopped"  # still waiting for a person
     h2.command("confirm", json.dumps({"record_id": rid}).encode())
-    assert h2.spool.job(rid).state == "completed"
-    ledger = h2.spool.ledger()
+    assert h2.store.job(rid).state == "completed"
+    ledger = h2.store.ledger()
     assert (ledger.picks, ledger.printed, ledger.spoiled) == (2, 2, 0) and ledger.balanced
 
 
-def test_restart_before_any_card_was_picked_requeues_the_job(tmp_path):
-    h = Harness(tmp_path)
+def test_restart_before_any_card_was_picked_requeues_the_job():
+    h = Harness()
     h.send(ev.PrinterReady())
     body, _ = h.record(1)
-    h.spool.close()
-    h2 = Harness(tmp_path)
-    assert h2.spool.job(body["record_id"]).state == "pending"
+    h2 = h.restart()
+    assert h2.store.job(body["record_id"]).state == "pending"
     assert [a.record_id for a in of(h2.send(ev.PrinterReady()), ev.StartCard)] == [
         body["record_id"]]
 
 
-def test_uncertain_card_reprinted_by_command_counts_a_spoiled_blank(tmp_path):
-    h = Harness(tmp_path)
+def test_uncertain_card_reprinted_by_command_counts_a_spoiled_blank():
+    h = Harness()
     h.send(ev.PrinterReady())
     body, _ = h.record(1)
     rid = body["record_id"]
     h.send(ev.PickRequested(rid))
     h.send(ev.CardPicked(rid))
     h.send(ev.CardFailed(rid, ("timed-out-error",), "no reply to Se", blank=ev.BLANK_UNKNOWN))
-    assert h.spool.job(rid).reasons == ("uncertain",)
+    assert h.store.job(rid).reasons == ("uncertain",)
     h.send(ev.PrinterFault(("timed-out-error",), "no reply to Se"))
     h.command("reprint", json.dumps({"record_id": rid, "reason": "no card came out"}).encode())
     actions = h.send(ev.PrinterReady())
     assert [a.record_id for a in of(actions, ev.StartCard)] == [rid]
     h.print_one(rid)
-    ledger = h.spool.ledger()
+    ledger = h.store.ledger()
     assert (ledger.picks, ledger.printed, ledger.spoiled) == (2, 1, 1) and ledger.balanced
 
 
@@ -284,7 +209,7 @@ def test_reprint_of_a_completed_card_rebooks_it_spoiled_and_prints_it_again(h):
     assert h.replies()[-1][1] == {"ok": True}
     assert h.job_states(rid)[-3:] == ["completed", "pending", "processing"]
     h.print_one(rid)
-    ledger = h.spool.ledger()
+    ledger = h.store.ledger()
     assert (ledger.picks, ledger.printed, ledger.spoiled) == (2, 1, 1) and ledger.balanced
 
 
@@ -295,7 +220,7 @@ def test_pause_withdraws_the_pick_and_resume_restarts(h):
     h.command("pause")
     assert ev.AnswerPick(rid, False) in h.send(ev.PickRequested(rid))
     assert of(h.send(ev.CardFailed(rid, (), "pick withdrawn")), ev.StartCard) == []
-    assert h.spool.job(rid).state == "pending"
+    assert h.store.job(rid).state == "pending"
     assert "paused" in h.core.state_document()["printer_state_reasons"]
     actions = h.command("resume")
     assert [a.record_id for a in of(actions, ev.StartCard)] == [rid]
@@ -320,8 +245,8 @@ def test_release_hands_back_unstarted_jobs(h):
     first, _ = h.record(1)
     second, _ = h.record(2)
     h.command("release")
-    assert h.spool.job(first["record_id"]).state == "processing"  # already in the printer
-    job = h.spool.job(second["record_id"])
+    assert h.store.job(first["record_id"]).state == "processing"  # already in the printer
+    job = h.store.job(second["record_id"])
     assert (job.state, job.reasons) == ("canceled", ("released",))
     assert h.replies()[0][1] == {"ok": True, "released": [second["record_id"]]}
 
@@ -341,7 +266,7 @@ def test_cancel_only_before_printing(h):
     h.command("cancel", json.dumps({"record_id": second["record_id"]}).encode())
     h.send(ev.PickRequested(first["record_id"]))
     h.command("cancel", json.dumps({"record_id": first["record_id"]}).encode())
-    assert h.spool.job(second["record_id"]).state == "canceled"
+    assert h.store.job(second["record_id"]).state == "canceled"
     assert [r[1].get("error") for r in h.replies()] == [None, "job-printing"]
 
 
@@ -356,34 +281,22 @@ def test_state_document_follows_mqtt_md(h):
     assert h.core.state_document()["printer_state"] == "idle"
 
 
-def test_link_up_publishes_online_and_state_and_outbox_survives_restart(tmp_path):
-    h = Harness(tmp_path)
+def test_link_up_publishes_online_and_state_and_outbox_survives_restart():
+    h = Harness()
     h.record(1)
     actions = h.send(ev.LinkUp(1, False))
     publishes = of(actions, ev.Publish)
     assert publishes[0] == ev.Publish(f"{BASE}/availability", b"online")
     assert json.loads(publishes[1].payload)["schema"] == "ektp.state/1"
-    h.spool.close()
-    h2 = Harness(tmp_path)
+    h2 = h.restart()
     (resend,) = of(h2.start_actions, ev.SendOutbox)
     assert len(resend.items) == 1  # the pending event was never confirmed
     h2.send(ev.Delivered(resend.items[0].id))
-    assert h2.spool.outbox() == []
+    assert h2.store.outbox() == []
 
 
-def test_replay_of_a_printed_record_is_refused_even_after_its_data_was_purged(h):
-    h.send(ev.PrinterReady())
-    body, _ = h.record(1)
-    h.print_one(body["record_id"])
-    assert h.spool.purge_personal_data(time.time() + 1).removed == 1
-    assert h.spool.job(body["record_id"]).payload is None
-    _, actions = h.record(1)  # the same record again
-    assert of(actions, ev.Ack) and not of(actions, ev.StartCard)
-    assert h.job_states(body["record_id"]) == ["pending", "processing", "completed"]
-
-
-def test_purge_is_asked_for_on_the_tick_when_due(tmp_path):
-    h = Harness(tmp_path)
+def test_purge_is_asked_for_on_the_tick_when_due():
+    h = Harness()
     purge = of(h.send(ev.Tick(time.time())), ev.PurgePersonalData)
     keep_s = h.core.config.security.keep_personal_data_h * 3600
     assert len(purge) == 1 and abs(purge[0].before - (time.time() - keep_s)) < 5
@@ -400,45 +313,43 @@ def test_a_flood_of_rejections_is_counted_and_evented_but_logged_sparingly(h, ca
     assert len(logged) == 20
 
 
-def test_a_pick_refused_by_the_printer_leaves_no_doubt_after_a_restart(tmp_path):
-    h = Harness(tmp_path)
+def test_a_pick_refused_by_the_printer_leaves_no_doubt_after_a_restart():
+    h = Harness()
     h.send(ev.PrinterReady())
     body, _ = h.record(1)
     rid = body["record_id"]
     h.send(ev.PickRequested(rid))  # phase "picking" is committed
     h.send(ev.PrinterFault(("media-empty-error",), "Ss: FEEDER EMPTY"))
     h.send(ev.CardFailed(rid, ("media-empty-error",), "Ss: FEEDER EMPTY"))
-    h.spool.close()  # the station dies while waiting for blank cards
-    h2 = Harness(tmp_path)
-    job = h2.spool.job(rid)
+    h2 = h.restart()  # the station dies while waiting for blank cards
+    job = h2.store.job(rid)
     assert (job.state, job.phase) == ("pending", None)  # not "uncertain": no card was taken
 
 
 def test_no_answer_to_ss_books_the_pick_it_spoils(h):
     rid = fail_at_pick(h, "connecting-to-device", "port lost during Ss", blank=ev.BLANK_MAYBE_TAKEN)
-    ledger = h.spool.ledger()
+    ledger = h.store.ledger()
     assert (ledger.picks, ledger.spoiled) == (1, 1) and ledger.balanced
-    assert h.spool.job(rid).attempts == 1
+    assert h.store.job(rid).attempts == 1
 
 
-def test_the_link_gets_the_outbox_in_order_a_window_at_a_time(tmp_path):
+def test_the_link_gets_the_outbox_in_order_a_window_at_a_time():
     """A long outage leaves more events than the window: the rest wait in the spool and
     follow as the broker confirms, each handed over once and in order, new events after
     the backlog."""
-    h = Harness(tmp_path)
+    h = Harness()
     backlog = OUTBOX_WINDOW + 150
-    with h.spool.transaction():
+    with h.store.transaction():
         for n in range(backlog):
             h.core.out.event("test", n=n)
-    h.spool.close()
-    h = Harness(tmp_path)
+    h = h.restart()
     (first,) = of(h.start_actions, ev.SendOutbox)
     assert len(first.items) == OUTBOX_WINDOW
     assert of(h.send(ev.Tick(0.0)), ev.SendOutbox) == [], "nothing more before confirmations"
     handed = list(first.items)
     unconfirmed = list(first.items)
     for round_ in range(40):
-        with h.spool.transaction():  # the station goes on talking meanwhile
+        with h.store.transaction():  # the station goes on talking meanwhile
             h.core.out.event("test", n=backlog + round_)
             actions = h.core.out.flush()
         for item in unconfirmed[:25]:
@@ -459,28 +370,7 @@ def test_rebirth_sends_the_whole_outbox_again(h):
     actions = h.command("rebirth")
     (again,) = of(actions, ev.SendOutbox)
     assert again.again
-    assert [item.id for item in again.items] == [item.id for item in h.spool.outbox()]
-
-
-def test_kept_queue_counts_and_ledger_totals_agree_with_a_fresh_count(h, tmp_path):
-    """The spool keeps both in memory (reading them must not cost O(history)); after
-    cards, a rolled-back transaction and a command they must match a recount."""
-    h.send(ev.PrinterReady())
-    for index in (1, 2, 3):
-        h.record(index)
-    h.print_one(make_record(1)["record_id"])
-    h.command("refill", json.dumps({"count": 5}).encode())
-    with pytest.raises(RuntimeError), h.spool.transaction():
-        h.spool.book("pick", 1, "x")
-        h.spool.add_job("rolled-back", 0, "", b"{}")
-        raise RuntimeError("crash inside a transaction")
-    kept = (h.spool.queue_counts(), h.spool.ledger())
-    fresh = Spool(tmp_path / "spool.db")
-    try:
-        assert kept == (fresh.queue_counts(), fresh.ledger())
-    finally:
-        fresh.close()
-    assert kept[0]["pending"] == 1 and kept[1].printed == 1 and kept[1].refills == 5
+    assert [item.id for item in again.items] == [item.id for item in h.store.outbox()]
 
 
 # -- once per request (mqtt.md, Commands) ---------------------------------------------------
@@ -489,13 +379,13 @@ def test_kept_queue_counts_and_ledger_totals_agree_with_a_fresh_count(h, tmp_pat
 def test_a_repeated_request_gets_the_same_reply_and_changes_nothing(h):
     h.command("refill", b'{"count": 100}', correlation=b"req-1")
     h.command("refill", b'{"count": 100}', correlation=b"req-1")  # the broker redelivers
-    assert h.spool.ledger().refills == 100
+    assert h.store.ledger().refills == 100
     (first, again) = [reply for _, reply in h.replies()]
     assert first == again == {"ok": True, "remaining": 100}
     audits = h.events("command")
     assert [a["repeat"] for a in audits] == [False, True]
     h.command("refill", b'{"count": 100}', correlation=b"req-2")  # a new request
-    assert h.spool.ledger().refills == 200
+    assert h.store.ledger().refills == 200
 
 
 def test_a_request_id_in_the_payload_identifies_a_request_without_correlation(h):
@@ -504,7 +394,7 @@ def test_a_request_id_in_the_payload_identifies_a_request_without_correlation(h)
     for _ in range(2):
         h.mid += 1
         h.send(ev.MessageArrived(f"{BASE}/cmd/refill", body, h.mid, 1))
-    assert h.spool.ledger().refills == 5
+    assert h.store.ledger().refills == 5
 
 
 def test_a_changing_command_without_an_identifier_is_refused(h):
@@ -512,31 +402,20 @@ def test_a_changing_command_without_an_identifier_is_refused(h):
     h.send(ev.MessageArrived(f"{BASE}/cmd/refill", b'{"count": 5}', h.mid, 1,
                              response_topic="reply/here"))
     assert h.replies()[-1][1]["error"] == "no-request-id"
-    assert h.spool.ledger().refills == 0
+    assert h.store.ledger().refills == 0
     h.mid += 1  # status changes nothing: it needs no identifier
     h.send(ev.MessageArrived(f"{BASE}/cmd/status", b"{}", h.mid, 1, response_topic="reply/here"))
     assert h.replies()[-1][1]["ok"] is True
 
 
-def test_requests_are_forgotten_only_after_the_session_expiry(tmp_path):
-    clock = [time.time()]
-    spool = Spool(tmp_path / "spool.db", clock=lambda: clock[0])
-    spool.remember_request("c:refill::01", "refill", b"{}")
-    expiry = 604800
-    assert spool.forget_requests(clock[0] - expiry - 86400) == 0
-    clock[0] += expiry + 86400 + 1
-    assert spool.forget_requests(clock[0] - expiry - 86400) == 1
-
-
 # -- operator decisions outlive a restart -------------------------------------------------------
 
 
-def test_drain_and_pause_are_kept_across_a_restart(tmp_path):
-    h = Harness(tmp_path)
+def test_drain_and_pause_are_kept_across_a_restart():
+    h = Harness()
     h.command("drain")
     h.command("pause")
-    h.spool.close()
-    h2 = Harness(tmp_path)
+    h2 = h.restart()
     assert h2.core.state.paused and not h2.core.state.accepting
     h2.send(ev.PrinterReady())
     body, _ = h2.record(1)
@@ -544,38 +423,11 @@ def test_drain_and_pause_are_kept_across_a_restart(tmp_path):
     assert rejected["error"] == "not-accepting" and rejected["record_id"] == body["record_id"]
     h2.command("accept")
     h2.command("resume")
-    h2.spool.close()
-    h3 = Harness(tmp_path)
+    h3 = h2.restart()
     assert not h3.core.state.paused and h3.core.state.accepting
 
 
 # -- no job blocks the queue; the purge takes nothing a live job needs ------------------------
-
-
-def test_a_reprint_waiting_behind_a_pause_keeps_its_record_through_the_purge(h):
-    h.send(ev.PrinterReady())
-    body, _ = h.record(1)
-    rid = body["record_id"]
-    h.print_one(rid)
-    h.command("pause")
-    h.command("reprint", json.dumps({"record_id": rid, "reason": "smudged"}).encode())
-    assert h.spool.purge_personal_data(time.time() + 3600).removed == 0
-    assert h.spool.job(rid).payload is not None
-    h.spool.update_job(rid, ended_at=time.time() - 7200)  # as an older station left it
-    assert h.spool.purge_personal_data(time.time() + 3600).removed == 0  # live: kept
-    actions = h.command("resume")
-    assert [a.record_id for a in of(actions, ev.StartCard)] == [rid]
-
-
-def test_a_job_that_is_live_again_has_no_end_time(h):
-    h.send(ev.PrinterReady())
-    body, _ = h.record(1)
-    rid = body["record_id"]
-    h.print_one(rid)
-    h.command("reprint", json.dumps({"record_id": rid, "reason": "smudged"}).encode())
-    (ended_at,) = h.spool._db.execute("SELECT ended_at FROM jobs WHERE record_id = ?",
-                                      (rid,)).fetchone()
-    assert ended_at is None
 
 
 def test_a_job_whose_record_is_gone_is_set_aside_and_the_rest_prints(h):
@@ -583,10 +435,10 @@ def test_a_job_whose_record_is_gone_is_set_aside_and_the_rest_prints(h):
     body2, _ = h.record(2)
     first, second = body1["record_id"], body2["record_id"]
     # as an older purge left it
-    h.spool._db.execute("DELETE FROM records WHERE record_id = ?", (first,))
+    h.store.drop_record(first)
     actions = h.send(ev.PrinterReady())
     assert [a.record_id for a in of(actions, ev.StartCard)] == [second]
-    job = h.spool.job(first)
+    job = h.store.job(first)
     assert (job.state, job.reasons) == ("pending-held", ("job-record-missing",))
     alerts = {a["reason"] for a in h.events("alert") if not a.get("cleared")}
     assert "job-held-warning" in alerts
@@ -609,24 +461,23 @@ def test_purges_that_leave_copies_in_the_wal_become_an_alert_and_clear(h):
     assert len(raised) == 2 and raised[1]["cleared"] is True
 
 
-def test_a_purge_with_a_reader_holding_the_spool_is_not_clean_until_it_lets_go(h, tmp_path):
+
+
+def test_the_core_opens_no_file_and_no_database(monkeypatch):
+    """Its store is in memory: a card's whole life runs with files and SQLite refused."""
+    import builtins
     import sqlite3
 
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"the core opened {args[:1]}")
+
+    h = Harness()
     h.send(ev.PrinterReady())
-    body, _ = h.record(1)
-    h.print_one(body["record_id"])
-    name = body["fields"]["nama"].encode()
-    reader = sqlite3.connect(tmp_path / "spool.db")
-    reader.execute("BEGIN")
-    reader.execute("SELECT COUNT(*) FROM jobs").fetchone()  # holds a snapshot of the WAL
-    outcome = h.spool.purge_personal_data(time.time() + 1)
-    assert (outcome.removed, outcome.clean) == (1, False)
-    assert name in (tmp_path / "spool.db-wal").read_bytes()  # the old page is still there
-    assert not h.spool.purge_personal_data(time.time() + 1).clean  # retried, still held
-    reader.rollback()
-    reader.close()
-    outcome = h.spool.purge_personal_data(time.time() + 1)
-    assert (outcome.removed, outcome.clean) == (0, True)
-    for suffix in ("", "-wal"):
-        path = tmp_path / f"spool.db{suffix}"
-        assert not path.exists() or name not in path.read_bytes()
+    h.record(1)  # the sample record is made (its images read) before the refusal
+    monkeypatch.setattr(sqlite3, "connect", refuse)
+    monkeypatch.setattr(builtins, "open", refuse)
+    rid = make_record(1)["record_id"]
+    h.print_one(rid)
+    h.command("reprint", json.dumps({"record_id": rid, "reason": "smudged"}).encode())
+    h.print_one(rid)
+    assert h.store.job(rid).state == "completed"

@@ -12,8 +12,8 @@ from kiosk.sim.samples import make_record
 from kiosk.station.core import events as ev
 from kiosk.station.loop import make_renderer
 from kiosk.station.printing import PrintWorker
-from tests.station.test_core import Harness
-from tests.station.test_pick_token import next_of
+from tests.support.core import Harness
+from tests.support.rigs import next_of
 
 
 class HeldRenderer:
@@ -83,19 +83,19 @@ def test_a_card_that_fails_to_render_after_its_pick_was_allowed_takes_no_blank(p
         worker.stop()
 
 
-def test_the_core_books_nothing_for_a_picking_card_that_could_not_be_rendered(tmp_path):
-    h = Harness(tmp_path)
+def test_the_core_books_nothing_for_a_picking_card_that_could_not_be_rendered():
+    h = Harness()
     h.send(ev.PrinterReady())
     bad, _ = h.record(1)
     good, _ = h.record(2)
     rid = bad["record_id"]
     assert ev.AnswerPick(rid, True) in h.send(ev.PickRequested(rid))
-    assert h.spool.job(rid).phase == "picking"
+    assert h.store.job(rid).phase == "picking"
     h.send(ev.CardFailed(rid, ("document-format-error",), "cannot render the card",
                          job_error=True))
-    job = h.spool.job(rid)
+    job = h.store.job(rid)
     assert (job.state, job.phase) == ("aborted", None)
-    ledger = h.spool.ledger()
+    ledger = h.store.ledger()
     assert (ledger.picks, ledger.printed, ledger.spoiled) == (0, 0, 0)
     h.print_one(good["record_id"])
-    assert h.spool.ledger().printed == 1
+    assert h.store.ledger().printed == 1

@@ -15,7 +15,7 @@ from kiosk.station.core.state import (
     check_transition,
     diagram,
 )
-from tests.station.test_core import Harness
+from tests.support.core import Harness
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -39,16 +39,16 @@ def test_moves_outside_the_table_are_refused(current, new) -> None:
         check_transition("r-1", current, new)
 
 
-def test_the_core_refuses_an_illegal_move_of_a_real_job(tmp_path) -> None:
-    harness = Harness(tmp_path)
+def test_the_core_refuses_an_illegal_move_of_a_real_job() -> None:
+    harness = Harness()
     harness.send(ev.PrinterReady())
     body, _ = harness.record(1)
     rid = body["record_id"]
     harness.print_one(rid)
-    assert harness.spool.job(rid).state == "completed"
+    assert harness.store.job(rid).state == "completed"
     with pytest.raises(IllegalTransition):
         harness.core.set_job(rid, JobState.PROCESSING, (), "not a lifecycle move")
-    assert harness.spool.job(rid).state == "completed"
+    assert harness.store.job(rid).state == "completed"
 
 
 def test_the_readme_shows_the_table_as_it_is() -> None:

@@ -3,28 +3,22 @@
 from __future__ import annotations
 
 import json
+import logging
 import queue
-import time
 
 from kiosk.devices.printer.evolis.driver import EvolisPrinter
 from kiosk.sim.samples import make_record
 from kiosk.station.core import events as ev
 from kiosk.station.loop import make_renderer
 from kiosk.station.printing import PrintWorker
-
-
-def next_of(heard: queue.Queue, kind: type, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:  # other events may keep coming: the deadline holds
-        event = heard.get(timeout=max(0.01, deadline - time.monotonic()))
-        if isinstance(event, kind):
-            return event
-    raise AssertionError(f"no {kind.__name__} within {timeout} s")
+from tests.support.rigs import next_of
+from tests.support.wait import wait_until
 
 
 def test_a_late_answer_to_an_earlier_request_is_not_taken_for_a_new_one(
-    printer_sim, station_settings
+    printer_sim, caplog
 ):
+    caplog.set_level(logging.INFO, logger="kiosk.station.printing")
     heard: queue.Queue = queue.Queue()
     printer = EvolisPrinter(printer_sim.path, print_seconds=2.0, setting_timeout=0.5,
                             download_timeout=1.0)
@@ -37,7 +31,8 @@ def test_a_late_answer_to_an_earlier_request_is_not_taken_for_a_new_one(
         worker.start_card(rid, json.dumps(record).encode())
         request = next_of(heard, ev.PickRequested)
         worker.answer_pick(ev.AnswerPick(rid, True, request.token - 1))  # a stale yes
-        time.sleep(0.5)
+        wait_until(lambda: "dropped a late pick answer" in caplog.text, 10,
+                   what="the stale answer dropped")
         assert printer_sim.picked == 0, "a blank was picked on an answer to another request"
         worker.answer_pick(ev.AnswerPick(rid, True, request.token))
         assert next_of(heard, ev.CardPrinted).record_id == rid

@@ -2,32 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from kiosk.card.render import render_card
-from kiosk.contract.record import parse_record
-from kiosk.devices.printer.evolis.panels import encode_card
-from kiosk.devices.printer.evolis.protocol import decompress_1bit
 from kiosk.sim.printer import PrinterSimulator
 from kiosk.station.spool import Spool
 from tests.conftest import STATION, StationProcess, StationThread, wait_until
-
-
-def k_panel(record: dict) -> bytes:
-    panels = encode_card(render_card(parse_record(json.dumps(record).encode())))
-    k = next(p for p in panels if p.panel == "k")
-    return decompress_1bit(k.data) if k.compressed else k.data
-
-
-def once_each(events: list[dict]) -> list[str]:
-    seen, states = set(), []
-    for event in events:
-        if (event["boot_id"], event["seq"]) not in seen:
-            seen.add((event["boot_id"], event["seq"]))
-            states.append(event["job_state"])
-    return states
+from tests.support.rigs import k_panel, once_each
 
 
 def settled(district, ids) -> bool:

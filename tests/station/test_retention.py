@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
+from kiosk.station.core import events as ev
 from kiosk.station.spool import Spool
-from tests.conftest import STATION, StationThread, wait_until
+from tests.conftest import STATION, StationThread
+from tests.support.wait import wait_until
 
 
 def personal_fragments(record: dict) -> list[bytes]:
@@ -60,8 +63,24 @@ def test_an_unfinished_job_keeps_its_record(station_settings, district, signed, 
     station_settings["security"]["keep_personal_data_h"] = 1 / 3600
     printer_sim.load_cards(-printer_sim.feeder)  # nothing to print on: the job waits
     record = signed(1)
-    with StationThread(station_settings, district):
+    rig = StationThread(station_settings, district)
+    purged_before: list[float] = []  # each purge's cut-off, once it has run
+    purge = rig.station.executors[ev.PurgePersonalData]
+
+    def purge_and_note(action: ev.PurgePersonalData) -> None:
+        purge(action)
+        purged_before.append(action.before)
+
+    rig.station.executors[ev.PurgePersonalData] = purge_and_note
+    with rig:
         district.publish_record(STATION, record)
         assert district.wait_for(lambda: district.job_states(record["record_id"]), 10)
-        assert not wait_until(lambda: Spool(station_settings["station"]["spool"]).job(
-            record["record_id"]).payload is None, 3)
+        spooled = time.time()
+        # A purge ran that would take any job ended before the record arrived, and more.
+        wait_until(lambda: any(before > spooled for before in purged_before), 20,
+                   what="a purge past the record's arrival")
+        reader = Spool(station_settings["station"]["spool"])
+        try:
+            assert reader.job(record["record_id"]).payload is not None
+        finally:
+            reader.close()

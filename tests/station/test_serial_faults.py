@@ -22,23 +22,10 @@ from kiosk.devices.printer.evolis import protocol as evolis
 from kiosk.sim.printer import PrinterSimulator
 from kiosk.station.spool import Spool
 from tests.conftest import STATION, StationThread, wait_until
-from tests.station.test_resilience import k_panel, once_each
+from tests.support.rigs import CARD, CONNECT, k_panel, once_each, step_of
 
-CONNECT = ["Rtp", "Rfv", "Pem;0", "Sk;f"]  # Pem;0 and Sk;f: the check after connecting
-CARD = ["Pem;2", "Pr;ymcko", "Pmi;F", "Ss", "Sr", "Db;y", "Db;m", "Db;c", "Dbc;k", "Dbc;o",
-        "Se", "Pem;0 end"]
 VANISH_S = 0.3
 IDLE_CHECK_S = 5.0  # kiosk/station/printing.py: PrintWorker(idle_check_s=5.0)
-
-
-def step_of(text: str, previous: str) -> str:
-    """A command's step name: ``Dbc;k;2;54004`` → ``Dbc;k``, ``Pem;0`` after ``Se`` → end."""
-    name, *params = text.split(";")
-    if name in ("Db", "Dbc"):
-        return f"{name};{params[0] if params else ''}"
-    if text == "Pem;0" and previous == "Se":
-        return "Pem;0 end"
-    return text
 
 
 class FaultPlan:
@@ -154,9 +141,11 @@ def test_port_pulled_while_idle_then_back_costs_no_record_and_no_restart(
         printer_sim.vanish()
         printer_sim.reappear()
         run.card(("pulled while idle", "next card"))
+        connects = printer_sim.commands.count("Rtp")
         printer_sim.vanish()
         printer_sim.reappear()
-        time.sleep(IDLE_CHECK_S + 1)
+        wait_until(lambda: printer_sim.commands.count("Rtp") > connects, IDLE_CHECK_S + 15,
+                   what="the idle check found the old port dead and connected again")
         run.card(("pulled while idle", "after the idle check"))
         run.check_end(station_settings["station"]["spool"])
     assert run.uncertain == []

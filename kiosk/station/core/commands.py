@@ -8,9 +8,10 @@ did come out: book it printed), ``accept`` (undo ``drain``), ``shift-report``
 (print the blank-card ledger on the receipt printer) and ``calibrate`` (the tray
 board's empty height and card thickness; the board's answer follows as a second
 ``command`` event). The same commands run for the operator at the device through
-`local`. Each command method returns a `Reply`: the reply's fields and the actions the
-command needs (sending the calibration to the tray board, printing a report); the
-core's facts change only through the core's own methods.
+`local`. Commands are functions over the core's narrow interface (`CoreAccess`); each
+returns a `Reply`: the reply's fields and the actions the command needs (sending the
+calibration to the tray board, printing a report). The core's facts change only
+through that interface, and every card booking goes through its ledger.
 
 Once per request (mqtt.md): a command that changes anything is identified by its
 ResponseTopic and CorrelationData, or by a ``request_id`` member of its payload. The
@@ -24,14 +25,15 @@ need none: a button press arrives once.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any
 
 from kiosk.station.core import events as ev
-from kiosk.station.core.state import ACTIVE, FINAL, JobState, Phase, Reason, is_uncertain
-
-if TYPE_CHECKING:
-    from kiosk.station.core.machine import StationCore
+from kiosk.station.core.ledger import Blank
+from kiosk.station.core.parts import CoreAccess
+from kiosk.station.core.state import ACTIVE, FINAL, JobState, Reason, is_uncertain
+from kiosk.station.core.store import Job
 
 MAX_REFILL = 10_000
 READ_ONLY = frozenset({"status", "rebirth"})  # safe to repeat: no identifier needed
@@ -53,221 +55,235 @@ class Reply:
     actions: tuple = ()
 
 
-class CommandHandler:
-    """Runs commands against a `StationCore` and returns the actions they need."""
-
-    ARGS: ClassVar[dict[str, tuple[str, ...]]] = {
-        "status": (), "pause": (), "resume": (), "drain": (), "accept": (), "release": (),
-        "rebirth": (), "cancel": ("record_id",), "confirm": ("record_id",),
-        "reprint": ("record_id", "reason"), "refill": ("count",), "shift-report": (),
-        "calibrate": ("empty_height_um", "card_um"),
-    }
-
-    def __init__(self, core: StationCore) -> None:
-        self.core = core
-
-    def run(self, name: str, payload: bytes, response_topic: str | None,
-            correlation: bytes | None) -> list:
-        """A command from the district; the reply goes to its ResponseTopic."""
-        actions: tuple = ()
-        try:
-            args = self._arguments(name, payload)
-            key = self._request_key(name, args.pop("request_id", None), response_topic,
-                                    correlation)
-        except CommandError as error:
-            reply = {"ok": False, "error": error.code, "detail": error.detail}
-            self._audit(name, {}, "district", reply)
+def run(core: CoreAccess, name: str, payload: bytes, response_topic: str | None,
+        correlation: bytes | None) -> list:
+    """A command from the district; the reply goes to its ResponseTopic."""
+    actions: tuple = ()
+    try:
+        args = _arguments(name, payload)
+        key = _request_key(name, args.pop("request_id", None), response_topic, correlation)
+    except CommandError as error:
+        reply = {"ok": False, "error": error.code, "detail": error.detail}
+        _audit(core, name, {}, "district", reply)
+    else:
+        done = core.request_reply(key) if key else None
+        if done is not None:
+            reply = json.loads(done)
+            _audit(core, name, args, "district", reply, repeat=True)
         else:
-            done = self.core.spool.request_reply(key) if key else None
-            if done is not None:
-                reply = json.loads(done)
-                self._audit(name, args, "district", reply, repeat=True)
-            else:
-                reply, actions = self._execute(name, args, "district")
-                if key:
-                    self.core.spool.remember_request(key, name, json.dumps(reply).encode())
-        if response_topic:
-            self.core.out.outbox(response_topic, reply, correlation or b"")
-        return list(actions)
-
-    @staticmethod
-    def _request_key(name: str, request_id: object, response_topic: str | None,
-                     correlation: bytes | None) -> str | None:
-        """What identifies this request (None: a read-only command, safe to repeat)."""
-        if name in READ_ONLY:
-            return None
-        if correlation:
-            return f"c:{name}:{response_topic or ''}:{correlation.hex()}"
-        if isinstance(request_id, str) and 0 < len(request_id) <= MAX_REQUEST_ID:
-            return f"r:{name}:{request_id}"
-        if request_id is not None:
-            raise CommandError("bad-arguments",
-                               f"request_id must be a string of 1..{MAX_REQUEST_ID} characters")
-        raise CommandError("no-request-id", f"{name} changes the station: send it with"
-                           " CorrelationData or a request_id, so that it takes effect once")
-
-    def local(self, name: str, args: dict[str, Any]) -> list:
-        """The same command asked for at the device; returns the actions it needs."""
-        _, actions = self._execute(name, args, "device")
-        return list(actions)
-
-    def _execute(self, name: str, args: dict[str, Any], source: str) -> tuple[dict, tuple]:
-        actions: tuple = ()
-        try:
-            method = getattr(self, "_" + name.replace("-", "_"))
-            outcome: Reply = method(**args)
-            reply, actions = {"ok": True, **outcome.fields}, outcome.actions
-        except CommandError as error:
-            reply = {"ok": False, "error": error.code, "detail": error.detail}
-        self._audit(name, args, source, reply)
-        return reply, actions
-
-    def _audit(self, name: str, args: dict[str, Any], source: str, reply: dict, *,
-               repeat: bool = False) -> None:
-        detail = reply.get("detail", "")
-        if repeat:
-            detail = "request already carried out: the same reply again, nothing changed"
-        self.core.out.event("command", name=name, args=_audit(args), source=source,
-                            ok=reply["ok"], error=reply.get("error"), detail=detail,
-                            repeat=repeat)
-
-    def _arguments(self, name: str, payload: bytes) -> dict[str, Any]:
-        if name not in self.ARGS:
-            raise CommandError("unknown-command", f"no command named {name!r}")
-        try:
-            body = json.loads(payload.decode("utf-8")) if payload.strip() else {}
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise CommandError("bad-request", f"request is not JSON: {exc}") from exc
-        if not isinstance(body, dict):
-            raise CommandError("bad-request", "request must be a JSON object")
-        wanted = self.ARGS[name]
-        extra = sorted(set(body) - set(wanted) - {"request_id"})
-        if extra:
-            raise CommandError("bad-arguments", f"{name} takes no argument {extra[0]!r}")
-        missing = [key for key in wanted if key not in body]
-        if missing:
-            raise CommandError("bad-arguments", f"{name} needs {missing[0]!r}")
-        return body
-
-    # -- the commands -------------------------------------------------------------------
-
-    def _status(self) -> Reply:
-        queue = [
-            {"record_id": job.record_id, "job_state": job.state, "reasons": list(job.reasons),
-             "priority": job.priority}
-            for job in self.core.spool.jobs(*ACTIVE)
-        ]
-        return Reply({"state": {"schema": "ektp.state/1", **self.core.state_document()},
-                      "jobs": queue})
-
-    def _pause(self) -> Reply:
-        self.core.set_paused(True)
-        return Reply({"detail": "no new card will be taken; the card in the printer finishes"})
-
-    def _resume(self) -> Reply:
-        self.core.set_paused(False)
-        return Reply()
-
-    def _drain(self) -> Reply:
-        self.core.set_accepting(False)
-        return Reply({"detail": "new records are refused; the queue finishes"})
-
-    def _accept(self) -> Reply:
-        self.core.set_accepting(True)
-        return Reply()
-
-    def _cancel(self, record_id: str) -> Reply:
-        job = self._job(record_id)
-        if job.state in FINAL:
-            raise CommandError("job-finished", f"{record_id} is already {job.state}")
-        if self.core.in_printer(record_id):
-            raise CommandError("job-printing", f"{record_id} is in the printer")
-        self.core.forget_current(record_id)
-        self.core.set_job(record_id, JobState.CANCELED, (Reason.CANCELED_BY_OPERATOR,),
-                          "canceled by command")
-        return Reply()
-
-    def _confirm(self, record_id: str) -> Reply:
-        job = self._uncertain(record_id)
-        if job.phase == Phase.PICKING:
-            self.core.spool.book("pick", 1, record_id, "confirmed after an uncertain end")
-        self.core.spool.book("printed", 1, record_id, "confirmed after an uncertain end")
-        self.core.spool.update_job(record_id, phase=None)
-        self.core.set_job(record_id, JobState.COMPLETED, (), "confirmed: the card came out")
-        return Reply()
-
-    def _reprint(self, record_id: str, reason: str) -> Reply:
-        if not isinstance(reason, str) or not reason:
-            raise CommandError("bad-arguments", "reason must be a non-empty string")
-        job = self._job(record_id)
-        if job.payload is None:
-            raise CommandError("personal-data-purged",
-                               f"{record_id}: personal data was removed; send the record again")
-        if job.state == JobState.COMPLETED:
-            self.core.spool.book("printed", -1, record_id, f"reprint: {reason}")
-            self.core.spool.book("spoiled", 1, record_id, f"reprint: {reason}")
-        elif is_uncertain(job.state, job.reasons):
-            # As with no reply to Ss: a blank the printer may have taken is counted taken.
-            if job.phase == Phase.PICKING:
-                self.core.spool.book("pick", 1, record_id, "Ss sent, no reply before the stop")
-            self.core.spool.book("spoiled", 1, record_id, f"uncertain card: {reason}")
-        else:
-            raise CommandError("not-reprintable",
-                               f"{record_id} is {job.state}; only completed or uncertain jobs")
-        self.core.spool.update_job(record_id, phase=None, attempts=0)
-        self.core.set_job(record_id, JobState.PENDING, (), f"reprint requested: {reason}")
-        return Reply()
-
-    def _refill(self, count: int) -> Reply:
-        if not isinstance(count, int) or isinstance(count, bool) or not 0 < count <= MAX_REFILL:
-            raise CommandError("bad-arguments", f"count must be an integer 1..{MAX_REFILL}")
-        self.core.spool.book("refill", count, None, "refill by command")
-        self.core.stock.refilled(self.core.spool)
-        return Reply({"remaining": self.core.spool.ledger().remaining})
-
-    def _release(self) -> Reply:
-        released = []
-        for job in self.core.spool.jobs(JobState.PENDING, JobState.PENDING_HELD):
-            self.core.set_job(job.record_id, JobState.CANCELED, (Reason.RELEASED,),
-                              "released to the district for another station")
-            released.append(job.record_id)
-        return Reply({"released": released})
-
-    def _calibrate(self, empty_height_um: int, card_um: int) -> Reply:
-        for name, value in (("empty_height_um", empty_height_um), ("card_um", card_um)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise CommandError("bad-arguments", f"{name} must be a whole number of µm")
-        return Reply({"detail": "sent to the tray board; its answer follows as a command event"},
-                     (ev.CalibrateTray(empty_height_um, card_um),))
-
-    def _shift_report(self) -> Reply:
-        return Reply({"detail": "shift report sent to the receipt printer"},
-                     (self.core.desk.shift_report(),))
-
-    def _rebirth(self) -> Reply:
-        core = self.core
-        core.out.resend_all()
-        core.out.forget_state()  # the state goes out after this event
-        return Reply({}, (ev.Publish(core.topic("availability"), b"online"),))
-
-    # -- helpers ------------------------------------------------------------------------
-
-    def _job(self, record_id: object):
-        if not isinstance(record_id, str):
-            raise CommandError("bad-arguments", "record_id must be a string")
-        job = self.core.spool.job(record_id)
-        if job is None:
-            raise CommandError("unknown-record", f"no job {record_id!r} on this station")
-        return job
-
-    def _uncertain(self, record_id: object):
-        job = self._job(record_id)
-        if not is_uncertain(job.state, job.reasons):
-            raise CommandError("not-uncertain", f"{record_id} is {job.state}, not uncertain")
-        return job
+            reply, actions = _execute(core, name, args, "district")
+            if key:
+                core.remember_request(key, name, json.dumps(reply).encode())
+    if response_topic:
+        core.reply(response_topic, reply, correlation or b"")
+    return list(actions)
 
 
-def _audit(args: dict) -> dict:
+def local(core: CoreAccess, name: str, args: dict[str, Any]) -> list:
+    """The same command asked for at the device; returns the actions it needs."""
+    _, actions = _execute(core, name, args, "device")
+    return list(actions)
+
+
+def _request_key(name: str, request_id: object, response_topic: str | None,
+                 correlation: bytes | None) -> str | None:
+    """What identifies this request (None: a read-only command, safe to repeat)."""
+    if name in READ_ONLY:
+        return None
+    if correlation:
+        return f"c:{name}:{response_topic or ''}:{correlation.hex()}"
+    if isinstance(request_id, str) and 0 < len(request_id) <= MAX_REQUEST_ID:
+        return f"r:{name}:{request_id}"
+    if request_id is not None:
+        raise CommandError("bad-arguments",
+                           f"request_id must be a string of 1..{MAX_REQUEST_ID} characters")
+    raise CommandError("no-request-id", f"{name} changes the station: send it with"
+                       " CorrelationData or a request_id, so that it takes effect once")
+
+
+def _execute(core: CoreAccess, name: str, args: dict[str, Any],
+             source: str) -> tuple[dict, tuple]:
+    actions: tuple = ()
+    try:
+        outcome: Reply = COMMANDS[name][0](core, **args)
+        reply, actions = {"ok": True, **outcome.fields}, outcome.actions
+    except CommandError as error:
+        reply = {"ok": False, "error": error.code, "detail": error.detail}
+    _audit(core, name, args, source, reply)
+    return reply, actions
+
+
+def _audit(core: CoreAccess, name: str, args: dict[str, Any], source: str, reply: dict, *,
+           repeat: bool = False) -> None:
+    detail = reply.get("detail", "")
+    if repeat:
+        detail = "request already carried out: the same reply again, nothing changed"
+    core.event("command", name=name, args=_safe(args), source=source, ok=reply["ok"],
+               error=reply.get("error"), detail=detail, repeat=repeat)
+
+
+def _arguments(name: str, payload: bytes) -> dict[str, Any]:
+    if name not in COMMANDS:
+        raise CommandError("unknown-command", f"no command named {name!r}")
+    try:
+        body = json.loads(payload.decode("utf-8")) if payload.strip() else {}
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CommandError("bad-request", f"request is not JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise CommandError("bad-request", "request must be a JSON object")
+    wanted = COMMANDS[name][1]
+    extra = sorted(set(body) - set(wanted) - {"request_id"})
+    if extra:
+        raise CommandError("bad-arguments", f"{name} takes no argument {extra[0]!r}")
+    missing = [key for key in wanted if key not in body]
+    if missing:
+        raise CommandError("bad-arguments", f"{name} needs {missing[0]!r}")
+    return body
+
+
+# -- the commands -------------------------------------------------------------------
+
+
+def status(core: CoreAccess) -> Reply:
+    queue = [
+        {"record_id": job.record_id, "job_state": job.state, "reasons": list(job.reasons),
+         "priority": job.priority}
+        for job in core.jobs(*ACTIVE)
+    ]
+    return Reply({"state": {"schema": "ektp.state/1", **core.state_document()}, "jobs": queue})
+
+
+def pause(core: CoreAccess) -> Reply:
+    core.set_paused(True)
+    return Reply({"detail": "no new card will be taken; the card in the printer finishes"})
+
+
+def resume(core: CoreAccess) -> Reply:
+    core.set_paused(False)
+    return Reply()
+
+
+def drain(core: CoreAccess) -> Reply:
+    core.set_accepting(False)
+    return Reply({"detail": "new records are refused; the queue finishes"})
+
+
+def accept(core: CoreAccess) -> Reply:
+    core.set_accepting(True)
+    return Reply()
+
+
+def cancel(core: CoreAccess, record_id: str) -> Reply:
+    job = _job(core, record_id)
+    if job.state in FINAL:
+        raise CommandError("job-finished", f"{record_id} is already {job.state}")
+    if core.in_printer(record_id):
+        raise CommandError("job-printing", f"{record_id} is in the printer")
+    core.forget_current(record_id)
+    core.set_job(record_id, JobState.CANCELED, (Reason.CANCELED_BY_OPERATOR,),
+                 "canceled by command", job=job)
+    return Reply()
+
+
+def confirm(core: CoreAccess, record_id: str) -> Reply:
+    job = _uncertain(core, record_id)
+    columns = core.ledger.printed(Blank(record_id, "confirmed after an uncertain end"), job)
+    core.set_job(record_id, JobState.COMPLETED, (), "confirmed: the card came out",
+                 job=job, **columns)
+    return Reply()
+
+
+def reprint(core: CoreAccess, record_id: str, reason: str) -> Reply:
+    if not isinstance(reason, str) or not reason:
+        raise CommandError("bad-arguments", "reason must be a non-empty string")
+    job = _job(core, record_id)
+    if job.payload is None:
+        raise CommandError("personal-data-purged",
+                           f"{record_id}: personal data was removed; send the record again")
+    if job.state == JobState.COMPLETED:
+        columns = core.ledger.unprinted(Blank(record_id, f"reprint: {reason}"))
+    elif is_uncertain(job.state, job.reasons):
+        # As with no reply to Ss: a blank the printer may have taken is counted taken.
+        columns = core.ledger.spoiled(Blank(record_id, f"uncertain card: {reason}"), job)
+    else:
+        raise CommandError("not-reprintable",
+                           f"{record_id} is {job.state}; only completed or uncertain jobs")
+    core.set_job(record_id, JobState.PENDING, (), f"reprint requested: {reason}",
+                 job=job, **{**columns, "attempts": 0})
+    return Reply()
+
+
+def refill(core: CoreAccess, count: int) -> Reply:
+    if not isinstance(count, int) or isinstance(count, bool) or not 0 < count <= MAX_REFILL:
+        raise CommandError("bad-arguments", f"count must be an integer 1..{MAX_REFILL}")
+    totals = core.ledger.refilled(count, "refill by command")
+    return Reply({"remaining": totals.remaining})
+
+
+def release(core: CoreAccess) -> Reply:
+    released = []
+    for job in core.jobs(JobState.PENDING, JobState.PENDING_HELD):
+        core.set_job(job.record_id, JobState.CANCELED, (Reason.RELEASED,),
+                     "released to the district for another station", job=job)
+        released.append(job.record_id)
+    return Reply({"released": released})
+
+
+def calibrate(core: CoreAccess, empty_height_um: int, card_um: int) -> Reply:
+    for name, value in (("empty_height_um", empty_height_um), ("card_um", card_um)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise CommandError("bad-arguments", f"{name} must be a whole number of µm")
+    return Reply({"detail": "sent to the tray board; its answer follows as a command event"},
+                 (ev.CalibrateTray(empty_height_um, card_um),))
+
+
+def shift_report(core: CoreAccess) -> Reply:
+    """The blank-card ledger on the receipt printer."""
+    totals = core.ledger.totals()
+    report = ev.PrintShiftReport(
+        station=core.config.station.id, generated_at=ev.rfc3339(core.now()),
+        refills=totals.refills, picked=totals.picks, printed=totals.printed,
+        spoiled=totals.spoiled, remaining=totals.remaining, rejected=core.rejected(),
+    )
+    return Reply({"detail": "shift report sent to the receipt printer"}, (report,))
+
+
+def rebirth(core: CoreAccess) -> Reply:
+    return Reply({}, tuple(core.rebirth()))
+
+
+# name → (the command, the arguments it takes)
+COMMANDS: dict[str, tuple[Callable[..., Reply], tuple[str, ...]]] = {
+    "status": (status, ()), "pause": (pause, ()), "resume": (resume, ()),
+    "drain": (drain, ()), "accept": (accept, ()), "release": (release, ()),
+    "rebirth": (rebirth, ()), "cancel": (cancel, ("record_id",)),
+    "confirm": (confirm, ("record_id",)), "reprint": (reprint, ("record_id", "reason")),
+    "refill": (refill, ("count",)), "shift-report": (shift_report, ()),
+    "calibrate": (calibrate, ("empty_height_um", "card_um")),
+}
+
+
+# -- helpers ------------------------------------------------------------------------
+
+
+def _job(core: CoreAccess, record_id: object) -> Job:
+    if not isinstance(record_id, str):
+        raise CommandError("bad-arguments", "record_id must be a string")
+    job = core.job(record_id)
+    if job is None:
+        raise CommandError("unknown-record", f"no job {record_id!r} on this station")
+    return job
+
+
+def _uncertain(core: CoreAccess, record_id: object) -> Job:
+    job = _job(core, record_id)
+    if not is_uncertain(job.state, job.reasons):
+        raise CommandError("not-uncertain", f"{record_id} is {job.state}, not uncertain")
+    return job
+
+
+def _safe(args: dict) -> dict:
     """Arguments safe to publish: short scalars only."""
     return {key: value for key, value in args.items() if isinstance(value, int | str)
             and len(str(value)) <= 64}
+

@@ -1,25 +1,22 @@
 """The front desk: what the office staff see and do at the device.
 
-`Desk` belongs to the core. It turns operator intents from the panel (pause,
-retry, resolve an uncertain card, book a refill, ask for the shift report)
-into the same effects as the district's commands, builds the `PanelView` the
-LCD and lights show, and asks the receipt printer for handover slips and
-shift reports. Receipt troubles are alerts only: they never stop the card
-printer.
+`Desk` belongs to the core. It translates operator intents from the panel (pause,
+resolve an uncertain card, book a refill, ask for the shift report) into the
+district's own commands (`commands.local`), builds the `PanelView` the LCD and
+lights show, and asks the receipt printer for handover slips. Receipt troubles
+are alerts only: they never stop the card printer. It sees the core only through
+`CoreAccess`.
 """
 
 from __future__ import annotations
 
 import json
-import time
-from typing import TYPE_CHECKING
 
+from kiosk.station.core import commands
 from kiosk.station.core import events as ev
 from kiosk.station.core.events import Intent
+from kiosk.station.core.parts import CoreAccess
 from kiosk.station.core.state import JobState, is_uncertain
-
-if TYPE_CHECKING:
-    from kiosk.station.core.machine import StationCore
 
 INTENT_COMMANDS = {
     Intent.CONFIRM_UNCERTAIN: "confirm",
@@ -38,7 +35,7 @@ def mask_name(name: str) -> str:
 class Desk:
     """Operator intents, the panel view, slips and shift reports for one core."""
 
-    def __init__(self, core: StationCore) -> None:
+    def __init__(self, core: CoreAccess) -> None:
         self.core = core
         self.receipt_reasons: dict[str, str] = {}
         self._names: dict[str, str] = {}
@@ -47,19 +44,15 @@ class Desk:
     # -- operator intents ----------------------------------------------------------------
 
     def on_intent(self, intent: ev.OperatorIntent) -> list:
-        core = self.core
-        if intent.kind is Intent.PAUSE_TOGGLE:
-            paused = not core.state.paused
-            core.set_paused(paused)
-            core.out.event("command", name="pause" if paused else "resume", args={},
-                           source="device", ok=True, error=None, detail="")
-            return []
         if intent.kind is Intent.RETRY:
             return [ev.ProbePrinter()]
-        name = INTENT_COMMANDS.get(intent.kind)
+        if intent.kind is Intent.PAUSE_TOGGLE:
+            name = "resume" if self.core.state.paused else "pause"
+        else:
+            name = INTENT_COMMANDS.get(intent.kind)
         if name is None:
             return []  # "silence" and the like belong to the panel itself
-        return core.commands.local(name, self._arguments(intent))
+        return commands.local(self.core, name, self._arguments(intent))
 
     def _arguments(self, intent: ev.OperatorIntent) -> dict:
         uncertain = self.uncertain()
@@ -73,7 +66,7 @@ class Desk:
         return {}
 
     def uncertain(self) -> list[str]:
-        jobs = self.core.spool.jobs(JobState.PROCESSING_STOPPED)
+        jobs = self.core.jobs(JobState.PROCESSING_STOPPED)
         return [job.record_id for job in jobs if is_uncertain(job.state, job.reasons)]
 
     # -- receipt printer -------------------------------------------------------------------
@@ -86,22 +79,13 @@ class Desk:
         """A handover slip for a printed card, when a receipt printer is configured."""
         if not self.core.config.receipt.enabled:
             return []
-        job = self.core.spool.job(record_id)
+        job = self.core.job(record_id)
         if job is None or job.payload is None:
             return []
         body = json.loads(job.payload)
         return [ev.PrintSlip(record_id=record_id, nik_last4=body["nik"][-4:],
                              name=body["fields"]["nama"], station=self.core.config.station.id,
-                             printed_at=_now(self.core.clock()))]
-
-    def shift_report(self) -> ev.PrintShiftReport:
-        ledger = self.core.spool.ledger()
-        return ev.PrintShiftReport(
-            station=self.core.config.station.id, generated_at=_now(self.core.clock()),
-            refills=ledger.refills, picked=ledger.picks, printed=ledger.printed,
-            spoiled=ledger.spoiled, remaining=ledger.remaining,
-            rejected=int(self.core.spool.get_meta("rejected", "0")),
-        )
+                             printed_at=ev.rfc3339(self.core.now()))]
 
     # -- the panel view --------------------------------------------------------------------
 
@@ -130,7 +114,7 @@ class Desk:
             uncertain=tuple(self.uncertain()),
             broker_connected=facts.generation is not None,
             broker_error=facts.link_error if facts.generation is None else None,
-            tray_online=core.stock.tray_online,
+            tray_online=core.tray_online(),
             printed=state["counters"]["printed"],
             spoiled=state["counters"]["spoiled"],
         )
@@ -139,12 +123,9 @@ class Desk:
         if record_id is None:
             return None
         if record_id not in self._names:
-            job = self.core.spool.job(record_id)
+            job = self.core.job(record_id)
             if job is None or job.payload is None:
                 return None
             self._names = {record_id: mask_name(json.loads(job.payload)["fields"]["nama"])}
         return self._names[record_id]
 
-
-def _now(epoch: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))

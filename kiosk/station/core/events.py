@@ -9,8 +9,14 @@ Tray events come from `kiosk.devices.tray.driver` and are consumed as they are.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from enum import StrEnum
+
+
+def rfc3339(epoch: float) -> str:
+    """A timestamp as the station's messages carry it (``ts``, ``printed_at``): UTC, seconds."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 # -- events: the broker link -------------------------------------------------
 
@@ -61,7 +67,6 @@ BLANK_UNTOUCHED = "untouched"  # no blank was taken
 BLANK_MAYBE_TAKEN = "maybe-taken"  # the pick was asked for and never confirmed
 BLANK_GONE = "gone"  # a blank was taken and will not come out printed
 BLANK_UNKNOWN = "unknown"  # the card may have come out printed; nobody here can tell
-BLANK_FATES = (BLANK_UNTOUCHED, BLANK_MAYBE_TAKEN, BLANK_GONE, BLANK_UNKNOWN)
 
 
 @dataclass(frozen=True)
@@ -138,7 +143,7 @@ class CardPrinted:
 class CardFailed:
     """The card sequence ended without a card known to be printed.
 
-    ``blank``: what became of its blank, one of BLANK_FATES. ``job_error``: the
+    ``blank``: what became of its blank, one of the BLANK_* facts above. ``job_error``: the
     job itself is bad (cannot be rendered) and must not be retried.
     """
 
@@ -192,16 +197,6 @@ class TrayOffline:
 @dataclass(frozen=True)
 class Tick:
     now: float
-
-
-@dataclass(frozen=True)
-class ButtonPressed:
-    button: str
-
-
-@dataclass(frozen=True)
-class ButtonHeld:
-    button: str
 
 
 # -- actions ---------------------------------------------------------------------

@@ -1,11 +1,11 @@
-"""The station's decisions: events in, actions out, the spool as memory.
+"""The station's decisions: events in, actions out, a `Store` as memory.
 
 `StationCore` owns the job lifecycle (pending → processing → completed, with
 processing-stopped while the printer is faulted, aborted when the job itself is
 bad), the blank-card ledger bookings, the rule that a record is acknowledged
 only after its commit, and the choice of which card prints next. It has no
 thread and touches no device: the station loop feeds it events and carries out
-the actions it returns, after committing the spool transaction they belong to.
+the actions it returns, after committing the store's transaction they belong to.
 
 The crash rule: a job is marked ``phase='picking'`` durably before ``Ss`` is
 sent, with the printer's counters read just then. A job found in ``picking`` or
@@ -13,12 +13,14 @@ sent, with the printer's counters read just then. A job found in ``picking`` or
 processing-stopped with reason ``uncertain``; when the printer connects, its
 counters decide it where they can (`counted_fate`; an IPP print server, through the
 job-id kept at its pick, `CardFate`), else it waits for a person
-(the OK button, or the district's ``reprint``/``confirm``). The ledger rules for
-a failed card, the same for every driver, are in `_on_card_failed`.
+(the OK button, or the district's ``reprint``/``confirm``). What a failed card's
+blank means, the same for every driver, is in `_on_card_failed`; what every end of a
+card books and clears is `kiosk.station.core.ledger`.
 
 Its mutable facts are one `StationState` (kiosk.station.core.state, with the job
 lifecycle table every state change is checked against); its parts (commands, the
-front desk) change them only through the methods under "for the core's parts".
+front desk) see it as `CoreAccess` (kiosk.station.core.parts) and change them only
+through the methods under "for the core's parts".
 """
 
 from __future__ import annotations
@@ -27,13 +29,15 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from kiosk import __version__
 from kiosk.contract.record import Rejected, mask_nik, parse_record
 from kiosk.station.config import Config
+from kiosk.station.core import commands
 from kiosk.station.core import events as ev
-from kiosk.station.core.commands import CommandHandler
 from kiosk.station.core.desk import Desk
+from kiosk.station.core.ledger import CLEARED, Blank, CardLedger
 from kiosk.station.core.outbound import Outbound
 from kiosk.station.core.state import (
     JobState,
@@ -45,8 +49,8 @@ from kiosk.station.core.state import (
     is_uncertain,
 )
 from kiosk.station.core.stock import StockWatch
+from kiosk.station.core.store import Job, Store
 from kiosk.station.core.throttle import LogThrottle
-from kiosk.station.spool import Job, Spool
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +90,7 @@ class StationCore:
     def __init__(
         self,
         config: Config,
-        spool: Spool,
+        store: Store,
         *,
         verifier: object | None = None,
         boot_id: str | None = None,
@@ -94,15 +98,15 @@ class StationCore:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
-        self.spool = spool
+        self.store = store
         self.verifier = verifier
         self.boot_id = boot_id or str(uuid.uuid4())
         self.clock = clock
-        self.out = Outbound(spool, config.topic_base, self.boot_id, clock)
+        self.out = Outbound(store, config.topic_base, self.boot_id, clock)
         self.monotonic = monotonic
         self.state = StationState()
         self.stock = StockWatch(config.tray, monotonic)
-        self.commands = CommandHandler(self)
+        self.ledger = CardLedger(store, self.stock)
         self.desk = Desk(self)
         self._doubts: set[str] = set()  # found in the printer at start, with counts to compare
         self._next_purge = 0.0
@@ -117,7 +121,7 @@ class StationCore:
         when it connects, `PrinterCounters`) tell what became of it, or a person does.
         """
         found: list[tuple[str, dict | None]] = []
-        for job in self.spool.jobs(JobState.PROCESSING, JobState.PROCESSING_STOPPED):
+        for job in self.store.jobs(JobState.PROCESSING, JobState.PROCESSING_STOPPED):
             if job.phase in (Phase.PICKING, Phase.PICKED):
                 found.append((job.record_id, job.pick_counts))
                 if Reason.UNCERTAIN not in job.reasons:
@@ -128,10 +132,10 @@ class StationCore:
                     self._doubts.add(job.record_id)
             else:
                 self.set_job(job.record_id, JobState.PENDING, (), "requeued after restart")
-        self.stock.load(self.spool)
+        self.stock.load(self.store)
         # An operator's pause and a district's drain outlive a power cut.
-        self.state.paused = self.spool.get_meta("paused") == "1"
-        self.state.accepting = self.spool.get_meta("accepting", "1") == "1"
+        self.state.paused = self.store.get_meta("paused") == "1"
+        self.state.accepting = self.store.get_meta("accepting", "1") == "1"
         return ([ev.ResolveCards(tuple(found))] if found else []) + self.out.flush()
 
     def handle(self, event: object) -> list:
@@ -143,7 +147,7 @@ class StationCore:
         return actions
 
     def _route(self, event: object) -> list:
-        handlers: dict[type, Callable[[any], list]] = {
+        handlers: dict[type, Callable[[Any], list]] = {
             ev.MessageArrived: self._on_message,
             ev.LinkUp: self._on_link_up,
             ev.LinkDown: self._on_link_down,
@@ -189,12 +193,12 @@ class StationCore:
     def _on_link_failed(self, event: ev.LinkFailed) -> list:
         """Counted and kept for ``kiosk status``; the panel shows it while offline."""
         self.state.link_error = event.cause
-        self.spool.bump("link_failures")
-        self.spool.set_meta("link_error", f"{_rfc3339(self.clock())} {event.cause}")
+        self.store.bump("link_failures")
+        self.store.set_meta("link_error", f"{ev.rfc3339(self.clock())} {event.cause}")
         return []
 
     def _on_delivered(self, event: ev.Delivered) -> list:
-        self.spool.confirm(event.item_id)
+        self.store.confirm(event.item_id)
         self.out.delivered(event.item_id)
         return []
 
@@ -204,7 +208,7 @@ class StationCore:
             self._take_record(msg.payload)
         elif msg.topic.startswith(self.topic("cmd/")):
             name = msg.topic[len(self.topic("cmd/")):]
-            actions = self.commands.run(name, msg.payload, msg.response_topic, msg.correlation)
+            actions = commands.run(self, name, msg.payload, msg.response_topic, msg.correlation)
         else:
             log.warning("message on unexpected topic %s", msg.topic)
         # The ack follows the commit of everything above (the station commits first).
@@ -220,15 +224,15 @@ class StationCore:
             self.reject("not-accepting", "the station is draining; route it elsewhere",
                         record.record_id)
             return
-        if self.spool.add_job(record.record_id, record.priority, mask_nik(record.nik), payload):
+        if self.store.add_job(record.record_id, record.priority, mask_nik(record.nik), payload):
             self.out.job_event(record.record_id, JobState.PENDING, (), "spooled")
-        elif self.spool.restore_payload(record.record_id, payload):
+        elif self.store.restore_payload(record.record_id, payload):
             self.set_job(record.record_id, JobState.PENDING, (), "its record arrived again")
         else:
             log.info("record %s seen before: acknowledged and ignored", record.record_id)
 
     def reject(self, code: str, detail: str, record_id: str | None) -> None:
-        self.spool.bump("rejected")
+        self.store.bump("rejected")
         if self._reject_log.allow(self.monotonic()):
             log.warning("rejected %s: %s (%s)", record_id or "record", code, detail)
         self.out.event("rejected", record_id=record_id, error=code, detail=detail)
@@ -244,30 +248,23 @@ class StationCore:
         return []
 
     def _on_pick_requested(self, event: ev.PickRequested) -> list:
-        job = self.spool.job(event.record_id)
+        job = self.store.job(event.record_id)
         allow = (
             not self.state.paused and event.record_id == self.state.current and job is not None
             and job.state == JobState.PROCESSING
         )
         if allow:
-            self.spool.update_job(event.record_id, phase=Phase.PICKING,
+            self.store.update_job(event.record_id, phase=Phase.PICKING,
                                   pick_counts=event.counts)
         return [ev.AnswerPick(event.record_id, allow, event.token)]
 
     def _on_card_picked(self, event: ev.CardPicked) -> list:
-        self._book_pick(event.record_id, "")
-        self.spool.update_job(event.record_id, phase=Phase.PICKED)
-        job = self.spool.job(event.record_id)
+        job = self.store.job(event.record_id)
+        columns = self.ledger.picked(Blank(event.record_id), job)
         if event.marks and job is not None:
-            self.spool.update_job(event.record_id,
-                                  pick_counts={**(job.pick_counts or {}), **event.marks})
+            columns["pick_counts"] = {**(job.pick_counts or {}), **event.marks}
+        self.store.update_job(event.record_id, phase=Phase.PICKED, **columns)
         return self._prefetch()
-
-    def _book_pick(self, record_id: str, detail: str) -> None:
-        job = self.spool.job(record_id)
-        self.spool.update_job(record_id, attempts=(job.attempts if job else 0) + 1)
-        self.spool.book("pick", 1, record_id, detail)
-        self.stock.picked(self.spool)
 
     def _on_card_printed(self, event: ev.CardPrinted) -> list:
         self._complete(event.record_id, event.detail or "card printed")
@@ -286,8 +283,8 @@ class StationCore:
         return started + self._on_pick_requested(pick)
 
     def _complete(self, record_id: str, detail: str) -> None:
-        self.spool.book("printed", 1, record_id)
-        self.set_job(record_id, JobState.COMPLETED, (), detail, phase=None, pick_counts=None)
+        self.set_job(record_id, JobState.COMPLETED, (), detail,
+                     **self.ledger.printed(Blank(record_id)))
 
     def _on_card_failed(self, event: ev.CardFailed) -> list:
         """The ledger rules, stated once for every driver (card-printer.md, Printer drivers):
@@ -300,7 +297,7 @@ class StationCore:
           ``processing``): the card is uncertain and a person or the district decides.
         """
         rid = event.record_id
-        job = self.spool.job(rid)
+        job = self.store.job(rid)
         self._release_printer(rid)
         if job is None:
             return []
@@ -308,31 +305,29 @@ class StationCore:
             self.set_job(rid, JobState.PROCESSING_STOPPED, (Reason.UNCERTAIN,), event.detail)
             return []
         taken = event.blank in (ev.BLANK_MAYBE_TAKEN, ev.BLANK_GONE)
-        if taken and job.phase != Phase.PICKED:
-            # Book the pick the printer never confirmed, so picked = printed + spoiled holds.
-            self._book_pick(rid, "the printer never confirmed the pick")
-        job = self.spool.job(rid) or job
-        if taken:
-            self.spool.book("spoiled", 1, rid, event.detail)
         # No card of this job is in the printer any more (none was taken, or it is spoiled).
-        self.spool.update_job(rid, phase=None, pick_counts=None)
+        columns = self.ledger.spoiled(Blank(rid, event.detail), job) if taken else dict(CLEARED)
+        attempts = int(columns.get("attempts", job.attempts))
         if event.job_error:
-            self.set_job(rid, JobState.ABORTED, event.reasons, event.detail)
-        elif taken and job.attempts >= self.config.printer.max_attempts:
+            self.set_job(rid, JobState.ABORTED, event.reasons, event.detail, **columns)
+        elif taken and attempts >= self.config.printer.max_attempts:
             self.set_job(rid, JobState.ABORTED, event.reasons,
-                          f"{job.attempts} blank cards spoiled; giving up: {event.detail}")
+                         f"{attempts} blank cards spoiled; giving up: {event.detail}", **columns)
         elif job.state == JobState.PROCESSING and (event.reasons or taken):
             spoiled = " (card spoiled; it will be printed again)" if taken else ""
-            self.set_job(rid, JobState.PROCESSING_STOPPED, event.reasons, event.detail + spoiled)
+            self.set_job(rid, JobState.PROCESSING_STOPPED, event.reasons,
+                         event.detail + spoiled, **columns)
             self.state.current = rid  # it goes first once the printer is back
         elif job.state == JobState.PROCESSING:
-            self.set_job(rid, JobState.PENDING, (), event.detail)
+            self.set_job(rid, JobState.PENDING, (), event.detail, **columns)
+        else:
+            self.store.update_job(rid, **columns)
         return []
 
     def _on_printer_counters(self, event: ev.PrinterCounters) -> list:
         """Cards found in the printer at start-up, decided by its counters where they tell."""
         for rid in sorted(self._doubts):
-            job = self.spool.job(rid)
+            job = self.store.job(rid)
             if job is None or Reason.UNCERTAIN not in job.reasons or not job.pick_counts:
                 continue
             verdict = counted_fate(job.phase, job.pick_counts, event.counts)
@@ -343,7 +338,7 @@ class StationCore:
 
     def _on_card_fate(self, event: ev.CardFate) -> list:
         """A card found in the printer at start-up, decided by what its print server says."""
-        job = self.spool.job(event.record_id)
+        job = self.store.job(event.record_id)
         if event.verdict is None or job is None or Reason.UNCERTAIN not in job.reasons:
             return []
         if event.verdict == "not-picked" and job.phase == Phase.PICKED:
@@ -356,23 +351,20 @@ class StationCore:
         rid = job.record_id
         how = how or f"decided by the printer's counters ({change})"
         if verdict == "not-picked":
-            self.spool.update_job(rid, phase=None, pick_counts=None)
-            self.set_job(rid, JobState.PENDING, (), f"no blank was taken: {how}")
+            self.set_job(rid, JobState.PENDING, (), f"no blank was taken: {how}", **CLEARED)
             return
-        if job.phase != Phase.PICKED:
-            self._book_pick(rid, how)
         if verdict == "printed":
-            self._complete(rid, f"card printed: {how}")
+            self.set_job(rid, JobState.COMPLETED, (), f"card printed: {how}",
+                         **self.ledger.printed(Blank(rid, how), job))
             return
-        self.spool.book("spoiled", 1, rid, how)
-        self.spool.update_job(rid, phase=None, pick_counts=None)
-        attempts = (self.spool.job(rid) or job).attempts
+        columns = self.ledger.spoiled(Blank(rid, how), job)
+        attempts = int(columns.get("attempts", job.attempts))
         if attempts >= self.config.printer.max_attempts:
             self.set_job(rid, JobState.ABORTED, (),
-                         f"{attempts} blank cards spoiled; giving up: {how}")
+                         f"{attempts} blank cards spoiled; giving up: {how}", **columns)
         else:
             self.set_job(rid, JobState.PENDING, (),
-                         f"card spoiled, it will be printed again: {how}")
+                         f"card spoiled, it will be printed again: {how}", **columns)
 
     def _release_printer(self, record_id: str) -> None:
         if self.state.current == record_id:
@@ -389,13 +381,13 @@ class StationCore:
     def _dispatch(self) -> list:
         if self.state.printer is not PrinterCondition.IDLE or self.state.paused:
             return []
-        job = self.spool.job(self.state.current) if self.state.current else None
+        job = self.store.job(self.state.current) if self.state.current else None
         resumes = job is not None and job.state == JobState.PROCESSING_STOPPED
         if not resumes or is_uncertain(job.state, job.reasons):
-            job = self.spool.next_pending()
+            job = self.store.next_pending()
         while job is not None and job.payload is None:
             self._set_aside(job.record_id)  # no job may block the ones behind it
-            job = self.spool.next_pending()
+            job = self.store.next_pending()
         if job is None:
             return []
         self.state.current = job.record_id
@@ -411,7 +403,7 @@ class StationCore:
 
     def _prefetch(self) -> list:
         """Render the next card while this one prints (never in the gap between cards)."""
-        upcoming = self.spool.next_pending()
+        upcoming = self.store.next_pending()
         if upcoming is None or upcoming.payload is None:
             return []
         if upcoming.record_id == self.state.prefetched:
@@ -422,12 +414,12 @@ class StationCore:
     # -- the tray and the clock --------------------------------------------------------
 
     def _on_tray(self, event: object) -> list:
-        self.stock.on_tray(event, self)
+        self.stock.on_tray(event)
         return []
 
     def _on_tray_calibrated(self, event: ev.TrayCalibrated) -> list:
         if event.ok:
-            self.stock.calibrated(self.spool, event.empty_height_um, event.card_um)
+            self.stock.calibrated(self.store, event.empty_height_um, event.card_um)
         detail = "tray board calibrated" if event.ok else f"tray board refused: {event.reason}"
         self.out.event("command", name="calibrate", source="tray",
                        args={"empty_height_um": event.empty_height_um, "card_um": event.card_um},
@@ -435,7 +427,7 @@ class StationCore:
         return []
 
     def _on_tick(self, event: ev.Tick) -> list:
-        self.stock.on_tick(event.now, self)
+        self.stock.on_tick()
         actions: list = self._purge_due(self.clock())
         if self.out.heartbeat_due():
             actions.append(self.out.state(self.state_document(), force=True))
@@ -448,24 +440,57 @@ class StationCore:
             return []
         self._next_purge = now + min(PURGE_EVERY_S, keep_s / 4)
         # Requests carried out are remembered beyond the session the broker may redeliver in.
-        self.spool.forget_requests(now - self.config.mqtt.session_expiry_s - 86400)
+        self.store.forget_requests(now - self.config.mqtt.session_expiry_s - 86400)
         return [ev.PurgePersonalData(now - keep_s)]
 
     def _on_purge_done(self, event: ev.PurgeDone) -> list:
         self.state.purges_unclean = 0 if event.clean else self.state.purges_unclean + 1
         return []
 
-    # -- for the core's parts (commands, the front desk) and the station loop -----------
+    # -- for the core's parts (commands, the front desk: `CoreAccess`) and the loop -----
+
+    def now(self) -> float:
+        return self.clock()
+
+    def job(self, record_id: str) -> Job | None:
+        return self.store.job(record_id)
+
+    def jobs(self, *states: str) -> list[Job]:
+        return self.store.jobs(*states)
+
+    def rejected(self) -> int:
+        return int(self.store.get_meta("rejected", "0"))
+
+    def tray_online(self) -> bool | None:
+        return self.stock.tray_online
+
+    def event(self, kind: str, **fields: object) -> None:
+        self.out.event(kind, **fields)
+
+    def reply(self, topic: str, body: dict, correlation: bytes) -> None:
+        self.out.outbox(topic, body, correlation)
+
+    def rebirth(self) -> list:
+        """The whole outbox again, from its first item; the state after this step."""
+        self.out.resend_all()
+        self.out.forget_state()
+        return [ev.Publish(self.topic("availability"), b"online")]
+
+    def request_reply(self, key: str) -> bytes | None:
+        return self.store.request_reply(key)
+
+    def remember_request(self, key: str, name: str, reply: bytes) -> None:
+        self.store.remember_request(key, name, reply)
 
     def set_paused(self, paused: bool) -> None:
         """Take no new card into the printer (the card in it finishes); kept in the spool."""
         self.state.paused = paused
-        self.spool.set_meta("paused", "1" if paused else "0")
+        self.store.set_meta("paused", "1" if paused else "0")
 
     def set_accepting(self, accepting: bool) -> None:
-        """Spool new records (True) or refuse them with not-accepting (drain); kept."""
+        """Store new records (True) or refuse them with not-accepting (drain); kept."""
         self.state.accepting = accepting
-        self.spool.set_meta("accepting", "1" if accepting else "0")
+        self.store.set_meta("accepting", "1" if accepting else "0")
 
     def set_spool_full(self, full: bool) -> None:
         """The spool's disk is nearly full (the station loop watches the free space)."""
@@ -478,7 +503,7 @@ class StationCore:
 
     def in_printer(self, record_id: str) -> bool:
         """A card of *record_id* is being printed now."""
-        job = self.spool.job(record_id)
+        job = self.store.job(record_id)
         return job is not None and (job.phase is not None or (
             record_id == self.state.current and job.state == JobState.PROCESSING))
 
@@ -493,9 +518,9 @@ class StationCore:
 
         *job*: the job as just read, if the caller has it; *columns*: other columns
         changed in the same update (between two cards every statement counts)."""
-        job = job or self.spool.job(record_id)
+        job = job or self.store.job(record_id)
         check_transition(record_id, job.state if job else None, state)
-        self.spool.update_job(record_id, state=state, reasons=reasons, detail=detail, **columns)
+        self.store.update_job(record_id, state=state, reasons=reasons, detail=detail, **columns)
         self.out.job_event(record_id, state, reasons, detail)
 
     def _active_alerts(self) -> dict[str, str]:
@@ -504,7 +529,7 @@ class StationCore:
         active.update(self.desk.receipt_reasons)
         if self.state.spool_full:
             active[Reason.SPOOL_FULL] = "the spool's disk is nearly full: records wait"
-        held = self.spool.queue_counts()["held"]
+        held = self.store.queue_counts()["held"]
         if held:
             active[Reason.JOB_HELD] = f"{held} jobs wait for their record: send them again"
         if self.state.purges_unclean >= PURGE_UNCLEAN_ALERT:
@@ -533,21 +558,18 @@ class StationCore:
             printer_state = "stopped"
         else:
             printer_state = "idle"
-        ledger = self.spool.ledger()
+        ledger = self.store.ledger()
         return {
             "printer_state": printer_state,
             "printer_state_reasons": sorted(reasons) or ["none"],
             "accepting_jobs": self.state.accepting and not self.state.spool_full,
-            "queue": self.spool.queue_counts(),
+            "queue": self.store.queue_counts(),
             "stock": self.stock.document(ledger),
             "counters": {
                 "printed": ledger.printed,
                 "spoiled": ledger.spoiled,
-                "rejected": int(self.spool.get_meta("rejected", "0")),
+                "rejected": self.rejected(),
             },
             "version": __version__,
         }
 
-
-def _rfc3339(epoch: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))

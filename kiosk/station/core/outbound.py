@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 
 from kiosk.station.core import events as ev
-from kiosk.station.spool import OutboxItem, Spool
+from kiosk.station.core.store import OutboxItem, Store
 
 HEARTBEAT_S = 30.0
 OUTBOX_WINDOW = 500  # outbox items handed to the broker link and not yet confirmed
@@ -32,9 +32,9 @@ def is_alert(reason: str) -> bool:
 class Outbound:
     """The station's voice on ``{root}/{d}/{s}/…`` for one boot."""
 
-    def __init__(self, spool: Spool, base: str, boot_id: str,
+    def __init__(self, store: Store, base: str, boot_id: str,
                  clock: Callable[[], float] = time.time) -> None:
-        self.spool = spool
+        self.store = store
         self.base = base
         self.boot_id = boot_id
         self.clock = clock
@@ -44,7 +44,7 @@ class Outbound:
         self._more = True  # the outbox may hold items past the cursor, not in _fresh
         self._fresh: list[OutboxItem] = []  # written since the last flush, right after it
         self._again = False
-        self._alerts: dict[str, str] = json.loads(spool.get_meta("alerts", "{}"))
+        self._alerts: dict[str, str] = json.loads(store.get_meta("alerts", "{}"))
         self._last_state: dict | None = None
         self._last_state_at = 0.0
 
@@ -53,7 +53,7 @@ class Outbound:
 
     def _stamp(self, body: dict) -> dict:
         self.seq += 1
-        ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.clock()))
+        ts = ev.rfc3339(self.clock())
         return {"boot_id": self.boot_id, "seq": self.seq, "ts": ts, **body}
 
     # -- through the outbox --------------------------------------------------------------
@@ -65,7 +65,7 @@ class Outbound:
 
     def outbox(self, topic: str, body: dict, correlation: bytes | None = None) -> None:
         payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-        item = self.spool.enqueue(topic, payload, correlation)
+        item = self.store.enqueue(topic, payload, correlation)
         # Usually the link is keeping up: hand this one over without reading it back.
         if not self._more and len(self._in_flight) + len(self._fresh) < OUTBOX_WINDOW:
             self._fresh.append(item)
@@ -94,7 +94,7 @@ class Outbound:
         for reason in sorted(self._alerts.keys() - active.keys()):
             self.alert(reason, "cleared", cleared=True)
         if active != self._alerts:
-            self.spool.set_meta("alerts", json.dumps(active))
+            self.store.set_meta("alerts", json.dumps(active))
         self._alerts = active
 
     def flush(self) -> list:
@@ -103,7 +103,7 @@ class Outbound:
         if self._fresh:
             items, self._fresh = self._fresh, []
         elif self._more and room >= REFILL:
-            items = self.spool.outbox(after=self._cursor, limit=room)
+            items = self.store.outbox(after=self._cursor, limit=room)
             self._more = len(items) == room
         else:
             return []

@@ -17,7 +17,7 @@ from collections import deque
 
 from kiosk.station.config import TraySection
 from kiosk.station.core.events import TrayFrame, TrayOffline, TrayOnline
-from kiosk.station.spool import Ledger, Spool
+from kiosk.station.core.store import Ledger, Store
 
 RATE_WINDOW = 20  # picks remembered for the print rate
 
@@ -46,30 +46,30 @@ class StockWatch:
         self.sensor_low = False
         self.path_since: float | None = None
         self.path_jam = False
-        self.printing = False
         self._picks: deque[float] = deque(maxlen=RATE_WINDOW)
         self.calibration = (tray.empty_height_um, tray.card_um)
 
-    def load(self, spool: Spool) -> None:
-        self.ledger = spool.ledger()
-        stored = spool.get_meta("tray_calibration")
+    def load(self, store: Store) -> None:
+        self.ledger = store.ledger()
+        stored = store.get_meta("tray_calibration")
         if stored:
             empty, card = stored.split(",")
             self.calibration = (int(empty), int(card))
 
-    def calibrated(self, spool: Spool, empty_height_um: int, card_um: int) -> None:
+    def calibrated(self, store: Store, empty_height_um: int, card_um: int) -> None:
         """The board accepted a calibration: keep it (it outlives restarts)."""
         self.calibration = (empty_height_um, card_um)
-        spool.set_meta("tray_calibration", f"{empty_height_um},{card_um}")
+        store.set_meta("tray_calibration", f"{empty_height_um},{card_um}")
 
-    def picked(self, spool: Spool) -> None:
+    def picked(self, ledger: Ledger) -> None:
+        """A blank was booked picked; *ledger*: the totals with it."""
         self._picks.append(self.clock())
-        self.ledger = spool.ledger()
+        self.ledger = ledger
 
-    def refilled(self, spool: Spool) -> None:
-        self.ledger = spool.ledger()
+    def refilled(self, ledger: Ledger) -> None:
+        self.ledger = ledger
 
-    def on_tray(self, event: object, core: object = None) -> None:
+    def on_tray(self, event: object) -> None:
         if isinstance(event, TrayFrame):
             self.tray_online = True
             self.door_open = event.door_open
@@ -86,7 +86,8 @@ class StockWatch:
         elif isinstance(event, TrayOnline):
             self.tray_online = True
 
-    def on_tick(self, now: float, core: object = None) -> None:
+    def on_tick(self) -> None:
+        """The card-path beam held past ``path_jam_s`` is a jam."""
         held = self.path_since is not None and self.clock() - self.path_since
         self.path_jam = bool(held and held > self.tray.path_jam_s)
 

@@ -1,0 +1,1 @@
+"""Helpers shared by the test modules: harnesses, waits and rigs (no tests here)."""
