@@ -19,14 +19,15 @@ def rfc3339(epoch: float | None = None) -> str:
 
 
 def parse_rfc3339(stamp: object) -> float | None:
-    """Epoch seconds of an RFC 3339 UTC stamp (fraction allowed), or None if it is not one."""
-    if not isinstance(stamp, str) or not stamp.endswith("Z"):
+    """Epoch seconds of an RFC 3339 UTC stamp (fraction allowed), or None if it is not one
+    (a stamp from another machine is input: its length is bounded before it is read)."""
+    if not isinstance(stamp, str) or not stamp.endswith("Z") or len(stamp) > 40:
         return None
     whole, _, fraction = stamp[:-1].partition(".")
     if fraction and not fraction.isdigit():
         return None
     try:
         seconds = timegm(time.strptime(whole, _FORMAT))
-    except ValueError:
+    except (ValueError, OverflowError):
         return None
-    return seconds + (float(f"0.{fraction}") if fraction else 0.0)
+    return seconds + (float(f"0.{fraction[:9]}") if fraction else 0.0)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
@@ -35,6 +34,7 @@ from typing import Protocol
 from kiosk.contract.acks import InOrderAcks
 from kiosk.contract.documents import DEFAULT_DOCUMENTS, document_of
 from kiosk.contract.record import MAX_PAYLOAD_BYTES
+from kiosk.contract.timestamps import rfc3339
 from kiosk.district import inputs
 from kiosk.district.routing import ReleaseClock, choose, is_station, plan, queue_length
 
@@ -306,7 +306,7 @@ class RouterCore:
         self._held.append(_Held(mid, record_id))
 
     def _note(self, kind: str, **fields: object) -> None:
-        ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        ts = rfc3339()
         body = {"schema": "ektp.router-event/1", "ts": ts, "type": kind, **fields}
         self._outbox.notes.append(json.dumps(body).encode())
 

@@ -33,6 +33,7 @@ import time
 from typing import NamedTuple
 
 from kiosk.contract.mqtt import Credentials, connect_client, json_properties, make_client
+from kiosk.contract.timestamps import rfc3339
 from kiosk.district.routecore import RouterCore
 from kiosk.district.routing import HOLD_AHEAD
 from kiosk.district.store import RouteStore
@@ -243,7 +244,7 @@ class Router:
         if counts == self._backlog_sent or not self._connected:
             return
         body = {"schema": "ektp.router-state/1",
-                "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **counts}
+                "ts": rfc3339(), **counts}
         self.client.publish(f"{self.own}/state", json.dumps(body).encode(), qos=1, retain=True,
                             properties=_JSON)
         self._backlog_sent = counts

@@ -16,12 +16,12 @@ so, so the table never fails for one station.
 from __future__ import annotations
 
 import time
-from calendar import timegm
 from typing import Any
 
 from rich.table import Table
 from rich.text import Text
 
+from kiosk.contract.timestamps import parse_rfc3339
 from kiosk.district import inputs
 from kiosk.district.routing import refusal
 
@@ -119,9 +119,8 @@ def _age(ts: object, now: float) -> str:
     """Seconds since an RFC 3339 UTC stamp such as 2026-01-02T03:04:05Z."""
     if not isinstance(ts, str):
         return "-"
-    try:
-        stamp = timegm(time.strptime(ts[:40], "%Y-%m-%dT%H:%M:%SZ"))
-    except (ValueError, OverflowError):
+    stamp = parse_rfc3339(ts)
+    if stamp is None:
         return "?"
     return f"{max(0, round(now - stamp))} s ago"
 

@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Annotated, Any, get_args, get_origin, get_type_hints
 from urllib.parse import urlsplit
 
+from kiosk.contract.documents import DEFAULT_DOCUMENTS, check_documents
+
 STATION_ID = re.compile(r"[a-z0-9-]{1,32}")
 DISTRICT = re.compile(r"[0-9]{4}")  # the first four digits of a NIK (mqtt.md)
 
@@ -78,6 +80,15 @@ def not_empty(value: str | list) -> str | None:
 
 def each_not_empty(values: list[str]) -> str | None:
     return None if all(values) else "must not hold an empty path"
+
+
+def known_documents(values: list[str]) -> str | None:
+    """The blanks the printer is loaded with (station.md `[station] documents`)."""
+    try:
+        check_documents(values)
+    except ValueError as problem:
+        return str(problem)
+    return None
 
 
 def broker_url(url: str) -> str | None:
@@ -137,6 +148,8 @@ class StationSection:
     id: Annotated[str, matching(STATION_ID, "1-32 of [a-z0-9-]")] = ""
     spool: Annotated[str, FILE] = "/var/lib/kiosk/spool.db"
     min_free_mb: Annotated[float, not_negative] = 20.0
+    documents: Annotated[list[str], known_documents] = field(
+        default_factory=lambda: list(DEFAULT_DOCUMENTS))
 
 
 @dataclass(frozen=True)

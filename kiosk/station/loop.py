@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kiosk.card.render import render_card
-from kiosk.contract.record import parse_record
+from kiosk.contract.documents import DOCUMENTS, parse_job
 from kiosk.contract.signing import Verifier
 from kiosk.devices.panel.buttons import DevicePanel, PanelTiming
 from kiosk.devices.panel.lcd import open_lcd
@@ -51,7 +51,9 @@ def make_renderer(printer: CardPrinter) -> Callable[[bytes], Any]:
     """Spooled record JSON → the document *printer* gets (its driver's `prepare`)."""
 
     def render(payload: bytes) -> Any:
-        record = parse_record(payload, decode_images=False)  # checked in full on arrival
+        # Checked in full on arrival; any document, so a record spooled before a change of
+        # [station] documents still reads.
+        record = parse_job(payload, documents=DOCUMENTS, decode_images=False)
         return printer.prepare(render_card(record))
 
     return render

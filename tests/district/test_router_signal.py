@@ -7,7 +7,7 @@ of ours, which asks the router's loop to stop (issue 14.4).
 from __future__ import annotations
 
 from tests.district.test_router import RouterProcess
-from tests.station.test_stop_signal import stops_under_a_storm
+from tests.support.storm import stops_under_a_storm
 
 ROUNDS = 4
 

@@ -47,6 +47,7 @@ IMPOSSIBLE = [
     ("tray", "card_um", -760), ("tray", "card_um", 50_000), ("tray", "empty_height_um", -1),
     ("tray", "mismatch_tolerance", -1), ("tray", "path_jam_s", 0),
     ("receipt", "port", ""),
+    ("station", "documents", []), ("station", "documents", ["sim"]),
     ("panel", "lcd", "hdmi"), ("panel", "lcd", "i2c:1:0x99"), ("panel", "lcd", "i2c:x:0x27"),
     ("panel", "language", "fr"), ("panel", "hold_s", 0), ("panel", "button_ok", 40),
     ("panel", "led_red", -1), ("panel", "buzzer", 28),

@@ -38,8 +38,7 @@ from kiosk.district.client import DistrictClient
 from kiosk.sim.printer import PrinterSimulator
 from kiosk.station.spool import Spool
 from tests.conftest import STATION, StationProcess, wait_until
-from tests.station.test_resilience import k_panel, once_each
-from tests.station.test_serial_faults import CARD, CONNECT, step_of
+from tests.support.rigs import CARD, CONNECT, k_panel, once_each, step_of
 
 KILLS = int(os.environ.get('KIOSK_KILLS', 100))
 # A round's commits: 14 to 25 for two records printed (the loop batches what arrives

@@ -25,6 +25,7 @@ import time
 from typing import NamedTuple
 
 from kiosk.contract.mqtt import Credentials, connect_client, json_properties, make_client
+from kiosk.contract.timestamps import rfc3339
 from kiosk.district.custody.blank import BadBlank, NotBlank, parse_blank
 from kiosk.district.custody.register import Register
 from kiosk.district.routing import is_station
@@ -225,7 +226,7 @@ class Keeper:
 
     def _note(self, kind: str, station: str, uid: str | None, record_id: str | None,
               detail: str) -> None:
-        ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        ts = rfc3339()
         self._notes.append({"schema": EVENT_SCHEMA, "ts": ts, "type": kind, "station": station,
                             "uid": uid, "record_id": record_id, "detail": detail})
 

@@ -32,12 +32,12 @@ import threading
 import time
 from array import array
 from bisect import bisect_right, insort
-from calendar import timegm
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kiosk.contract.timestamps import parse_rfc3339, rfc3339
 from kiosk.district import inputs
 from kiosk.district.routing import is_station, refusal
 from kiosk.district.web.forecast import RATE_WINDOW_S, Rate, forecast, print_rate
@@ -215,7 +215,7 @@ class DistrictView:
                                 "members refused: " + ", ".join(checked.refused))
         station.state, station.state_invalid = checked.as_dict(), None
         station.refused = checked.refused
-        stamp = _epoch(checked.ts)
+        stamp = parse_rfc3339(checked.ts)
         station.state_ts = stamp if stamp is not None and stamp <= now + 60 else now
         if retained and stamp is not None:
             station.heard_at = max(station.heard_at or 0.0, min(stamp, now))
@@ -253,7 +253,7 @@ class DistrictView:
             return False
         if event.type != "job" or event.job_state != "completed" or event.record_id is None:
             return False
-        stamp = _epoch(event.ts)
+        stamp = parse_rfc3339(event.ts)
         at = now if stamp is None else max(now - DAY_S, min(now, stamp))
         return self._completed(station, event.record_id, at, self._hourly, confirmed=False)
 
@@ -318,7 +318,7 @@ class DistrictView:
                 printed=sum(s["counters"]["printed"] or 0 for s in stations),
                 spoiled=sum(s["counters"]["spoiled"] or 0 for s in stations))
             return {
-                "schema": SCHEMA, "district": self.district, "ts": _rfc3339(now),
+                "schema": SCHEMA, "district": self.district, "ts": rfc3339(now),
                 "broker": "online" if self.broker else "offline",
                 "router": self._router_link(),
                 "stations": stations,
@@ -326,7 +326,7 @@ class DistrictView:
                 "rate_per_hour": round(rate.per_hour, 1),
                 "forecast": {
                     "backlog_done_at": (None if outlook.backlog_done_at is None
-                                        else _rfc3339(outlook.backlog_done_at)),
+                                        else rfc3339(outlook.backlog_done_at)),
                     "blanks_needed": outlook.blanks_needed,
                     "blanks_on_hand": outlook.blanks_on_hand,
                     "blanks_short": outlook.blanks_short,
@@ -350,8 +350,8 @@ class DistrictView:
             hours = [this_hour - 3600 * back for back in range(23, -1, -1)]
             hourly = self._hourly_confirmed if self.router_seen else self._hourly
             return {
-                "ts": _rfc3339(now),
-                "cards_per_hour": [[_rfc3339(h), hourly.get(h, 0)] for h in hours],
+                "ts": rfc3339(now),
+                "cards_per_hour": [[rfc3339(h), hourly.get(h, 0)] for h in hours],
                 "stock": {name: [[round(at), n] for at, n in s.stock if at >= now - DAY_S]
                           for name, s in sorted(self._stations.items())},
             }
@@ -422,17 +422,3 @@ def _count(value: object) -> bool:
         and 0 <= value <= inputs.MAX_COUNT
 
 
-def _epoch(ts: object) -> float | None:
-    """Epoch seconds of an RFC 3339 UTC stamp (2026-01-02T03:04:05Z, fraction allowed)."""
-    if not isinstance(ts, str) or len(ts) > 40:
-        return None
-    whole, _, fraction = ts.rstrip("Z").partition(".")
-    try:
-        seconds = timegm(time.strptime(whole, "%Y-%m-%dT%H:%M:%S"))
-    except (ValueError, OverflowError):
-        return None
-    return seconds + (float(f"0.{fraction[:9]}") if fraction.isdigit() else 0.0)
-
-
-def _rfc3339(epoch: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))

@@ -9,14 +9,14 @@ Tray events come from `kiosk.devices.tray.driver` and are consumed as they are.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from kiosk.contract.timestamps import rfc3339
 
-def rfc3339(epoch: float) -> str:
-    """A timestamp as the station's messages carry it (``ts``, ``printed_at``): UTC, seconds."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+__all__ = ["rfc3339"]  # the station's stamps (ts, printed_at), from the contract
+
+
 
 # -- events: the broker link -------------------------------------------------
 

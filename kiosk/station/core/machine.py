@@ -32,7 +32,8 @@ from collections.abc import Callable
 from typing import Any
 
 from kiosk import __version__
-from kiosk.contract.record import Rejected, mask_nik, parse_record
+from kiosk.contract.documents import parse_job
+from kiosk.contract.record import Rejected, mask_nik
 from kiosk.station.config import Config
 from kiosk.station.core import commands
 from kiosk.station.core import events as ev
@@ -51,6 +52,8 @@ from kiosk.station.core.state import (
 from kiosk.station.core.stock import StockWatch
 from kiosk.station.core.store import Job, Store
 from kiosk.station.core.throttle import LogThrottle
+
+INVALID_CATEGORIES = ("gagal-encode", "gagal-cetak", "rusak", "perubahan-elemen-data")
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +219,8 @@ class StationCore:
 
     def _take_record(self, payload: bytes) -> None:
         try:
-            record = parse_record(payload, verifier=self.verifier)
+            record = parse_job(payload, documents=self.config.station.documents,
+                               verifier=self.verifier)
         except Rejected as rejected:
             self.reject(rejected.code, rejected.detail, rejected.record_id)
             return
@@ -569,7 +573,13 @@ class StationCore:
                 "printed": ledger.printed,
                 "spoiled": ledger.spoiled,
                 "rejected": self.rejected(),
+                # Declared by category once the chip's custody lands (chip.md); until then
+                # the station declares none, and says so with zeros rather than nothing.
+                "invalid": dict.fromkeys(INVALID_CATEGORIES, 0),
             },
+            "documents": list(self.config.station.documents),
+            "encoder": "none",
+            "supplies": [],
             "version": __version__,
         }
 
