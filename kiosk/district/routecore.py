@@ -288,9 +288,15 @@ class RouterCore:
         return self.generation, due
 
     def backlog(self) -> dict:
-        """What the router holds that is not printed: ``waiting``, ``at_stations``."""
+        """What the router holds that is not printed: ``waiting``, ``at_stations``, the
+        waiting per document, and the documents that wait with no station printing them."""
+        by_document = self.store.waiting_by_document()
+        printed_here = {doc for name, state in self.states.items() if state
+                        for doc in state.get("documents") or DEFAULT_DOCUMENTS}
         return {"waiting": self.store.counts().get("waiting", 0),
-                "at_stations": self.store.at_stations()}
+                "at_stations": self.store.at_stations(),
+                "waiting_by_document": by_document,
+                "no_printer": sorted(doc for doc in by_document if doc not in printed_here)}
 
     # -- helpers ---------------------------------------------------------------------
 

@@ -187,6 +187,11 @@ class RouteStore:
     def counts(self) -> dict[str, int]:
         return dict(self._db.execute("SELECT status, COUNT(*) FROM records GROUP BY status"))
 
+    def waiting_by_document(self) -> dict[str, int]:
+        """Records without a station, per document ("ektp", "kia")."""
+        return dict(self._db.execute("SELECT document, COUNT(*) FROM records"
+                                     " WHERE status = 'waiting' GROUP BY document"))
+
     def assign(self, record_id: str, station: str) -> None:
         self._db.execute(
             "UPDATE records SET status = 'assigned', station = ?, attempts = attempts + 1,"

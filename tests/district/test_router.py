@@ -22,9 +22,11 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from kiosk.contract.signing import sign_record
 from kiosk.district.router import Router
 from kiosk.district.store import RouteStore
 from kiosk.sim.printer import PrinterSimulator
+from kiosk.sim.samples import make_kia_record
 from kiosk.sim.tray import TraySimulator
 from tests.conftest import DISTRICT, ServiceProcess, StationThread, wait_until
 
@@ -438,3 +440,42 @@ def test_a_record_forwarded_before_a_restart_is_not_forwarded_again(
         district.send_inbox(later)
         assert all_completed(district, [later["record_id"]], 10)
     assert printer.received == [later["record_id"]]
+
+
+# -- issue 28: documents ------------------------------------------------------------------
+
+
+def test_a_mixed_backlog_prints_each_record_on_a_station_of_its_kind(
+    tmp_path, broker, sites, district, signed, district_key
+):
+    sites[1].settings["station"]["documents"] = ["kia"]  # st-2 prints the KIA only
+    kia = [sign_record(make_kia_record(i), district_key[0]) for i in range(1, 5)]
+    ektp = [signed(i) for i in range(10, 18)]
+    records = [*kia[:2], *ektp, *kia[2:]]
+    with running(sites, district), RouterThread(broker, tmp_path / "router.db", district):
+        assert district.wait_for(lambda: district.states.get("st-2", {}).get("documents")
+                                 == ["kia"], 10)
+        for record in records:
+            district.send_inbox(record)
+        assert all_completed(district, [r["record_id"] for r in records], 45)
+    where = {r["record_id"]: completed_at(district, r["record_id"])[0] for r in records}
+    assert {where[r["record_id"]] for r in kia} == {"st-2"}
+    assert "st-2" not in {where[r["record_id"]] for r in ektp}
+    assert district.events_of("rejected") == []  # none had to be refused on the way
+    assert sites[1].printer.printed == len(kia)
+
+
+def test_a_record_no_station_prints_waits_and_the_router_says_which_document(
+    tmp_path, broker, sites, district, signed, district_key
+):
+    kia = sign_record(make_kia_record(7), district_key[0])
+    ektp = signed(8)
+    with running(sites[:1], district), RouterThread(broker, tmp_path / "router.db", district):
+        district.send_inbox(kia)
+        district.send_inbox(ektp)
+        assert all_completed(district, [ektp["record_id"]], 30)  # the E-KTP goes on
+        assert wait_until(lambda: (district.states.get("_router") or {}).get("no_printer")
+                          == ["kia"], 10)
+        assert district.states["_router"]["waiting_by_document"] == {"kia": 1}
+    assert district.job_states(kia["record_id"]) == []  # never sent to the E-KTP station
+    assert district.events_of("rejected") == []  # (it would have refused it)

@@ -122,14 +122,29 @@ def test_rate_counts_completed_cards_once_and_only_where_printing_goes_on():
 def test_backlog_comes_from_the_router_when_it_publishes_one():
     view, _ = make_view()
     online(view, "st-a", T0, queue={"pending": 3, "held": 0, "processing": 1})
-    assert view.document()["backlog"] == {"waiting": 0, "at_stations": 4}
+    assert view.document()["backlog"] == {"waiting": 0, "at_stations": 4, "by_document": {},
+                                          "no_printer": []}
     send(view, "_router", "availability", "online")
     send(view, "_router", "state", {"schema": "ektp.router-state/1", "waiting": 120,
                                     "at_stations": {"st-a": 5, "st-b": 2}})
     document = view.document()
-    assert document["backlog"] == {"waiting": 120, "at_stations": 7}
+    assert document["backlog"] == {"waiting": 120, "at_stations": 7, "by_document": {},
+                                   "no_printer": []}
     assert document["router"] == "online"
     assert document["forecast"]["blanks_needed"] == 127
+
+
+def test_records_waiting_for_a_printer_of_their_kind_are_shown_per_document():
+    """Issue 28: KIA records with no KIA station wait; the page says which document waits."""
+    view, _ = make_view()
+    send(view, "_router", "availability", "online")
+    send(view, "_router", "state", {"schema": "ektp.router-state/1", "waiting": 12,
+                                    "at_stations": {}, "no_printer": ["kia", "__proto__"],
+                                    "waiting_by_document": {"ektp": 9, "kia": 3, "x": 1,
+                                                            "constructor": 5}})
+    backlog = view.document()["backlog"]
+    assert backlog["no_printer"] == ["kia"]
+    assert backlog["by_document"] == {"ektp": 9, "kia": 3}
 
 
 def test_router_and_broker_links():

@@ -58,7 +58,8 @@ def test_api_district_has_the_shape_of_station_md(page, fleet):
         assert isinstance(entry["state_age_s"], int)
     jammed = next(s for s in body["stations"] if s["id"] == "sim-2")
     assert (jammed["takes_records"], jammed["why_not"]) == (False, "media-jam-error")
-    assert set(body["backlog"]) == {"waiting", "at_stations"}
+    # station.md's two, and per document what waits and what no station prints (issue 28)
+    assert set(body["backlog"]) == {"waiting", "at_stations", "by_document", "no_printer"}
     assert isinstance(body["rate_per_hour"], int | float)
     assert {"backlog_done_at", "blanks_needed", "blanks_on_hand", "blanks_short"} <= set(
         body["forecast"])
@@ -123,7 +124,7 @@ def test_the_router_retains_its_backlog_and_the_page_shows_it(broker, page, flee
                           is False and "sim-1" in router.states, 10)  # it knows them
         for n in range(3):
             district.send_inbox({"schema": "ektp.record/1", "record_id": f"R-{n}"})
-        want = {"waiting": 0, "at_stations": 3}
+        want = {"waiting": 0, "at_stations": 3, "by_document": {}, "no_printer": []}
         assert wait_until(lambda: get(page, "/api/district")["backlog"] == want, 10)
         retained = router_state(broker)
         assert (retained["waiting"], retained["at_stations"]) == (0, {"sim-1": 3})

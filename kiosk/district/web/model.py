@@ -37,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kiosk.contract.documents import DOCUMENTS
 from kiosk.contract.timestamps import parse_rfc3339, rfc3339
 from kiosk.district import inputs
 from kiosk.district.routing import is_station, refusal
@@ -390,9 +391,11 @@ class DistrictView:
     def _backlog(self, stations: list[dict]) -> dict[str, int]:
         if self.router_state:
             return {"waiting": self.router_state["waiting"],
-                    "at_stations": sum(self.router_state["at_stations"].values())}
+                    "at_stations": sum(self.router_state["at_stations"].values()),
+                    "by_document": self.router_state.get("by_document", {}),
+                    "no_printer": self.router_state.get("no_printer", [])}
         queued = sum(sum(s["queue"].values()) for s in stations)
-        return {"waiting": 0, "at_stations": queued}
+        return {"waiting": 0, "at_stations": queued, "by_document": {}, "no_printer": []}
 
     def _rate(self, stations: list[dict], now: float) -> Rate:
         can_print = {s["id"] for s in stations if s["takes_records"]}
@@ -412,9 +415,16 @@ def _router_counts(body: dict) -> dict[str, Any] | None:
     at = body.get("at_stations")
     if not _count(waiting) or not isinstance(at, dict):
         return None
+    by_document = body.get("waiting_by_document")
+    no_printer = body.get("no_printer")
     return {"waiting": waiting,
             "at_stations": {k: v for k, v in list(at.items())[:MAX_STATIONS]
-                            if is_station(k) and _count(v)}}
+                            if is_station(k) and _count(v)},
+            "by_document": {k: v for k, v in by_document.items()
+                            if k in DOCUMENTS and _count(v)}
+            if isinstance(by_document, dict) else {},
+            "no_printer": [d for d in no_printer if d in DOCUMENTS][:len(DOCUMENTS)]
+            if isinstance(no_printer, list) else []}
 
 
 def _count(value: object) -> bool:

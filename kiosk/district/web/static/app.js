@@ -6,6 +6,8 @@ const TEXT = {
   id: {
     "title": "Cetak E-KTP", "district": "Kabupaten", "backlog": "Antrean distrik",
     "waiting": "menunggu di router", "at-stations": "di stasiun",
+    "no-printer": "menunggu printer jenisnya (tidak ada stasiun yang mencetaknya)",
+    "doc-ektp": "E-KTP", "doc-kia": "KIA",
     "rate": "Kartu tercetak per jam", "forecast": "Perkiraan",
     "done-at": "Antrean selesai", "blanks-needed": "Blangko dibutuhkan",
     "blanks-on-hand": "tersedia", "blanks-short": "kurang",
@@ -47,6 +49,8 @@ const TEXT = {
   en: {
     "title": "E-KTP printing", "district": "District", "backlog": "District backlog",
     "waiting": "waiting at the router", "at-stations": "at stations",
+    "no-printer": "waiting for a printer of its kind (no station prints it)",
+    "doc-ektp": "E-KTP", "doc-kia": "KIA",
     "rate": "Cards printed per hour", "forecast": "Forecast",
     "done-at": "Backlog printed by", "blanks-needed": "Blank cards needed",
     "blanks-on-hand": "on hand", "blanks-short": "short",
@@ -223,6 +227,10 @@ function renderSummary() {
   setText("backlog-total", num(total), total);
   setText("backlog-waiting", num(backlog.waiting), backlog.waiting);
   setText("backlog-at", num(backlog.at_stations), backlog.at_stations);
+  const stranded = (backlog.no_printer || []).filter(doc => doc === "ektp" || doc === "kia");
+  document.getElementById("no-printer").hidden = stranded.length === 0;
+  setText("no-printer-docs", stranded.map(doc =>
+    `${t("doc-" + doc)} ${num((backlog.by_document || {})[doc] || 0)}`).join(", ") || "–");
   setText("rate", num(district.rate_per_hour), district.rate_per_hour);
   const done = forecast.backlog_done_at;
   setText("done-at", done === null ? t("never") : total === 0 ? t("now") : localTime(done), done);
