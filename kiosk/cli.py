@@ -52,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="the whole station in simulation")
     demo.add_argument("--cards", type=int, default=12)
+    demo.add_argument("--kia", type=int, default=2, metavar="N",
+                      help="KIA cards on a second, KIA-only station (0: none)")
     demo.add_argument("--card-seconds", type=float, default=0.5)
     demo.add_argument("--faults", action="store_true", help="a jam and an empty feeder on the way")
     demo.add_argument("--printer", choices=("evolis", "ipp"), default="evolis",
@@ -125,7 +127,7 @@ def _demo(args: argparse.Namespace) -> int:
     from kiosk.sim.demo import run_demo
 
     return run_demo(cards=args.cards, card_seconds=args.card_seconds, faults=args.faults,
-                    printer=args.printer)
+                    printer=args.printer, kia_cards=args.kia)
 
 
 def _render(args: argparse.Namespace) -> int:

@@ -29,12 +29,13 @@ from kiosk.district.client import DistrictClient
 from kiosk.sim.broker import Broker, MosquittoMissing
 from kiosk.sim.cups import CupsMissing, CupsServer
 from kiosk.sim.printer import PrinterSimulator
-from kiosk.sim.samples import make_record
+from kiosk.sim.samples import make_kia_record, make_record
 from kiosk.sim.tray import TraySimulator
 from kiosk.station.config import from_dict
 from kiosk.station.loop import Station
 
 STATION, DISTRICT = "demo-01", "3210"
+KIA_STATION = "demo-kia"  # the children's card, on an Evolis of its own (issue 28)
 SEEDS = Path(__file__).resolve().parents[2] / "seeds" / "records.jsonl"
 
 
@@ -54,9 +55,10 @@ class Demo:
     """Owns the simulated world; `run` plays it and returns the figures."""
 
     def __init__(self, workdir: Path, cards: int, card_seconds: float,
-                 printer: str = "evolis") -> None:
+                 printer: str = "evolis", kia_cards: int = 2) -> None:
         self.workdir = workdir
         self.cards = cards
+        self.kia_cards = kia_cards
         self.card_seconds = card_seconds
         self.broker = Broker(workdir / "broker")  # raises MosquittoMissing before anything runs
         self.station: Station | None = None
@@ -83,6 +85,19 @@ class Demo:
         if self.cups is not None:
             self.settings["printer"] = {"driver": "ipp", "uri": self.cups.uri, "poll_s": 0.1}
             self.settings["tray"]["enabled"] = False  # the tray board sits by an Evolis here
+        self.kia_printer = PrinterSimulator(str(workdir / "printer-kia"),
+                                            card_seconds=card_seconds, feeder=kia_cards + 10)
+        self.kia_station: Station | None = None
+        self.kia_settings = {
+            "station": {"district": DISTRICT, "id": KIA_STATION, "documents": ["kia"],
+                        "spool": str(workdir / "spool-kia.db")},
+            "mqtt": {"url": self.broker.url},
+            "printer": {"port": self.kia_printer.path, "print_seconds": card_seconds + 5,
+                        "poll_s": 0.5, "resync_s": 6.0},
+            "tray": {"enabled": False},
+            "panel": {"lcd": "none"},
+            "security": {"trusted_keys": [str(public)]},
+        }
 
     def start(self) -> None:
         os.environ.setdefault("GPIOZERO_PIN_FACTORY", "mock")  # the panel's pins are simulated
@@ -95,17 +110,30 @@ class Demo:
         self.station = Station(from_dict(self.settings))
         self.thread = threading.Thread(target=self.station.run, name="station", daemon=True)
         self.thread.start()
+        if self.kia_cards:
+            self.kia_printer.start()
+            self.kia_station = Station(from_dict(self.kia_settings))
+            self.kia_thread = threading.Thread(target=self.kia_station.run, name="station-kia",
+                                               daemon=True)
+            self.kia_thread.start()
         self.district = DistrictClient(self.broker.url, district=DISTRICT).wait_connected()
-        if not self.district.wait_for(lambda: self.district.availability.get(STATION) == "online",
-                                      15):
-            raise RuntimeError("the station did not come online")
+        names = [STATION, KIA_STATION] if self.kia_cards else [STATION]
+        if not self.district.wait_for(
+                lambda: all(self.district.availability.get(n) == "online" for n in names), 15):
+            raise RuntimeError("a station did not come online")
         self.district.command(STATION, "refill", {"count": self.tray.cards})
+        if self.kia_cards:
+            self.district.command(KIA_STATION, "refill", {"count": self.kia_printer.feeder})
 
     def stop(self) -> None:
         """Undo whatever `start` got to, in reverse order."""
         if self.station is not None:
             self.station.stop()
             self.thread.join(timeout=20)
+        if self.kia_station is not None:
+            self.kia_station.stop()
+            self.kia_thread.join(timeout=20)
+        self.kia_printer.stop()
         if self.district is not None:
             self.district.close()
         self.printer.stop()
@@ -151,16 +179,24 @@ class Demo:
         threading.Thread(target=operator, daemon=True).start()
 
     def feed(self, progress: Progress) -> list[float]:
-        task = progress.add_task("kartu tercetak / cards printed", total=self.cards)
+        """E-KTP records to the E-KTP station, KIA records (one every few) to the KIA one."""
+        task = progress.add_task("kartu tercetak / cards printed",
+                                 total=self.cards + self.kia_cards)
         sent: list[float] = []
         records = [sign_record(r, self.key) for r in sample_records(self.cards)]
-        ids = [r["record_id"] for r in records]
-        for record in records:
+        kia = [sign_record(make_kia_record(i + 1), self.key) for i in range(self.kia_cards)]
+        every = max(1, self.cards // max(1, self.kia_cards))
+        ids = [r["record_id"] for r in records + kia]
+        for index, record in enumerate(records):
             sent.append(self.district.publish_record(STATION, record))
+            if kia and index % every == every - 1:
+                self.district.publish_record(KIA_STATION, kia.pop(0))
             self._wait(progress, task, ids, pause=self.card_seconds * 2 + 0.1)  # arrives idle
+        for record in kia:
+            self.district.publish_record(KIA_STATION, record)
         while not self._done(ids):
             self._wait(progress, task, ids, pause=0.2)
-        progress.update(task, completed=self.cards)
+        progress.update(task, completed=self.cards + self.kia_cards)
         return sent
 
     def _wait(self, progress: Progress, task, ids: list[str], pause: float) -> None:
@@ -173,12 +209,12 @@ class Demo:
 
 
 def run_demo(*, cards: int = 12, card_seconds: float = 0.5, faults: bool = False,
-             printer: str = "evolis") -> int:
+             printer: str = "evolis", kia_cards: int = 2) -> int:
     console = Console()
     workdir = Path(tempfile.mkdtemp(prefix="kiosk-demo-"))
     _log_to(workdir / "demo.log")
     try:
-        demo = Demo(workdir, cards, card_seconds, printer)
+        demo = Demo(workdir, cards, card_seconds, printer, kia_cards)
     except (MosquittoMissing, CupsMissing) as missing:
         console.print(f"[red]{missing}[/red]")
         return 1
@@ -255,6 +291,10 @@ def summary(demo: Demo, sent: list[float], elapsed: float, ledger) -> Table:
     table.add_row("cards printed", str(ledger.printed))
     table.add_row("blank cards spoiled", str(ledger.spoiled))
     table.add_row("ledger balanced", "yes" if ledger.balanced else "NO")
+    if demo.kia_station is not None:
+        kia = demo.kia_station.spool.ledger()
+        table.add_row(f"KIA cards printed ({KIA_STATION})", str(kia.printed))
+        table.add_row("KIA ledger balanced", "yes" if kia.balanced else "NO")
     table.add_row("run time", f"{elapsed:.1f} s")
     if per_card:
         table.add_row("time per card, picked → out (median)",

@@ -17,6 +17,9 @@ def test_demo_prints_every_card_and_ends_with_a_balanced_summary():
     assert re.search(r"cards printed\s*│\s*3\b", out), out
     assert re.search(r"ledger balanced\s*│\s*yes", out), out
     assert "publish → first printer byte" in out
+    # Both documents (issue 28): the KIA on a station of its own, its ledger balanced too.
+    assert re.search(r"KIA cards printed \(demo-kia\)\s*│\s*2\b", out), out
+    assert re.search(r"KIA ledger balanced\s*│\s*yes", out), out
 
 
 def test_demo_with_faults_recovers_by_itself():
