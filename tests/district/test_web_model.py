@@ -147,6 +147,26 @@ def test_records_waiting_for_a_printer_of_their_kind_are_shown_per_document():
     assert backlog["by_document"] == {"ektp": 9, "kia": 3}
 
 
+def test_each_documents_blanks_are_forecast_on_its_own_stations():
+    """Issue 28: a KIA blank is no E-KTP blank: each document's need is set against the
+    stock of the stations that print it, so a KIA shortage shows beside plenty of E-KTP."""
+    view, _ = make_view()
+    online(view, "st-a", T0, stock={"remaining": 100, "low_threshold": 50,
+                                    "sensor_estimate": None})
+    online(view, "st-k", T0, documents=["kia"],
+           stock={"remaining": 30, "low_threshold": 10, "sensor_estimate": None})
+    send(view, "_router", "availability", "online")
+    send(view, "_router", "state", {"schema": "ektp.router-state/1", "waiting": 90,
+                                    "at_stations": {}, "no_printer": [],
+                                    "waiting_by_document": {"ektp": 50, "kia": 40}})
+    by_document = view.document()["forecast"]["by_document"]
+    assert by_document["ektp"]["stations"] == ["st-a"]
+    assert (by_document["ektp"]["blanks_needed"], by_document["ektp"]["blanks_short"]) == (50, 0)
+    assert by_document["kia"]["stations"] == ["st-k"]
+    assert (by_document["kia"]["blanks_needed"], by_document["kia"]["blanks_on_hand"],
+            by_document["kia"]["blanks_short"]) == (40, 30, 10)
+
+
 def test_router_and_broker_links():
     view, _ = make_view()
     assert view.document()["router"] == "unknown"

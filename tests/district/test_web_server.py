@@ -17,7 +17,8 @@ from tests.conftest import wait_until
 STATION_KEYS = {"id", "availability", "printer_state", "printer_state_reasons", "accepting_jobs",
                 "queue", "stock", "counters", "state_age_s", "takes_records",
                 # what the district makes of a station's word (issue 24), beside station.md's
-                "state_invalid", "refused", "invalid_messages", "lies", "stock_doubtful"}
+                "state_invalid", "refused", "invalid_messages", "lies", "stock_doubtful",
+                "documents"}
 
 
 @pytest.fixture
@@ -168,11 +169,13 @@ def test_kiosk_demo_prints_the_page_address_and_serves_it_while_it_runs(tmp_path
         assert wait_until(lambda: any("district page:" in line for line in lines), 60), lines
         url = re.search(r"http://\S+/", next(x for x in lines if "district page:" in x))[0]
 
-        def shows_the_station() -> bool:
+        def shows_both_stations() -> bool:  # the E-KTP station and the KIA one (issue 28)
             with urllib.request.urlopen(url + "api/district", timeout=5) as response:
-                return [s["id"] for s in json.load(response)["stations"]] == ["demo-01"]
+                stations = json.load(response)["stations"]
+            return [(s["id"], s["documents"]) for s in stations] == [
+                ("demo-01", ["ektp"]), ("demo-kia", ["kia"])]
 
-        assert wait_until(shows_the_station, 20)
+        assert wait_until(shows_both_stations, 20)
         assert demo.wait(120) == 0
     finally:
         if demo.poll() is None:

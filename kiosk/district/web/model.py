@@ -37,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kiosk.contract.documents import DOCUMENTS
+from kiosk.contract.documents import DEFAULT_DOCUMENTS, DOCUMENTS
 from kiosk.contract.timestamps import parse_rfc3339, rfc3339
 from kiosk.district import inputs
 from kiosk.district.routing import is_station, refusal
@@ -340,8 +340,39 @@ class DistrictView:
                         "backlog_from": "router" if self.router_state else "station-queues",
                         "stock_doubtful": doubtful,
                     },
+                    "by_document": self._per_document(stations, backlog, now),
                 },
             }
+
+    def _per_document(self, stations: list[dict], backlog: dict, now: float) -> dict:
+        """The forecast of each document on its own stations and blanks (a KIA blank is no
+        E-KTP blank): what waits for it, what its stations hold and have in stock."""
+        out = {}
+        for document in DOCUMENTS:
+            own = [s for s in stations if document in s["documents"]]
+            waiting = backlog["by_document"].get(document, 0)
+            if not own and not waiting:
+                continue
+            names = {s["id"] for s in own}
+            queued = sum(sum(s["queue"].values()) for s in own)
+            if self.router_state:
+                queued = sum(n for name, n in self.router_state["at_stations"].items()
+                             if name in names)
+            rate = self._rate([s for s in own], now)
+            outlook = forecast(
+                backlog=waiting + queued, rate=rate, now=now,
+                on_hand=[None if s["stock_doubtful"] else s["stock"]["remaining"] for s in own],
+                printed=sum(s["counters"]["printed"] or 0 for s in own),
+                spoiled=sum(s["counters"]["spoiled"] or 0 for s in own))
+            out[document] = {
+                "stations": sorted(names),
+                "backlog_done_at": (None if outlook.backlog_done_at is None
+                                    else rfc3339(outlook.backlog_done_at)),
+                "blanks_needed": outlook.blanks_needed,
+                "blanks_on_hand": outlook.blanks_on_hand,
+                "blanks_short": outlook.blanks_short,
+            }
+        return out
 
     def history(self) -> dict[str, Any]:
         """The plots: cards completed per hour over the last day, each station's stock."""
@@ -383,6 +414,7 @@ class DistrictView:
             "invalid_messages": station.invalid,
             "lies": station.lies,
             "stock_doubtful": station.doubtful,
+            "documents": list(state.get("documents") or DEFAULT_DOCUMENTS),
         }
         if why is not None:
             entry["why_not"] = why

@@ -221,6 +221,23 @@ function renderBanners() {
     el("div", { class: `banner ${cls}`, "data-banner": key, role: "alert" }, t(key))));
 }
 
+// Each document's blanks apart once the district prints more than one (a KIA blank is no
+// E-KTP blank): what it needs, has and lacks.
+function renderDocuments(byDocument) {
+  const list = document.getElementById("by-document");
+  const documents = ["ektp", "kia"].filter(doc => Object.hasOwn(byDocument, doc));
+  list.hidden = documents.length < 2;
+  const lines = documents.map(doc => {
+    const f = byDocument[doc];
+    const onHand = f.blanks_on_hand === null ? t("unknown") : num(f.blanks_on_hand);
+    return `${t("doc-" + doc)}: ${t("blanks-needed")} ${num(f.blanks_needed)} · `
+      + `${t("blanks-on-hand")} ${onHand} · ${t("blanks-short")} ${num(f.blanks_short)}`;
+  });
+  if (list.dataset.lines === lines.join("|")) return;
+  list.dataset.lines = lines.join("|");
+  list.replaceChildren(...lines.map(line => el("li", {}, line)));
+}
+
 function renderSummary() {
   const { backlog, forecast } = district;
   const total = backlog.waiting + backlog.at_stations;
@@ -234,6 +251,7 @@ function renderSummary() {
   setText("rate", num(district.rate_per_hour), district.rate_per_hour);
   const done = forecast.backlog_done_at;
   setText("done-at", done === null ? t("never") : total === 0 ? t("now") : localTime(done), done);
+  renderDocuments(forecast.by_document || {});
   setText("blanks-needed", num(forecast.blanks_needed), forecast.blanks_needed);
   setText("blanks-on-hand", forecast.blanks_on_hand === null ? t("unknown")
           : num(forecast.blanks_on_hand), forecast.blanks_on_hand);
