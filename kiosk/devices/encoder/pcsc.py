@@ -53,7 +53,8 @@ log = logging.getLogger(__name__)
 
 GET_UID = bytes.fromhex("FFCA000000")
 UID_LENGTHS = (4, 7, 10)  # ISO/IEC 14443-3 single, double, triple size
-POLL_MS = 200  # one SCardGetStatusChange wait; a gone reader is noticed this fast
+POLL_MS = 200
+STALE_RETRY_S = 0.1  # one SCardGetStatusChange wait; a gone reader is noticed this fast
 SLOT = re.compile(r"^(?P<device>.*) (?P<slot>[0-9A-F]{2})$")
 DEFAULT_WAIT = {"inline": 10.0, "desk": 120.0}
 
@@ -116,21 +117,32 @@ class PcscEncoder:
     # -- the card ------------------------------------------------------------------------
 
     def read_card(self, wait_s: float | None = None) -> ReadFact:
-        """The chip on the reader: wait for a card, hold it, read and check its UID."""
+        """The chip on the reader: wait for a card, hold it, read and check its UID.
+
+        pcscd polls a reader like vpcd about every 400 ms, so it may still report the
+        card that has just left: a card that is gone when connected to is waited for
+        again, until *wait_s* (``card_wait_s``) is over."""
         wait = self.card_wait_s if wait_s is None else wait_s
-        try:
-            slots = self._slots()
-            present = self._wait_present(slots, wait)
-        except _Gone as gone:
-            return self._gone(str(gone))
-        device = self._device(slots)
-        if not present:
-            self.release()
-            return NoCard(device, wait)
-        if len(present) > 1:
-            self.release()
-            return SecondCard(device, tuple(present))
-        return self._read_uid(present[0])
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                slots = self._slots()
+                present = self._wait_present(slots, max(0.0, deadline - time.monotonic()))
+            except _Gone as gone:
+                return self._gone(str(gone))
+            device = self._device(slots)
+            if not present:
+                self.release()
+                return NoCard(device, wait)
+            if len(present) > 1:
+                self.release()
+                return SecondCard(device, tuple(present))
+            try:
+                return self._read_uid(present[0])
+            except CardGone as gone:
+                if time.monotonic() >= deadline:
+                    return ChipUnreadable(present[0], str(gone))
+                time.sleep(STALE_RETRY_S)  # pcscd has not polled the slot since: let it
 
     def personalize(self, record: Mapping[str, Any], uid: str) -> PersonalizeFact:
         """Write *record* into the chip *uid* (and only that chip), verified."""
@@ -214,6 +226,9 @@ class PcscEncoder:
             data, sw = self._get_uid(slot)
         except _Gone as gone:
             return self._gone(str(gone))
+        except CardGone:
+            self.release()
+            raise
         except ChipError as error:
             self.release()
             return ChipUnreadable(slot, str(error))
