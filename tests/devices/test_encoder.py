@@ -293,3 +293,20 @@ def test_personalizers_are_found_by_entry_point():
     assert isinstance(load_personalizer("demo"), DemoPersonalizer)
     with pytest.raises(UnknownPersonalizer, match="no personalizer 'dukcapil' is installed"):
         load_personalizer("dukcapil")
+
+
+def test_no_personal_data_in_the_journal_or_the_facts(pcsc, caplog):  # noqa: F811
+    """The demo writes RECORD_ID|sha256:…; reasons and logs name no person."""
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    facts = []
+    encoder = PcscEncoder("Kiosk Encoder", personalizer="demo", card_wait_s=5)
+    for fault in (None, "write-fails", "corrupt", "removed-mid-write"):
+        with card(pcsc, Chip(UID, fault=fault)):
+            facts += [encoder.read_card(), encoder.personalize(RECORD, UID.hex().upper())]
+        assert wait_card("Kiosk Encoder 00 00", present=False)
+    encoder.close()
+    said = caplog.text + repr(facts)
+    for personal in (RECORD["nik"], RECORD["fields"]["nama"], RECORD["fields"]["tempat_lahir"]):
+        assert personal not in said

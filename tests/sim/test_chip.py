@@ -190,3 +190,11 @@ def test_pcscd_is_stopped_with_its_socket(tmp_path, pcsc_parts):
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
     assert not os.path.exists(server.socket_path)
+
+
+def test_a_missing_pcscd_or_driver_says_how_to_install_it(monkeypatch, tmp_path):
+    import kiosk.sim.pcscd as rig
+
+    monkeypatch.setattr(rig, "VPCD_DRIVER", tmp_path / "libifdvpcd.so")
+    with pytest.raises(PcscdMissing, match="apt-get install pcscd vsmartcard-vpcd libpcsclite-dev"):
+        find_pcscd()

@@ -98,3 +98,25 @@ def test_sic_on_an_empty_feeder(inline):
     printer.load_cards(-printer.feeder)
     assert ask(port, command("Sic")) == "FEEDER EMPTY"
     assert printer.picked == 0
+
+
+def test_kiosk_sim_printer_with_listed_uids_and_its_encoder(pcsc, tmp_path):  # noqa: F811
+    import subprocess
+    import sys
+
+    listing = tmp_path / "uids.txt"
+    listing.write_text("04A1B2C3D4E5F6\n")
+    command_line = [sys.executable, "-m", "kiosk", "sim", "printer", "--card-seconds", "0.01",
+                    "--uids", str(listing), "--encoder-port",
+                    str(pcsc.reader("Kiosk Encoder").port)]
+    process = subprocess.Popen(command_line, stdout=subprocess.PIPE, text=True)
+    try:
+        path = process.stdout.readline().strip()
+        port = serial.serial_for_url(path, 115200, timeout=2)
+        assert ask(port, command("Sic")) == "OK"
+        assert apdu(SLOT, GET_UID) == [UID + b"\x90\x00"]
+        assert ask(port, command("Ser")) == "OK"
+        port.close()
+    finally:
+        process.terminate()
+        assert process.wait(10) == 0

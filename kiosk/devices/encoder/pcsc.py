@@ -142,7 +142,7 @@ class PcscEncoder:
             except CardGone as gone:
                 if time.monotonic() >= deadline:
                     return ChipUnreadable(present[0], str(gone))
-                time.sleep(STALE_RETRY_S)  # pcscd has not polled the slot since: let it
+            time.sleep(STALE_RETRY_S)  # pcscd has not polled the slot since: let it
 
     def personalize(self, record: Mapping[str, Any], uid: str) -> PersonalizeFact:
         """Write *record* into the chip *uid* (and only that chip), verified."""
@@ -195,31 +195,55 @@ class PcscEncoder:
         """*work(link)* on its own thread within ``timeout_s``: (its result, None) or
         (None, why it failed). A timeout revokes the link and resets the card."""
         link = _Link(self, seen.uid, seen.reader)
-        box: dict[str, Any] = {}
-        done = threading.Event()
-
-        def call() -> None:
-            try:
-                box["result"] = work(link)
-            except BaseException as error:
-                box["error"] = error
-            finally:
-                done.set()
-
-        threading.Thread(target=call, name="personalizer", daemon=True).start()
         name = self.personalizer_name
-        if not done.wait(self.timeout_s):
+        finished, result, error = self._within(lambda: work(link), "personalizer")
+        if not finished:
             link.revoke()
-            self._disconnect(reset=True)
+            self._abandon()
             return None, f"{name} did not finish within timeout_s = {self.timeout_s:g} s"
-        error = box.get("error")
         if isinstance(error, CardGone):
             self._disconnect(reset=False)
             return None, f"the card left the reader during {name}: {error}"
         if error is not None:
             self._disconnect(reset=True)
             return None, f"{name} failed: {type(error).__name__}: {_short(str(error))}"
-        return box.get("result"), None
+        return result, None
+
+    def _within(self, work: Any, name: str) -> tuple[bool, Any, BaseException | None]:
+        """*work()* on a thread of its own, waited for ``timeout_s``: (finished, its
+        result, what it raised)."""
+        box: dict[str, Any] = {}
+        done = threading.Event()
+
+        def call() -> None:
+            try:
+                box["result"] = work()
+            except BaseException as error:
+                box["error"] = error
+            finally:
+                done.set()
+
+        threading.Thread(target=call, name=name, daemon=True).start()
+        if not done.wait(self.timeout_s):
+            return False, None, None
+        return True, box.get("result"), box.get("error")
+
+    def _abandon(self) -> None:
+        """Drop the card and the PC/SC context of a call that overran. pcscd serves one
+        request at a time per context and stays in the silent chip's call until the card
+        leaves: the next steps use a new context, and the old one is reset and closed on a
+        thread of its own whenever pcscd gets to it."""
+        held, self._held = self._held, None
+        context, self._context = self._context, None
+        scard = self.scard
+
+        def close() -> None:
+            if held is not None:
+                scard.SCardDisconnect(held[1], scard.SCARD_RESET_CARD)
+            if context is not None:
+                scard.SCardReleaseContext(context)
+
+        threading.Thread(target=close, name="pcsc-abandoned", daemon=True).start()
 
     def _read_uid(self, slot: str) -> ReadFact:
         try:
