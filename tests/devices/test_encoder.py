@@ -310,3 +310,20 @@ def test_no_personal_data_in_the_journal_or_the_facts(pcsc, caplog):  # noqa: F8
     said = caplog.text + repr(facts)
     for personal in (RECORD["nik"], RECORD["fields"]["nama"], RECORD["fields"]["tempat_lahir"]):
         assert personal not in said
+
+
+def test_what_the_doctor_can_say(pcsc):  # noqa: F811
+    from kiosk.devices.encoder.findings import encoder_findings
+
+    assert next(iter(encoder_findings(Section(mode="none"))))[0] == "ok"
+    assert next(iter(encoder_findings(Section(personalizer="dukcapil"))))[:2] == (
+        "fail", "personalizer")
+    assert [f[:2] for f in encoder_findings(Section(reader="Omnikey"))][-1] == ("fail", "reader")
+    assert [f[0] for f in encoder_findings(Section())] == ["ok", "ok", "warn"]
+    with card(pcsc, Chip(UID)):
+        assert wait_card("Kiosk Encoder 00 00", present=True)
+        assert list(encoder_findings(Section()))[-1] == (
+            "ok", "chip", "a card answers on Kiosk Encoder 00 00: UID 04A1B2C3D4E5F6")
+    with card(pcsc, Chip(UID, fault="garbage")):
+        assert wait_card("Kiosk Encoder 00 00", present=True)
+        assert list(encoder_findings(Section()))[-1][:2] == ("fail", "chip")
