@@ -12,13 +12,15 @@ once per process: `client_socket` gives every server of this process the same pa
 server at a time), and sets the variable before any client library call.
 
 Stopped by its pid (SIGTERM, then SIGKILL); it never outlives the object that started it
-(stop, ``with``, or the interpreter's exit).
+(stop, ``with``, the interpreter's exit) nor the process (PR_SET_PDEATHSIG, even after a
+kill -9).
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -35,6 +37,7 @@ VPCD_DRIVER = Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so")
 RUN_DIR = Path("/run/pcscd")  # pcscd 1.9 writes its pid file here whatever its socket is
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
+PR_SET_PDEATHSIG = 1
 _running: set[PcscServer] = set()
 
 
@@ -131,7 +134,8 @@ class PcscServer:
                 self.process = subprocess.Popen(
                     ["sh", "-c", launch, pcscd, str(self.config_dir),
                      "-a" if self.log_apdus else ""],
-                    stdin=listener.fileno(), stdout=log, stderr=subprocess.STDOUT)
+                    stdin=listener.fileno(), stdout=log, stderr=subprocess.STDOUT,
+                    preexec_fn=_die_with_parent)
         finally:
             listener.close()
         _running.add(self)
@@ -232,6 +236,14 @@ def list_readers() -> list[str]:
         return list(readers) if result == scard.SCARD_S_SUCCESS else []
     finally:
         scard.SCardReleaseContext(context)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL when the process that started it dies, even by
+    SIGKILL (Linux PR_SET_PDEATHSIG; kept across exec)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _file_name(reader: str) -> str:

@@ -198,3 +198,39 @@ def test_a_missing_pcscd_or_driver_says_how_to_install_it(monkeypatch, tmp_path)
     monkeypatch.setattr(rig, "VPCD_DRIVER", tmp_path / "libifdvpcd.so")
     with pytest.raises(PcscdMissing, match="apt-get install pcscd vsmartcard-vpcd libpcsclite-dev"):
         find_pcscd()
+
+
+def test_pcscd_does_not_outlive_a_killed_test_process(tmp_path, pcsc_parts):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    script = ("import sys; from kiosk.sim.pcscd import PcscServer;"
+              f" s = PcscServer({str(tmp_path / 'p')!r}).start();"
+              " print(s.process.pid, flush=True); sys.stdin.read()")
+    env = {**os.environ, "PCSCLITE_CSOCK_NAME": str(tmp_path / "other.comm")}
+    parent = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env=env)
+    pcscd = int(parent.stdout.readline())
+    parent.send_signal(signal.SIGKILL)
+    parent.wait(10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pcscd, 0)
+        except ProcessLookupError:
+            return
+        if _zombie(pcscd):
+            return
+        time.sleep(0.05)
+    os.kill(pcscd, signal.SIGKILL)
+    pytest.fail("pcscd outlived the process that started it")
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False
