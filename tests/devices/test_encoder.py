@@ -181,11 +181,14 @@ def test_a_personalizer_that_hangs_past_timeout_s_cannot_write_late(pcsc):  # no
     assert late and chip.writes == 0  # the late write was refused before the chip
 
 
-def test_a_card_removed_mid_encode(pcsc, encoder):  # noqa: F811
+@pytest.mark.parametrize(("reader", "mode"), [("Kiosk Encoder", "inline"), ("Kiosk Desk", "desk")])
+def test_a_card_removed_mid_encode(pcsc, reader, mode):  # noqa: F811
     chip = Chip(UID, fault="removed-mid-write")
-    with card(pcsc, chip):
+    encoder = PcscEncoder(reader, personalizer="demo", mode=mode, card_wait_s=5)
+    with card(pcsc, chip, reader=reader):
         encoder.read_card()
         failed = encoder.personalize(RECORD, UID.hex().upper())
+    encoder.close()
     assert isinstance(failed, NotPersonalized) and failed.written is True
     assert failed.reason.startswith("the card left the reader during demo")
 
