@@ -2,8 +2,9 @@
 
 A station's Pi carries what it runs: python-escpos only where a receipt printer is
 fitted (`receipt`), RPLCD where an I2C LCD is (`lcd`, in `pi`), the district's tools
-only on the district server. A command that needs a missing extra stops with this
-message (exit code 2: restarting will not install it).
+only on the district server, pyscard where a chip encoder is (`chip`). A command
+that needs a missing extra stops with this message (exit code 2: restarting will
+not install it).
 """
 
 from __future__ import annotations

@@ -25,6 +25,18 @@ State-of-fault model (the station relies on it):
 * A command left incomplete for ``receive_timeout`` seconds (the host died mid-download)
   is dropped with ERROR TIME OUT, so the next commands are not eaten as payload.
 
+Smart cards (card-printer.md, "Smart cards"): every blank carries a chip
+(kiosk/sim/chip.py) whose UID comes from ``uids`` (a list, e.g. read from a file) and
+then from a seeded sequence. ``Sic`` carries a picked blank (or, with a card already
+inside, that card: nothing picked) to the contactless encoding position, where its chip
+is laid on the virtual reader at ``encoder_port`` (a vpcd slot, kiosk/sim/pcscd.py);
+``Sis`` does the same to the contact station (no reader there). ``Ss`` on a card at an
+encoding position starts its print sequence, picking nothing; ``Ss``, ``Se`` and ``Ser``
+take the chip off the reader. ``Ser`` ejects the card inside to the reject box
+(ERROR CDE with none). Every card printed or rejected keeps its chip
+(``cards[i].chip``, ``rejected_cards``); ``fail_next_chip`` gives the next blank a chip
+fault (garbage, impossible UID, a write that fails, the card leaving mid-write).
+
 Everything runs on one serving thread, which is also where ``on_pick`` is called, and
 ``on_command`` (with each command's name and parameters, e.g. ``"Pem;2"``, as it
 arrives and before it is acted on; it may block, delaying the reply); a print (``Se``)
@@ -59,6 +71,7 @@ from kiosk.devices.printer.evolis.protocol import (
     decompress_1bit,
 )
 from kiosk.sim import serve_until_signalled
+from kiosk.sim.chip import Chip, VirtualCard, seeded_uids, uids_from_file
 from kiosk.sim.pty import PtyPort
 
 log = logging.getLogger(__name__)
@@ -87,6 +100,13 @@ class PrintedCard:
     panels: dict[str, bytes] = field(default_factory=dict)
     bits: dict[str, int] = field(default_factory=dict)
     printed_at: float | None = None
+    chip: Chip | None = None
+    position: str = "print"  # "contactless" / "contact" (after Sic / Sis) or "print"
+
+    @property
+    def uid(self) -> str | None:
+        """The card's chip UID (upper-case hex)."""
+        return None if self.chip is None else self.chip.uid_hex
 
     def black_pixels(self, panel: str = "k") -> int:
         """Pixels at full ink (set bits for a 1-bit panel)."""
@@ -147,7 +167,8 @@ class PrinterSimulator:
                  feeder_near_empty: int = 10, receive_timeout: float = 5.0,
                  head_max_cards_per_minute: float | None = None,
                  on_command: Callable[[str], None] | None = None,
-                 state_file: str | None = None) -> None:
+                 state_file: str | None = None, uids: list[bytes] | None = None,
+                 uid_seed: int = 0, encoder_port: int | None = None) -> None:
         self.card_seconds, self.geometry = card_seconds, geometry
         self.reply_terminator, self.on_pick = reply_terminator, on_pick
         self.on_command = on_command
@@ -178,6 +199,13 @@ class PrinterSimulator:
         self.commands: list[str] = []
         self.job_first_byte_at: list[float] = []
         self.printed = self.picked = self.rejected = 0
+        self.rejected_cards: list[PrintedCard] = []
+        self.chips: list[Chip] = []  # every blank's chip, in the order picked
+        self.encoder_port = encoder_port
+        self._uids = deque(uids or ())
+        self._uid_seed = uid_seed
+        self._chip_faults: deque[str] = deque()
+        self._in_reader: VirtualCard | None = None
         # The printer's own counters (Rco;c, Rco;p) live in the printer, not the host:
         # with a state file they survive any crash of the process that drives it.
         self.state_file = Path(state_file) if state_file else None
@@ -198,6 +226,7 @@ class PrinterSimulator:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        self._take_off_reader()
         self._port.close()
 
     def __enter__(self) -> PrinterSimulator:
@@ -274,6 +303,21 @@ class PrinterSimulator:
     def resume_reading(self) -> None:
         """Back from the hang, as a printer that restarted: what it had half-read is gone."""
         self._on_loop(self._wake)
+
+    def fail_next_chip(self, fault: str) -> None:
+        """The next blank picked carries a chip with *fault* (kiosk.sim.chip.FAULTS)."""
+        Chip(b"\0\0\0\0", fault=fault)  # checks the name
+        with self._lock:
+            self._chip_faults.append(fault)
+
+    def add_uids(self, uids: list[bytes]) -> None:
+        """The chips of the next blanks picked (before the seeded ones)."""
+        with self._lock:
+            self._uids.extend(uids)
+
+    @property
+    def card_inside(self) -> PrintedCard | None:
+        return self._card
 
     def wait_for_cards(self, count: int, timeout: float) -> bool:
         with self._changed:
@@ -447,16 +491,45 @@ class PrinterSimulator:
         self._feeder -= 1
         self.picked += 1
         self._save_counters()
-        self._card = PrintedCard(self.geometry, picked_at=time.monotonic())
+        self._card = PrintedCard(self.geometry, picked_at=time.monotonic(), chip=self._chip())
         self._back = False
 
+    def _chip(self) -> Chip:
+        if not self._uids:
+            self._uid_seed += 1
+            self._uids.extend(seeded_uids(self._uid_seed, 64))
+        fault = self._chip_faults.popleft() if self._chip_faults else None
+        chip = Chip(self._uids.popleft(), fault=fault)
+        self.chips.append(chip)
+        return chip
+
     def _reject_card(self) -> None:
+        self._take_off_reader()
+        if self._card is not None:
+            self.rejected_cards.append(self._card)
         self._card = None
         self.rejected += 1
+
+    def _lay_on_reader(self, position: str) -> None:
+        """The card inside moves to an encoding position; at the contactless one its chip
+        is inserted into the virtual reader."""
+        assert self._card is not None
+        if self._card.position == position:
+            return
+        self._take_off_reader()
+        self._card.position = position
+        if position == "contactless" and self.encoder_port and self._card.chip is not None:
+            self._in_reader = VirtualCard(self._card.chip, self.encoder_port).insert()
+
+    def _take_off_reader(self) -> None:
+        card, self._in_reader = self._in_reader, None
+        if card is not None:
+            card.remove()
 
     def _finish_print(self) -> str:
         card, now = self._card, time.monotonic()
         assert card is not None
+        self._take_off_reader()
         self._ribbon -= len(self._ribbon_type)
         self._heat, self._heat_at = self._head_heat() + 1, now
         card.printed_at = now
@@ -526,11 +599,41 @@ class PrinterSimulator:
             return BAD
         if self.hopper >= self.hopper_capacity:
             return "HOPPER FULL"
+        if self._card is not None and self._card.position != "print":
+            self._take_off_reader()  # encoded: its print sequence starts, nothing picked
+            self._card.position = "print"
+            return OK
         if self._card is not None:
             self._reject_card()
         if self._feeder <= 0:
             return "FEEDER EMPTY"
         self._pick()
+        return OK
+
+    def _cmd_Sic(self, cmd: Command) -> str:
+        return self._to_encoder(cmd, "contactless")
+
+    def _cmd_Sis(self, cmd: Command) -> str:
+        return self._to_encoder(cmd, "contact")
+
+    def _to_encoder(self, cmd: Command, position: str) -> str:
+        if cmd.params:
+            return BAD
+        if self._card is None:
+            if self.hopper >= self.hopper_capacity:
+                return "HOPPER FULL"
+            if self._feeder <= 0:
+                return "FEEDER EMPTY"
+            self._pick()
+        self._lay_on_reader(position)
+        return OK
+
+    def _cmd_Ser(self, cmd: Command) -> str:
+        if cmd.params:
+            return BAD
+        if self._card is None:
+            return "ERROR CDE"
+        self._reject_card()
         return OK
 
     def _cmd_Sr(self, cmd: Command) -> str:
@@ -553,7 +656,7 @@ class PrinterSimulator:
         return self._in_sequence(self._start_print)
 
     def _in_sequence(self, action: Callable[[], str | None]) -> str:
-        if self._card is None:
+        if self._card is None or self._card.position != "print":
             return "ERROR CDE"
         return action() or OK
 
@@ -603,6 +706,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="keep the printer's counters (Rco;c, Rco;p) in FILE across runs")
     parser.add_argument("--nul-replies", action="store_true",
                         help="end replies with NUL instead of CR (as some USB links do)")
+    parser.add_argument("--uids", metavar="FILE",
+                        help="the blanks' chip UIDs, one hex UID per line (then seeded ones)")
+    parser.add_argument("--uid-seed", type=int, default=0, help="seed of the chips' UIDs")
+    parser.add_argument("--encoder-port", type=int, metavar="PORT",
+                        help="the vpcd slot (TCP port) of the printer's contactless encoder")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -613,5 +721,7 @@ def run(args: argparse.Namespace) -> int:
     printer = PrinterSimulator(
         args.link, card_seconds=args.card_seconds, feeder=args.feeder,
         ribbon_panels=args.ribbon_panels, dump_dir=args.dump, state_file=args.state,
-        reply_terminator=b"\0" if args.nul_replies else b"\r")
+        reply_terminator=b"\0" if args.nul_replies else b"\r",
+        uids=uids_from_file(args.uids) if args.uids else None, uid_seed=args.uid_seed,
+        encoder_port=args.encoder_port)
     return serve_until_signalled(printer)

@@ -232,6 +232,33 @@ class SecuritySection:
     keep_personal_data_h: Annotated[float, not_negative] = 24.0
 
 
+# -- [encoder] (chip.md): where the chip is encoded -------------------------------------------
+ENCODER_WAIT_S = {"none": 10.0, "inline": 10.0, "desk": 120.0}  # card_wait_s by mode
+
+
+def installed_personalizer(name: str) -> str | None:
+    """An entry point of ``kiosk.personalizers`` must bear this name (a plug-in's package
+    is installed beside the station's)."""
+    from importlib.metadata import entry_points
+
+    names = sorted(entry.name for entry in entry_points(group="kiosk.personalizers"))
+    return None if name in names else f"must name an installed personalizer ({', '.join(names)})"
+
+
+@dataclass(frozen=True)
+class EncoderSection:
+    mode: Annotated[str, one_of("none", "inline", "desk")] = "none"
+    reader: str = ""  # a PC/SC reader name or a unique part of it; "": the only reader listed
+    personalizer: Annotated[str, installed_personalizer] = "none"
+    timeout_s: Annotated[float, positive] = 60.0
+    card_wait_s: Annotated[float | None, positive] = None  # None: 10 s inline, 120 s desk
+
+    @property
+    def wait_s(self) -> float:
+        """How long to wait for a card on the reader (card_wait_s, or the mode's default)."""
+        return ENCODER_WAIT_S[self.mode] if self.card_wait_s is None else self.card_wait_s
+
+
 @dataclass(frozen=True)
 class Config:
     station: StationSection
@@ -241,6 +268,7 @@ class Config:
     receipt: ReceiptSection = ReceiptSection()
     panel: PanelSection = PanelSection()
     security: SecuritySection = SecuritySection()
+    encoder: EncoderSection = EncoderSection()
 
     @property
     def client_id(self) -> str:

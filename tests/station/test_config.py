@@ -164,3 +164,35 @@ def test_kiosk_doctor_reports_what_kiosk_run_refuses(tmp_path):
                 if line.startswith("FAIL config: ")]
     assert reported == refused
     assert len(reported) == len(BAD_KEYS)
+
+
+# -- [encoder] (chip.md) ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("mode", "usb"), ("mode", ""), ("personalizer", "dukcapil"), ("personalizer", ""),
+    ("timeout_s", 0), ("timeout_s", -1), ("timeout_s", NAN), ("timeout_s", INF),
+    ("card_wait_s", 0), ("card_wait_s", -10), ("card_wait_s", INF),
+    ("mode", 1), ("reader", 3), ("timeout_s", "60"), ("card_wait_s", True),
+])
+def test_each_impossible_encoder_value_is_refused_naming_its_key(key, value):
+    assert list(problems_of({"encoder": {key: value}})) == [f"encoder.{key}"]
+
+
+def test_an_unknown_personalizer_is_refused_with_those_installed():
+    problem = problems_of({"encoder": {"personalizer": "dukcapil"}})["encoder.personalizer"]
+    assert "must name an installed personalizer" in problem and "demo" in problem
+
+
+def test_encoder_defaults_and_the_card_wait_by_mode():
+    from kiosk.station.config import EncoderSection
+
+    config = from_dict({"station": dict(IDENTITY)})
+    assert config.encoder == EncoderSection(mode="none", reader="", personalizer="none",
+                                            timeout_s=60.0, card_wait_s=None)
+    wait = {mode: from_dict({"station": dict(IDENTITY), "encoder": {"mode": mode}}).encoder.wait_s
+            for mode in ("inline", "desk")}
+    assert wait == {"inline": 10.0, "desk": 120.0}
+    chosen = from_dict({"station": dict(IDENTITY), "encoder": {
+        "mode": "desk", "reader": "OMNIKEY 5022", "personalizer": "demo", "card_wait_s": 30}})
+    assert (chosen.encoder.wait_s, chosen.encoder.reader) == (30, "OMNIKEY 5022")

@@ -10,6 +10,14 @@ pty, ``socket://``, ``spy://``.
 Fault probing relies on the printer's status model (see kiosk/sim/printer.py):
 while a blocking fault stands (jam, cover, ribbon, head) every P/S/D command
 answers the fault; ``Sk;f`` tells whether the feeder is empty.
+
+Smart cards (card-printer.md, "Smart cards"; chip.md, inline mode): `print_encoded_card`
+picks with ``Sic`` (the blank stops at the contactless encoder), lets the caller's
+*encode* step run, then starts the print sequence on that card with the command kept in
+``after_encode`` (``Ss`` by default: whether a real printer needs more is to be checked
+on hardware) or, when *encode* says no, ejects it to the reject box (``Ser``). The pieces
+are there on their own too: `pick_to_encoder`, `reject_card`, `card_inside`. The driver
+reports facts; what a rejected blank means is the station's to decide.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import termios
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import serial
@@ -56,6 +64,7 @@ class EvolisPrinter:
         print_seconds: float = 30.0,
         setting_timeout: float = SETTING_TIMEOUT,
         download_timeout: float = DOWNLOAD_TIMEOUT,
+        after_encode: str = "Ss",
     ) -> None:
         self.url = url
         self.baud = baud
@@ -65,6 +74,7 @@ class EvolisPrinter:
         self.print_timeout = print_seconds + PRINT_MARGIN
         self.setting_timeout = setting_timeout
         self.download_timeout = download_timeout
+        self.after_encode = after_encode
         self._port: serial.SerialBase | None = None
 
     @classmethod
@@ -128,6 +138,66 @@ class EvolisPrinter:
         rendering; an exception from ``hooks.document()`` ends the job before a blank is
         picked (the blank is untouched whatever the station answered).
         """
+        panels = self._prepare_job(hooks)
+        self._pick()
+        hooks.picked()
+        try:
+            self._ok("Sr")
+            for panel in panels:
+                self._download(panel)
+        except PrinterError as error:
+            self._end_quietly()
+            raise CardError(error, blank=BLANK_GONE) from error
+        self._end_card()
+
+    # -- smart cards ---------------------------------------------------------------------
+
+    def print_encoded_card(self, hooks: CardHooks, encode: Callable[[], bool]) -> None:
+        """One card with its chip encoded inline: as `print_card`, but the blank is picked
+        to the contactless encoder (``Sic``) and *encode()* runs there; True prints the
+        surface on that card, False ejects it to the reject box (``Ser``) and raises
+        CardError (blank ``gone``, detail "chip step failed"). An exception from
+        *encode* also rejects the card, then propagates."""
+        panels = self._prepare_job(hooks)
+        self._pick(command="Sic")
+        hooks.picked()
+        try:
+            go_on = encode()
+        except BaseException:
+            self._reject_quietly()
+            raise
+        if not go_on:
+            self._reject_quietly()
+            raise CardError(PrinterError((), "chip step failed: card ejected to the reject"
+                                         " box (Ser)"), blank=BLANK_GONE)
+        self._print_inside(panels, start=self.after_encode)
+
+    def pick_to_encoder(self) -> None:
+        """``Sic``: a blank (or the card already inside, nothing picked) to the contactless
+        encoder. CardError with the blank's fate when the printer refuses."""
+        self._pick(command="Sic")
+
+    def reject_card(self) -> bool:
+        """``Ser``: the card inside to the reject box; False when there was no card."""
+        try:
+            self._ok("Ser")
+        except PrinterError as error:
+            if error.link_lost or error.detail != "Ser: ERROR CDE":
+                raise
+            return False
+        return True
+
+    def card_inside(self) -> bool:
+        """``Rlr;p``: is a card inside the printer (after a restart: which blank is it?)."""
+        return self._ask("Rlr", "p") == "1"
+
+    def _reject_quietly(self) -> None:
+        with contextlib.suppress(PrinterError):
+            self.reject_card()
+        self._end_quietly()
+
+    def _prepare_job(self, hooks: CardHooks) -> Sequence[PanelData]:
+        """Job settings, the pick asked for, the document; CardError before any pick."""
         try:
             self._ok("Pem", 2)
             self._ok("Pr", self.ribbon)
@@ -144,9 +214,12 @@ class EvolisPrinter:
         if not hooks.may_pick():
             self._end_quietly()
             raise CardError(PrinterError((), "pick withdrawn by the station"))
-        self._pick()
-        hooks.picked()
+        return panels
+
+    def _print_inside(self, panels: Sequence[PanelData], *, start: str) -> None:
+        """The print sequence on the card inside: *start*, ``Sr``, the panels, ``Se``."""
         try:
+            self._ok(start)
             self._ok("Sr")
             for panel in panels:
                 self._download(panel)
@@ -155,9 +228,9 @@ class EvolisPrinter:
             raise CardError(error, blank=BLANK_GONE) from error
         self._end_card()
 
-    def _pick(self) -> None:
+    def _pick(self, command: str = "Ss") -> None:
         try:
-            self._ok("Ss")
+            self._ok(command)
         except PrinterError as error:
             # An error reply (FEEDER EMPTY, HOPPER FULL) took no blank; no reply might have.
             self._end_quietly()
