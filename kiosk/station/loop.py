@@ -107,10 +107,21 @@ class EventQueue:
         return self._queue.get_nowait()[2]
 
 
+def refuse_unwired_encoder(config: Config) -> None:
+    """A station told to encode chips must not print surfaces on blank chips: until the
+    card's life with a chip is wired into the core (docs/chip.md), `inline` and `desk` stop
+    the start-up with exit 2, as any impossible setting does."""
+    if config.encoder.mode != "none":
+        raise ConfigError("encoder.mode", f"{config.encoder.mode!r} is not wired into this"
+                          " release's station yet (docs/chip.md): it would print on blank"
+                          " chips; use \"none\" until a release that encodes")
+
+
 class Station:
     """One print station: build it from a config, then ``run()`` until ``stop()``."""
 
     def __init__(self, config: Config, *, notify: Callable[[str], None] | None = None) -> None:
+        refuse_unwired_encoder(config)
         self.config = config
         self.events = EventQueue()
         self.spool = Spool(config.station.spool)

@@ -578,7 +578,7 @@ class StationCore:
                 "invalid": dict.fromkeys(INVALID_CATEGORIES, 0),
             },
             "documents": list(self.config.station.documents),
-            "encoder": "none",
+            "encoder": self.config.encoder.mode,
             "supplies": [],
             "version": __version__,
         }
