@@ -7,11 +7,8 @@ stations that speak sd_notify and MQTT to the real Mosquitto, the real spool (SQ
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import json
 import os
-import sqlite3
 import subprocess
 import sys
 import tarfile
@@ -24,133 +21,13 @@ from kiosk.contract.signing import generate_key_pair, load_private_key
 from kiosk.ops.update import bundle as bundles
 from kiosk.ops.update.bundle import BundleError
 from kiosk.ops.update.cli import load_settings
-from kiosk.ops.update.health import read_report
-from kiosk.ops.update.layout import Layout
 from kiosk.ops.update.platform import Platform
-from kiosk.ops.update.supervisor import LocalSupervisor, SupervisorError
+from kiosk.ops.update.supervisor import LocalSupervisor
 from kiosk.ops.update.updater import Updater
 from kiosk.station.spool import Spool
-from tests.ops.update_fakes import make_bundle
+from tests.ops.update_fakes import HEALTH_S, Station, make_bundle, release_key, station
 
-HEALTH_S = 6.0
-
-
-@pytest.fixture
-def release_key(tmp_path):
-    private, public = generate_key_pair(tmp_path, name="release")
-    return load_private_key(private), public
-
-
-class Station:
-    """A station's disk (root, spool, config) and its unit under a real supervisor."""
-
-    def __init__(self, tmp: Path, broker_url: str, public_key: Path) -> None:
-        self.tmp, self.root = tmp, tmp / "opt-kiosk"
-        self.spool = tmp / "state" / "spool.db"
-        self.config = tmp / "station.toml"
-        self.socket = str(tmp / "unit.sock")
-        self.config.write_text(
-            f'[station]\ndistrict = "3210"\nid = "st-1"\nspool = "{self.spool}"\n'
-            f'[mqtt]\nurl = "{broker_url}"\n'
-            f'[update]\ntrusted_keys = ["{public_key}"]\nhealth_s = {HEALTH_S}\n'
-            f'root = "{self.root}"\nsettle_s = 2.5\nstale_s = 2.0\ncard_wait_s = 5\n')
-        spool = Spool(self.spool)  # the real schema
-        spool.close()
-        self.layout = Layout(self.root)
-        self.daemon: subprocess.Popen | None = None
-
-    def install(self, path: Path) -> None:
-        """The first install: unpack and point ``current`` at it (no unit yet)."""
-        manifest = bundles.verify(path, load_settings(str(self.config)).keys)
-        self.layout.releases.mkdir(parents=True)
-        bundles.unpack(path, manifest, self.layout.release(manifest.version))
-        self.layout.point_at(manifest.version)
-
-    def start_unit(self) -> None:
-        command = [sys.executable, "-m", "kiosk.ops.update.supervise", "--socket", self.socket,
-                   "--watchdog-s", "3", "--start-timeout-s", "4", "--restart-s", "0.1", "--",
-                   str(self.root / "current" / "venv" / "bin" / "kiosk"), "run",
-                   "--config", str(self.config)]
-        self.log = open(self.tmp / "unit.log", "ab")  # noqa: SIM115
-        self.daemon = subprocess.Popen(command, stdout=self.log, stderr=self.log)
-        deadline = time.monotonic() + 10
-        while not os.path.exists(self.socket):
-            assert time.monotonic() < deadline, "the supervisor did not start"
-            time.sleep(0.02)
-
-    def stop_unit(self) -> None:
-        if self.daemon is None:
-            return
-        with contextlib.suppress(SupervisorError):
-            LocalSupervisor(self.socket).ask("quit", timeout=20)
-        try:
-            self.daemon.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.daemon.kill()
-            self.daemon.wait()
-        self.log.close()
-
-    def update(self, *args: str, env: dict | None = None,
-               timeout: float = 60) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "kiosk", "update", "--config", str(self.config),
-             "--supervisor", f"local:{self.socket}", *args],
-            capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
-
-    def running(self) -> list[tuple[int, str]]:
-        """(pid, version) of every station process of this root (from /proc and its report)."""
-        found = []
-        marker = str(self.root / "current" / "venv" / "bin" / "kiosk").encode()
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                cmdline = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if marker in cmdline.split(b"\0")[:2]:  # the script's interpreter runs it
-                found.append(int(entry.name))
-        report = read_report(self.spool.parent / "health.json") or {}
-        return [(pid, report.get("version") if report.get("pid") == pid else "?")
-                for pid in found]
-
-    def wait_running(self, version: str, timeout: float = 15) -> None:
-        """Until exactly one station process runs, it is *version*, and reports healthy."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            running = self.running()
-            report = read_report(self.spool.parent / "health.json") or {}
-            if (len(running) == 1 and running[0][1] == version and report.get("broker")
-                    and time.time() - report.get("ts", 0) < 1.5):
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"wanted {version} alone and healthy, running: {self.running()}")
-
-    def events(self) -> list[dict]:
-        path = self.spool.parent / "update-events.jsonl"
-        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() \
-            else []
-
-    def spool_intact(self) -> None:
-        db = sqlite3.connect(f"file:{self.spool}?mode=ro", uri=True)
-        try:
-            assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-            assert db.execute("SELECT count(*) FROM fake_starts").fetchone()[0] >= 1
-        finally:
-            db.close()
-
-
-@pytest.fixture
-def station(tmp_path, broker, release_key):
-    key, public = release_key
-    node = Station(tmp_path, broker.url, public)
-    node.install(make_bundle(tmp_path / "old.bundle", "1.0", key))
-    node.start_unit()
-    node.wait_running("1.0")
-    yield node
-    node.stop_unit()
-    assert node.running() == [], "a station process outlived its supervisor"
-
+__all__ = ["release_key", "station"]  # fixtures
 
 def test_a_good_release_runs_and_the_last_two_are_kept(station, release_key, tmp_path):
     key, _ = release_key
@@ -330,3 +207,26 @@ def test_a_bundle_that_is_not_one(tmp_path, release_key):
     with pytest.raises(BundleError) as refused:
         bundles.verify(junk, keys)
     assert refused.value.reason == "not-a-bundle"
+
+
+def test_verify_alone_finds_a_changed_payload(tmp_path, release_key):
+    """Before anything is unpacked (unpack hashes again: two checks, each tested)."""
+    path = make_bundle(tmp_path / "x.bundle", "2.0", release_key[0])
+    with tarfile.open(path) as outer:
+        payload = outer.getmember("payload.tar.gz")
+    data = bytearray(path.read_bytes())
+    data[payload.offset_data + 10] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(BundleError) as refused:
+        bundles.verify(path, bundles.trusted_keys([release_key[1]]))
+    assert refused.value.reason == "digest-mismatch"
+
+
+def test_unpack_alone_finds_a_payload_changed_since_verify(tmp_path, release_key):
+    path = make_bundle(tmp_path / "x.bundle", "2.0", release_key[0])
+    manifest = bundles.verify(path, bundles.trusted_keys([release_key[1]]))
+    changed = bundles.Manifest(**{**manifest.__dict__, "payload_sha256": "0" * 64})
+    with pytest.raises(BundleError) as refused:
+        bundles.unpack(path, changed, tmp_path / "dest")
+    assert refused.value.reason == "digest-mismatch"
+    assert not (tmp_path / "dest").exists()

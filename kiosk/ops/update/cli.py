@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         outcome = updater.recover(restart=not args.no_restart)
         if outcome is None:
             print("kiosk update: nothing to recover")
-        return 0 if outcome is None or outcome.outcome == "rolled-back" else 1
+        return 0 if outcome is None or outcome.outcome in ("rolled-back", "updated") else 1
     source = args.bundle
     if source.startswith(("http://", "https://")):
         from kiosk.ops.update.bundle import BundleError

@@ -6,14 +6,14 @@
     journal    switch.json {from, to, phase: "switching"}
     switched   ``current`` renamed to point at the new release
     restarted  the unit restarted (it starts ``current``)
-    healthy    judged within health_s (health.py)
+    healthy    judged within health_s (health.py); the journal says "committed"
     committed  the journal removed, releases pruned to the new and the previous
 A release that is not healthy in time: ``rollback-journal`` (phase "rolling-back"),
 ``rolled-back-link`` (``current`` back), ``rolled-back-restart`` (the old one restarted).
 
 The updater may be killed at any step (power loss, kill -9): ``recover`` (run by every
-``kiosk update`` first, and by ``kiosk update --recover`` at boot) finishes a committed
-switch and undoes any other (the new release was never judged healthy), so exactly one
+``kiosk update`` first, and by ``kiosk update --recover`` at boot) finishes a switch whose
+release was judged healthy and undoes any other, so exactly one
 release runs afterwards and ``current`` names it. The tests stop the updater at each step
 with ``KIOSK_UPDATE_CRASH_AT=STEP`` (SIGKILL of itself).
 
@@ -195,6 +195,7 @@ class Updater:
         switched = self.clock()
         verdict = self._judge(new)
         if verdict.healthy:
+            self.layout.write_journal(phase="committed", to=new, **{"from": old})
             self.step("healthy")
             self.layout.clear_journal()
             self.step("committed")
@@ -246,7 +247,14 @@ class Updater:
             return None
         old, new = journal.get("from"), journal.get("to")
         current = self.layout.current_version()
-        if old and self.layout.release(old).is_dir():
+        if journal.get("phase") == "committed" and new and self.layout.release(new).is_dir():
+            if current != new:  # cannot happen (committed follows the switch), but be sure
+                self.layout.point_at(new)
+                if restart:
+                    self._restart()
+            outcome = Outcome(new, "updated", f"an update to {new} was judged healthy before"
+                              " the updater stopped: finished", 0.0, old)
+        elif old and self.layout.release(old).is_dir():
             if current != old:
                 self.layout.point_at(old)
             if restart:
