@@ -103,7 +103,7 @@ def _parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     from kiosk.ops.memory import limit_malloc_arenas
     from kiosk.ops.systemd import Notifier
-    from kiosk.ops.update.health import HealthReporter, health_path, station_facts
+    from kiosk.ops.update.health import HealthReporter, health_path, release_name, station_facts
     from kiosk.signals import stopped_by_signals
     from kiosk.station.loop import Station
 
@@ -111,7 +111,8 @@ def _run(args: argparse.Namespace) -> int:
     notifier = Notifier.from_environment()
     notifier.status("starting")
     config = load(args.config)
-    reporter = HealthReporter(health_path(config.station.spool), __version__, notifier.notify)
+    reporter = HealthReporter(health_path(config.station.spool), release_name(),
+                              notifier.notify)
     station = Station(config, notify=reporter.notify)
     reporter.facts = station_facts(station)  # the health file `kiosk update` judges
     with stopped_by_signals(station.stop):  # not stop() in a handler: it takes a lock

@@ -148,7 +148,7 @@ class Station:
             if marker in cmdline.split(b"\0")[:2]:  # the script's interpreter runs it
                 found.append(int(entry.name))
         report = read_report(self.spool.parent / "health.json") or {}
-        return [(pid, report.get("version") if report.get("pid") == pid else "?")
+        return [(pid, report.get("release") if report.get("pid") == pid else "?")
                 for pid in found]
 
     def wait_running(self, version: str, timeout: float = 15) -> None:

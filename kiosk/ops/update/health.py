@@ -4,7 +4,7 @@ A running station (``kiosk run``) writes ``health.json`` beside its spool (the u
 write only there) at least once a second while its loop runs: the loop thread's sd_notify
 calls pass through ``HealthReporter``, which adds what the loop can see::
 
-    {"version", "pid", "ready": READY=1 sent (spool opened and migrated, core started),
+    {"release", "version", "pid", "ready": READY=1 sent (spool opened and migrated, core started),
      "broker": connected, "printer": "reached" | "fault" | "connecting", "reasons", "ts"}
 
 The updater judges a release healthy when, within ``health_s``, the unit is active (systemd
@@ -19,12 +19,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kiosk import __version__
 from kiosk.ops.update.layout import atomic_write
 from kiosk.ops.update.supervisor import Supervisor, SupervisorError
 
@@ -41,14 +43,15 @@ def health_path(spool: str | os.PathLike[str]) -> Path:
 class HealthReporter:
     """Wraps the station's notify callback; writes the health file from the loop's thread.
 
-        reporter = HealthReporter(health_path(config.station.spool), __version__, notifier.notify)
+        reporter = HealthReporter(health_path(config.station.spool), release_name(),
+                              notifier.notify)
         station = Station(config, notify=reporter.notify)
         reporter.facts = station_facts(station)
     """
 
-    def __init__(self, path: Path, version: str, forward: Callable[[str], Any], *,
+    def __init__(self, path: Path, release: str, forward: Callable[[str], Any], *,
                  period_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.path, self.version, self.forward = path, version, forward
+        self.path, self.release, self.forward = path, release, forward
         self.period_s, self.clock = period_s, clock
         self.facts: Facts = lambda: {}
         self.ready = False
@@ -66,8 +69,9 @@ class HealthReporter:
         return self.forward(message)
 
     def _write(self) -> None:
-        doc = {"version": self.version, "pid": os.getpid(), "ready": self.ready,
-               "broker": False, "printer": "connecting", "reasons": [], "ts": time.time()}
+        doc = {"release": self.release, "version": __version__, "pid": os.getpid(),
+               "ready": self.ready, "broker": False, "printer": "connecting", "reasons": [],
+               "ts": time.time()}
         try:
             doc.update(self.facts())
         except Exception as error:  # the report must never stop the station
@@ -76,6 +80,15 @@ class HealthReporter:
         with contextlib.suppress(OSError):
             atomic_write(self.path, json.dumps(doc).encode())
         self._written_at = self.clock()
+
+
+def release_name() -> str:
+    """The release this process runs: VERSION of releases/VERSION/venv (read at start, as
+    ``current`` may be switched while it runs), else the package's version."""
+    venv = Path(os.path.realpath(sys.prefix))
+    if venv.name == "venv" and venv.parent.parent.name == "releases":
+        return venv.parent.name
+    return __version__
 
 
 def station_facts(station: Any) -> Facts:
@@ -115,8 +128,8 @@ def assess(status: Any, report: dict[str, Any] | None, version: str, *, stale_s:
         return "the unit did not report ready (sd_notify READY=1)"
     if report is None or report.get("pid") != status.pid:
         return "no health report from the unit's process"
-    if report.get("version") != version:
-        return f"the running process is version {report.get('version')!r}, not {version!r}"
+    if report.get("release") != version:
+        return f"the running process is release {report.get('release')!r}, not {version!r}"
     age = now - float(report.get("ts") or 0)
     if age > stale_s:
         return f"its health report is {age:.0f} s old: the loop is hung (watchdog not fed)"
