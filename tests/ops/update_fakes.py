@@ -81,14 +81,14 @@ def release_key(tmp_path):
 class Station:
     """A station's disk (root, spool, config) and its unit under a real supervisor."""
 
-    def __init__(self, tmp: Path, broker_url: str, public_key: Path) -> None:
+    def __init__(self, tmp: Path, broker_url: str, public_key: Path, extra: str = "") -> None:
         self.tmp, self.root = tmp, tmp / "opt-kiosk"
         self.spool = tmp / "state" / "spool.db"
         self.config = tmp / "station.toml"
         self.socket = str(tmp / "unit.sock")
         self.config.write_text(
             f'[station]\ndistrict = "3210"\nid = "st-1"\nspool = "{self.spool}"\n'
-            f'[mqtt]\nurl = "{broker_url}"\n'
+            f'[mqtt]\nurl = "{broker_url}"\n{extra}'
             f'[update]\ntrusted_keys = ["{public_key}"]\nhealth_s = {HEALTH_S}\n'
             f'root = "{self.root}"\nsettle_s = 2.5\nstale_s = 2.0\ncard_wait_s = 5\n')
         spool = Spool(self.spool)  # the real schema
