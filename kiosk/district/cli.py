@@ -81,17 +81,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     page = sub.add_parser("web", parents=[common], help="the district's live web page")
     page.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT",
                       help="where the page is served (default 127.0.0.1:8080: this machine only)")
+    from kiosk.district import update  # kiosk district update (its own module)
+
+    update.add_parser(sub, common)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the parsed ``kiosk district`` sub-command; returns the exit code."""
     from kiosk.district.recordfile import RecordFileError
+    from kiosk.district.update import RolloutError, run_update
 
-    handlers = {"send": _send, "watch": _watch, "cmd": _cmd, "route": _route, "web": _web}
+    handlers = {"send": _send, "watch": _watch, "cmd": _cmd, "route": _route, "web": _web,
+                "update": lambda args: run_update(args, lambda: _client(args, keep_events=True))}
     try:
         return handlers[args.district_command](args)
-    except (InputError, RecordFileError) as error:
+    except (InputError, RecordFileError, RolloutError) as error:
         print(f"kiosk district: {error}", file=sys.stderr)
         return EXIT_USAGE
     except (TimeoutError, RuntimeError) as error:
@@ -119,13 +124,13 @@ def _credentials(args: argparse.Namespace):
                        args.password_file)
 
 
-def _client(args: argparse.Namespace):
+def _client(args: argparse.Namespace, *, keep_events: bool = False):
     from kiosk.district.client import DistrictClient
 
     try:
         client = DistrictClient(args.url, district=args.district, root=args.root,
                                 persistent=False, credentials=_credentials(args),
-                                keep_events=False)
+                                keep_events=keep_events)
     except ValueError as error:
         raise InputError(str(error)) from None
     try:

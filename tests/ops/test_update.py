@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from pathlib import Path
 
@@ -230,3 +231,37 @@ def test_unpack_alone_finds_a_payload_changed_since_verify(tmp_path, release_key
         bundles.unpack(path, changed, tmp_path / "dest")
     assert refused.value.reason == "digest-mismatch"
     assert not (tmp_path / "dest").exists()
+
+
+def test_a_file_other_than_the_one_announced_is_refused(station, release_key, tmp_path):
+    path = make_bundle(tmp_path / "x.bundle", "2.0", release_key[0])
+    done = station.update("--sha256", "0" * 64, str(path))
+    assert done.returncode == 1
+    (event,) = station.events()
+    assert event["outcome"] == "refused" and "digest-mismatch" in event["detail"]
+    assert station.layout.installed() == ["1.0"]
+
+
+def test_an_update_from_the_district_server_url(station, release_key, tmp_path):
+    """kiosk update http://...: downloaded beside the releases, then as a file."""
+    import functools
+    import http.server
+
+    (tmp_path / "web").mkdir()
+    path = make_bundle(tmp_path / "web" / "b.bundle", "2.0", release_key[0])
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler,
+                                directory=str(tmp_path / "web"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/{path.name}"
+        done = station.update(url)
+        assert done.returncode == 0, done.stdout + done.stderr
+        station.wait_running("2.0")
+        assert not list(station.layout.releases.glob(".*"))  # the download is gone
+        missing = station.update("--check", url + ".missing")
+        assert missing.returncode == 1 and "404" in missing.stderr
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -21,6 +21,7 @@ from typing import Any
 
 from kiosk.station.config import Config, ConfigError, from_dict
 
+DOWNLOAD = ".download.bundle"  # updater.fetch's file, beside the releases
 DEFAULTS: dict[str, Any] = {"trusted_keys": ["/etc/kiosk/release.pub"], "health_s": 120.0,
                             "root": "/opt/kiosk", "settle_s": 10.0, "stale_s": 5.0,
                             "card_wait_s": 900.0}
@@ -35,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="finish or undo a switch an interrupted update left (at boot)")
     parser.add_argument("--no-restart", action="store_true",
                         help="with --recover: fix the symlink only (the unit starts later)")
+    parser.add_argument("--sha256", help="the digest the district announced for the file")
     parser.add_argument("--supervisor", default="systemd:kiosk.service",
                         help="systemd:UNIT (default) or local:SOCKET (tests)")
 
@@ -108,7 +110,7 @@ def update_options(table: Any) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from kiosk.ops.update.supervisor import from_spec
-    from kiosk.ops.update.updater import Updater, fetch
+    from kiosk.ops.update.updater import Updater
 
     if bool(args.bundle) == bool(args.recover):
         print("kiosk update: give a BUNDLE or URL, or --recover", file=sys.stderr)
@@ -125,6 +127,17 @@ def run(args: argparse.Namespace) -> int:
         if outcome is None:
             print("kiosk update: nothing to recover")
         return 0 if outcome is None or outcome.outcome in ("rolled-back", "updated") else 1
+    downloaded = args.bundle.startswith(("http://", "https://"))
+    try:
+        return _update(args, updater, settings)
+    finally:
+        if downloaded:
+            (settings.root / "releases" / DOWNLOAD).unlink(missing_ok=True)
+
+
+def _update(args: argparse.Namespace, updater: Any, settings: Any) -> int:
+    from kiosk.ops.update.updater import fetch
+
     source = args.bundle
     if source.startswith(("http://", "https://")):
         from kiosk.ops.update.bundle import BundleError
@@ -136,9 +149,29 @@ def run(args: argparse.Namespace) -> int:
             return 1
     else:
         path = Path(source)
+    if args.sha256 and not _digest_matches(path, args.sha256):
+        from kiosk.ops.update.updater import Outcome
+
+        updater._report(Outcome(None, "refused", f"{source}: digest-mismatch: the file is not"
+                                " the one the district announced (sha256)", 0.0,
+                                updater.layout.current_version()))
+        return 1
     if args.check:
         return _check(updater, path)
     return 0 if updater.update(path).ok else 1
+
+
+def _digest_matches(path: Path, expected: str) -> bool:
+    import hashlib
+
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+    except OSError:
+        return False
+    return digest.hexdigest() == expected.lower()
 
 
 def _check(updater: Any, path: Path) -> int:

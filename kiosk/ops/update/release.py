@@ -36,6 +36,7 @@ from kiosk.ops.update.platform import Platform, platform_of
 REPO = Path(os.environ.get("KIOSK_REPO") or Path(__file__).resolve().parents[3])
 
 MIRROR = "http://deb.debian.org/debian"
+HOST_CA = os.environ.get("PIP_CERT") or "/etc/ssl/certs/ca-certificates.crt"
 STATION_PACKAGES = "python3,python3-venv,libcups2,mosquitto,ca-certificates"
 BUILD_PACKAGES = ["gcc", "make", "python3-dev", "libcups2-dev", "swig"]
 RELOCATABLE = (b"#!/bin/sh\n"
@@ -218,12 +219,17 @@ def arm64_venv(target: Target, roots: Path, wheel: Path, extras: str, venv: Path
     shutil.rmtree(root / inside.relative_to("/"), ignore_errors=True)
     (root / inside.relative_to("/")).mkdir(parents=True)
     shutil.copy(wheel, root / inside.relative_to("/"))
+    # The host's CA bundle: where a proxy re-signs TLS, pip in the build root trusts what the
+    # host trusts (Debian's pip reads the system bundle).
+    shutil.copy(HOST_CA, root / inside.relative_to("/") / "ca.crt")
+    shutil.copy(HOST_CA, root / "etc" / "ssl" / "certs" / "ca-certificates.crt")
     spec = f"{inside / wheel.name}[{extras}]" if extras else str(inside / wheel.name)
     with mounted(root):
         run("chroot", str(root), target.interpreter, "-m", "venv", str(inside / "venv"))
         # PYPI=1: lgpio's sdist builds and bundles its C library (no wheel for 3.13).
-        run("chroot", str(root), "env", "PYPI=1", str(inside / "venv" / "bin" / "python"),
-            "-m", "pip", "install", "--quiet", "--disable-pip-version-check", spec)
+        run("chroot", str(root), "env", "PYPI=1", f"PIP_CERT={inside / 'ca.crt'}",
+            str(inside / "venv" / "bin" / "python"), "-m", "pip", "install", "--quiet",
+            "--disable-pip-version-check", spec)
     shutil.copytree(root / inside.relative_to("/") / "venv", venv, symlinks=True)
 
 
