@@ -22,6 +22,7 @@ from kiosk.contract.signing import generate_key_pair, load_private_key
 from kiosk.ops.update import bundle as bundles
 from kiosk.ops.update.bundle import BundleError
 from kiosk.ops.update.cli import load_settings
+from kiosk.ops.update.layout import Layout
 from kiosk.ops.update.platform import Platform
 from kiosk.ops.update.supervisor import LocalSupervisor
 from kiosk.ops.update.updater import Updater
@@ -265,3 +266,19 @@ def test_an_update_from_the_district_server_url(station, release_key, tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_the_first_install_unpacks_and_points_current_without_a_unit(tmp_path, release_key):
+    from kiosk.ops.update.bundle import trusted_keys
+    from kiosk.ops.update.updater import Settings
+
+    settings = Settings(root=tmp_path / "opt", spool=tmp_path / "state" / "spool.db",
+                        keys=trusted_keys([release_key[1]]))
+    (tmp_path / "state").mkdir()
+    nobody = LocalSupervisor(str(tmp_path / "no-such-socket"))  # must not be asked
+    outcome = Updater(settings, nobody, say=lambda line: None).update(
+        make_bundle(tmp_path / "b.bundle", "1.0", release_key[0]))
+    assert outcome.outcome == "installed" and outcome.ok
+    assert Layout(tmp_path / "opt").current_version() == "1.0"
+    script = tmp_path / "opt" / "current" / "venv" / "bin" / "kiosk"
+    assert script.exists() and os.access(script, os.X_OK)

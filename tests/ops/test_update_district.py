@@ -161,3 +161,19 @@ def test_waves_are_planned_canary_first():
     assert plan_waves(list("abcdef"), canary=1, wave_size=2) == [["a"], ["b", "c"], ["d", "e"],
                                                                  ["f"]]
     assert plan_waves(list("abc"), canary=None, wave_size=10) == [["a", "b", "c"]]
+
+
+def test_update_events_are_handed_to_the_station_until_it_has_them(tmp_path):
+    from kiosk.ops.update.command import UpdateEvents
+    from kiosk.ops.update.updater import record_event
+
+    spool = tmp_path / "spool.db"
+    record_event(tmp_path / "update-events.jsonl", {"type": "update", "version": "2.0"})
+    events = UpdateEvents(spool)
+    assert [e["version"] for e in events.take()] == ["2.0"]
+    assert [e["version"] for e in events.take()] == ["2.0"]  # not done(): taken again
+    record_event(tmp_path / "update-events.jsonl", {"type": "update", "version": "3.0"})
+    events.take()
+    record_event(tmp_path / "update-events.jsonl", {"type": "update", "version": "4.0"})
+    events.done()  # 2.0 and 3.0 are in the outbox; 4.0 came after the take
+    assert [e["version"] for e in events.take()] == ["4.0"]

@@ -21,6 +21,8 @@ from typing import Any
 
 from kiosk.station.config import Config, ConfigError, from_dict
 
+DEFAULT_CONFIG = "/etc/kiosk/station.toml"
+FIRST_INSTALL = {"station": {"district": "0000", "id": "first-install"}}  # for its defaults
 DOWNLOAD = ".download.bundle"  # updater.fetch's file, beside the releases
 DEFAULTS: dict[str, Any] = {"trusted_keys": ["/etc/kiosk/release.pub"], "health_s": 120.0,
                             "root": "/opt/kiosk", "settle_s": 10.0, "stale_s": 5.0,
@@ -29,7 +31,7 @@ DEFAULTS: dict[str, Any] = {"trusted_keys": ["/etc/kiosk/release.pub"], "health_
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bundle", nargs="?", help="a bundle file, or an http(s):// URL")
-    parser.add_argument("--config", default="/etc/kiosk/station.toml")
+    parser.add_argument("--config", default=DEFAULT_CONFIG)
     parser.add_argument("--check", action="store_true",
                         help="verify the bundle for this station, change nothing")
     parser.add_argument("--recover", action="store_true",
@@ -76,7 +78,12 @@ def load_settings(path: str) -> Any:
     from kiosk.ops.update.bundle import trusted_keys
     from kiosk.ops.update.updater import Settings
 
-    config, options = _read(path)
+    if not Path(path).exists() and path == DEFAULT_CONFIG:
+        # The first install: no configuration yet (kiosk install writes it from the release).
+        print(f"kiosk update: no {path} yet: the defaults ([update] and the spool's place)")
+        config, options = from_dict(FIRST_INSTALL), dict(DEFAULTS)
+    else:
+        config, options = _read(path)
     try:
         keys = trusted_keys(options["trusted_keys"])
     except ValueError as error:

@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             interpreter, plat = target.interpreter, Platform("aarch64", target.python)
             arm64_venv(target, roots, wheel, extras, release / "venv")
         relocate(release / "venv")
+        drop_pip(release / "venv")
         out = Path(args.out) / f"kiosk-{version}-{args.platform}.bundle"
         out.parent.mkdir(parents=True, exist_ok=True)
         manifest = bundle.build(out, release, version=version, platform_name=args.platform,
@@ -156,6 +157,16 @@ def relocate(venv: Path) -> None:
         first, _, rest = data.partition(b"\n")
         if first.startswith(b"#!") and b"python" in first:
             path.write_bytes(RELOCATABLE + rest)
+
+
+def drop_pip(venv: Path) -> None:
+    """A station is never changed by pip (bundles replace the whole environment): 16 MB less."""
+    for path in [*venv.glob("lib/python*/site-packages/pip"),
+                 *venv.glob("lib/python*/site-packages/pip-*.dist-info"), *venv.glob("bin/pip*")]:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
 
 
 # -- arm64 under emulation ------------------------------------------------------------------

@@ -79,7 +79,7 @@ class Settings:
 @dataclass
 class Outcome:
     version: str | None
-    outcome: str  # updated | rolled-back | refused | current | failed | recovered
+    outcome: str  # updated | rolled-back | refused | current | failed | installed
     detail: str
     seconds: float = 0.0
     previous: str | None = None
@@ -87,7 +87,7 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
-        return self.outcome in ("updated", "current", "checked", "recovered")
+        return self.outcome in ("updated", "current", "installed")
 
     def event(self) -> dict:
         return {"type": "update", "version": self.version, "outcome": self.outcome,
@@ -186,6 +186,11 @@ class Updater:
         os.rename(staging, target)
 
     def _switch(self, new: str, old: str | None, started: float) -> Outcome:
+        if old is None:  # the first install: no unit runs yet, nothing to judge or go back to
+            self.layout.point_at(new)
+            return self._report(Outcome(new, "installed", f"{new} installed as the first"
+                                        " release; start the unit (systemctl start kiosk)",
+                                        self.clock() - started))
         self.layout.write_journal(phase="switching", to=new, **{"from": old})
         self.step("journal")
         self.layout.point_at(new)
@@ -289,14 +294,6 @@ def record_event(path: Path, event: dict) -> None:
     # Said on stdout (the journal) already; a full disk must not stop a rollback.
     with contextlib.suppress(OSError):
         atomic_write(path, b"\n".join(lines) + b"\n")
-
-
-def pending_events(path: Path) -> list[dict]:
-    """The update events not yet published (the station's start reads, then removes them)."""
-    try:
-        return [json.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
-    except (OSError, ValueError):
-        return []
 
 
 def fetch(url: str, directory: Path, *, timeout: float = 60.0) -> Path:
