@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kiosk.district.client import CommandTimeout, DistrictClient
+from kiosk.extras import require
 
 HEALTHY = ("updated", "current")
 FINAL = (*HEALTHY, "refused", "rolled-back", "failed", "no-reply", "timeout")
@@ -193,6 +194,7 @@ class Server:
         return f"/bundles/{self.bundle.sha256}.bundle"
 
     def start(self) -> Server:
+        require("aiohttp", "district", "kiosk district update (its HTTP server)")
         self._thread.start()
         self._ready.wait(10)
         if self.error:
@@ -228,7 +230,7 @@ class Server:
             site = web.TCPSite(self._runner, self.host, self.port)
             self._loop.run_until_complete(site.start())
             self.port = site._server.sockets[0].getsockname()[1]  # the port 0 became
-        except OSError as error:
+        except Exception as error:  # said by start(), in the operator's terms
             self.error = error
             self._ready.set()
             return

@@ -282,3 +282,22 @@ def test_the_first_install_unpacks_and_points_current_without_a_unit(tmp_path, r
     assert Layout(tmp_path / "opt").current_version() == "1.0"
     script = tmp_path / "opt" / "current" / "venv" / "bin" / "kiosk"
     assert script.exists() and os.access(script, os.X_OK)
+
+
+def test_a_card_that_starts_while_unpacking_is_waited_for_too(station, release_key, tmp_path):
+    settings = load_settings(str(station.config))
+    settings.card_wait_s = 1.0
+
+    def card_starts(step: str) -> None:
+        if step == "unpacked":  # the station picks a blank while the bundle was unpacked
+            spool = Spool(station.spool)
+            spool.add_job("r-2", 0, "************1234", b"{}")
+            spool.update_job("r-2", state="processing", phase="picking")
+            spool.close()
+
+    pid = station.running()
+    outcome = Updater(settings, LocalSupervisor(station.socket), step=card_starts,
+                      say=lambda line: None).update(
+        make_bundle(tmp_path / "b.bundle", "2.0", release_key[0]))
+    assert outcome.outcome == "refused" and "card stayed in the printer" in outcome.detail
+    assert station.layout.current_version() == "1.0" and station.running() == pid

@@ -161,6 +161,10 @@ class Updater:
                                         f"unpacking failed, nothing changed: {error}",
                                         self.clock() - started, old))
         self.step("unpacked")
+        if not self._wait_for_card():  # a card may have started while it unpacked
+            return self._report(Outcome(manifest.version, "refused",
+                                        f"a card stayed in the printer for"
+                                        f" {self.settings.card_wait_s:g} s", 0.0, old))
         return self._switch(manifest.version, old, started)
 
     def _wait_for_card(self) -> bool:
