@@ -236,11 +236,22 @@ def test_unpack_alone_finds_a_payload_changed_since_verify(tmp_path, release_key
 
 def test_a_file_other_than_the_one_announced_is_refused(station, release_key, tmp_path):
     path = make_bundle(tmp_path / "x.bundle", "2.0", release_key[0])
-    done = station.update("--sha256", "0" * 64, str(path))
+    done = station.update("--sha256", "0" * 64, "--version", "2.0", str(path))
     assert done.returncode == 1
     (event,) = station.events()
     assert event["outcome"] == "refused" and "digest-mismatch" in event["detail"]
+    assert event["version"] == "2.0"  # the district waits for the version it announced
     assert station.layout.installed() == ["1.0"]
+
+
+def test_a_bundle_of_another_version_than_announced_is_refused(station, release_key,
+                                                               tmp_path):
+    path = make_bundle(tmp_path / "x.bundle", "2.1", release_key[0])
+    done = station.update("--version", "2.0", str(path))
+    assert done.returncode == 1
+    (event,) = station.events()
+    assert (event["version"], event["outcome"]) == ("2.0", "refused")
+    assert "the bundle is 2.1, the district announced 2.0" in event["detail"]
 
 
 def test_an_update_from_the_district_server_url(station, release_key, tmp_path):

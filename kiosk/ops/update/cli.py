@@ -39,6 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-restart", action="store_true",
                         help="with --recover: fix the symlink only (the unit starts later)")
     parser.add_argument("--sha256", help="the digest the district announced for the file")
+    parser.add_argument("--version", dest="announced",
+                        help="the version the district announced (named by the outcome)")
     parser.add_argument("--supervisor", default="systemd:kiosk.service",
                         help="systemd:UNIT (default) or local:SOCKET (tests)")
 
@@ -153,19 +155,18 @@ def _update(args: argparse.Namespace, updater: Any, settings: Any) -> int:
             path = fetch(source, settings.root / "releases")
         except BundleError as error:
             print(f"kiosk update: refused: {error}", file=sys.stderr)
+            if not args.check:
+                updater.refuse(args.announced, str(error))
             return 1
     else:
         path = Path(source)
     if args.sha256 and not _digest_matches(path, args.sha256):
-        from kiosk.ops.update.updater import Outcome
-
-        updater._report(Outcome(None, "refused", f"{source}: digest-mismatch: the file is not"
-                                " the one the district announced (sha256)", 0.0,
-                                updater.layout.current_version()))
+        updater.refuse(args.announced, f"{source}: digest-mismatch: the file is not the one"
+                       " the district announced (sha256)")
         return 1
     if args.check:
         return _check(updater, path)
-    return 0 if updater.update(path).ok else 1
+    return 0 if updater.update(path, announced=args.announced).ok else 1
 
 
 def _digest_matches(path: Path, expected: str) -> bool:

@@ -42,7 +42,8 @@ def accept(args: Any, *, config: str, launcher: Launcher = systemd_run,
         return {"ok": False, "error": "bad-arguments", "detail": problem}
     if busy():
         return {"ok": False, "error": "busy", "detail": "an update is already running"}
-    command = [kiosk, "update", "--config", config, "--sha256", args["sha256"], args["url"]]
+    command = [kiosk, "update", "--config", config, "--sha256", args["sha256"],
+               "--version", args["version"], args["url"]]
     try:
         launcher(command, args["version"])
     except (OSError, subprocess.SubprocessError) as error:

@@ -131,17 +131,20 @@ class Updater:
 
     # -- the update ---------------------------------------------------------------------
 
-    def update(self, path: Path) -> Outcome:
+    def update(self, path: Path, *, announced: str | None = None) -> Outcome:
+        """Install *path*; *announced* is the version the district said it is (the outcome
+        names it even when the bundle cannot be read, and a bundle of another is refused)."""
         started = self.clock()
         recovered = self.recover()
         if recovered is not None:
             self.say(f"kiosk update: {recovered.detail}")
         try:
             manifest = self.check(path)
+            if announced is not None and manifest.version != announced:
+                raise BundleError("not-announced", f"the bundle is {manifest.version}, the"
+                                  f" district announced {announced}")
         except (BundleError, PlatformError, spoolcheck.SpoolRefused) as error:
-            return self._report(Outcome(None, "refused", f"{path.name}: {error}",
-                                        self.clock() - started,
-                                        self.layout.current_version()))
+            return self.refuse(announced, f"{path.name}: {error}", self.clock() - started)
         self.step("verified")
         old = self.layout.current_version()
         if old == manifest.version:
@@ -166,6 +169,10 @@ class Updater:
                                         f"a card stayed in the printer for"
                                         f" {self.settings.card_wait_s:g} s", 0.0, old))
         return self._switch(manifest.version, old, started)
+
+    def refuse(self, version: str | None, detail: str, seconds: float = 0.0) -> Outcome:
+        return self._report(Outcome(version, "refused", detail, seconds,
+                                    self.layout.current_version()))
 
     def _wait_for_card(self) -> bool:
         deadline = self.clock() + self.settings.card_wait_s
