@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -22,8 +24,10 @@ from paho.mqtt.properties import Properties
 from kiosk.contract.signing import generate_key_pair, load_private_key
 from kiosk.district.cli import main as district_main
 from kiosk.district.update import plan_waves
-from kiosk.ops.update.command import accept
-from tests.ops.update_fakes import make_bundle
+from kiosk.ops.update.command import UpdateEvents, accept
+from tests.ops.update_fakes import make_bundle, release_key, station
+
+__all__ = ["release_key", "station"]  # fixtures
 
 ROOT = "ektp/v1/3210"
 
@@ -83,8 +87,8 @@ def fleet(broker):
 
     make.log = log
     yield make
-    for station in made:
-        station.close()
+    for member in made:
+        member.close()
 
 
 @pytest.fixture
@@ -177,3 +181,47 @@ def test_update_events_are_handed_to_the_station_until_it_has_them(tmp_path):
     record_event(tmp_path / "update-events.jsonl", {"type": "update", "version": "4.0"})
     events.done()  # 2.0 and 3.0 are in the outbox; 4.0 came after the take
     assert [e["version"] for e in events.take()] == ["4.0"]
+
+
+class StationFront(FakeStation):
+    """The MQTT side a station's core will have: ``accept`` starts the real updater against
+    the station of ``update_fakes`` (real supervisor, real releases), and the events it
+    leaves are published as the core will publish them (``UpdateEvents``)."""
+
+    def __init__(self, url: str, sid: str, node, log: list) -> None:
+        self.node = node
+        super().__init__(url, sid, "unused", log)
+
+    def _launch(self, argv, version) -> None:
+        command = [sys.executable, "-m", "kiosk", *argv[1:-1], "--config", str(self.node.config),
+                   "--supervisor", f"local:{self.node.socket}", argv[-1]]
+        threading.Thread(target=self._run_updater, args=(command,), daemon=True).start()
+
+    def _run_updater(self, command) -> None:
+        subprocess.run(command, capture_output=True, timeout=120)
+        events = UpdateEvents(self.node.spool)
+        for event in events.take():
+            self.log.append(("event", self.sid, time.monotonic()))
+            body = {"schema": "ektp.event/1", **event}
+            self.client.publish(f"{ROOT}/{self.sid}/events", json.dumps(body),
+                                qos=1).wait_for_publish(5)
+        events.done()
+
+
+@pytest.mark.parametrize("mode, outcome, exit_code", [("good", "updated", 0),
+                                                       ("exit", "rolled-back", 1)])
+def test_from_the_district_to_the_real_updater_and_back(broker, fleet, station, release_key,
+                                                        tmp_path, capsys, mode, outcome,
+                                                        exit_code):
+    front = StationFront(broker.url, "st-1", station, fleet.log)
+    try:
+        (second,) = fleet({"st-2": "updated"})
+        bundle = make_bundle(tmp_path / "kiosk-2.0.bundle", "2.0", release_key[0], mode=mode)
+        assert _update(broker, bundle, "--canary", "1") == exit_code
+        out = capsys.readouterr().out
+        assert f"st-1: {outcome}" in out, out
+        station.wait_running("2.0" if mode == "good" else "1.0")
+        assert len(second.commands) == (1 if mode == "good" else 0)
+        assert not list(station.layout.releases.glob(".*"))  # the download is gone
+    finally:
+        front.close()
