@@ -312,3 +312,29 @@ def test_a_card_that_starts_while_unpacking_is_waited_for_too(station, release_k
         make_bundle(tmp_path / "b.bundle", "2.0", release_key[0]))
     assert outcome.outcome == "refused" and "card stayed in the printer" in outcome.detail
     assert station.layout.current_version() == "1.0" and station.running() == pid
+
+
+def test_a_printer_unplugged_before_the_update_is_not_held_against_the_new_release(
+        tmp_path, broker, release_key):
+    key, public = release_key
+    node = Station(tmp_path, broker.url, public)
+    node.install(make_bundle(tmp_path / "old.bundle", "1.0", key, mode="no-printer"))
+    node.start_unit()
+    try:
+        node.wait_running("1.0")
+        done = node.update(str(make_bundle(tmp_path / "b2.bundle", "2.0", key,
+                                           mode="no-printer")))
+        assert done.returncode == 0, done.stdout + done.stderr
+        node.wait_running("2.0")
+    finally:
+        node.stop_unit()
+
+
+def test_a_release_that_loses_the_printer_is_rolled_back(station, release_key, tmp_path):
+    done = station.update(str(make_bundle(tmp_path / "b2.bundle", "2.0", release_key[0],
+                                          mode="no-printer")))
+    assert done.returncode == 1
+    (event,) = station.events()
+    assert event["outcome"] == "rolled-back"
+    assert "neither reached the printer nor reported its fault" in event["detail"]
+    station.wait_running("1.0")

@@ -7,6 +7,7 @@ one of these modes (the file ``mode`` in the release):
   exit       exits at once (status 1)
   no-broker  as good, but its broker is a closed port: never connected
   hang       READY and one good health report, then nothing (no watchdog, no report)
+  no-printer as good, but the printer is never reached (unplugged)
 It opens the spool (SQLite, WAL, synchronous=FULL) and notes its start there, as the
 station does, so the tests can see the spool intact after every fault.
 """
@@ -210,7 +211,8 @@ def fake_station(script: str, argv: list[str]) -> int:
     reporter = HealthReporter(health_path(spool), version, notifier.notify, period_s=0.2)
     url = config["mqtt"]["url"] if mode != "no-broker" else "mqtt://127.0.0.1:1"
     client = _connect(url, f"fake-{os.getpid()}")
-    reporter.facts = lambda: {"broker": client.is_connected(), "printer": "reached",
+    printer = "connecting" if mode == "no-printer" else "reached"
+    reporter.facts = lambda: {"broker": client.is_connected(), "printer": printer,
                               "reasons": ["none"]}
     reporter.notify("READY=1")
     if mode == "hang":

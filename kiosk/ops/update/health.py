@@ -11,7 +11,9 @@ The updater judges a release healthy when, within ``health_s``, the unit is acti
 ready), and the health file is the unit's main process, of the new version, ready,
 connected to the broker, printer reached or its fault reported, and fresh (a hung loop
 stops writing, as it stops feeding the watchdog) — and all of that holds for ``settle_s``
-without the process changing.
+without the process changing. A printer the running release could not reach either (its
+last report before the switch says ``connecting``: unplugged, switched off) is not held
+against the new one: rolling back would not bring it back.
 """
 
 from __future__ import annotations
@@ -120,7 +122,7 @@ def read_report(path: Path) -> dict[str, Any] | None:
 
 
 def assess(status: Any, report: dict[str, Any] | None, version: str, *, stale_s: float,
-           now: float) -> str | None:
+           now: float, printer_optional: bool = False) -> str | None:
     """None when healthy, else why not (one line)."""
     if not status.pid:
         return "the unit is not running"
@@ -137,13 +139,21 @@ def assess(status: Any, report: dict[str, Any] | None, version: str, *, stale_s:
         return "it has not finished starting"
     if not report.get("broker"):
         return "it has not reached the broker"
-    if report.get("printer") == "connecting":
+    if report.get("printer") == "connecting" and not printer_optional:
         return "it has neither reached the printer nor reported its fault"
     return None
 
 
+def printer_unreached(path: Path) -> bool:
+    """Whether the running release, before the switch, had not reached the printer either
+    (unplugged, switched off): then the new one is not held to it."""
+    report = read_report(path)
+    return bool(report and report.get("ready") and report.get("printer") == "connecting")
+
+
 def wait_healthy(supervisor: Supervisor, path: Path, version: str, *, health_s: float,
-                 settle_s: float, stale_s: float, poll_s: float = 0.2,
+                 settle_s: float, stale_s: float, printer_optional: bool = False,
+                 poll_s: float = 0.2,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> Verdict:
     """Wait up to *health_s* for *version* to be healthy for *settle_s* on end."""
@@ -162,7 +172,7 @@ def wait_healthy(supervisor: Supervisor, path: Path, version: str, *, health_s: 
         if status is not None:
             first_starts = status.starts if first_starts is None else first_starts
             why = assess(status, read_report(path), version, stale_s=stale_s,
-                         now=time.time()) or ""
+                         now=time.time(), printer_optional=printer_optional) or ""
             if not why and since is not None and status.pid == pid:
                 if clock() - since >= settle_s:
                     return Verdict(True, f"healthy (pid {pid})", clock() - start)

@@ -39,7 +39,7 @@ from kiosk.contract.signing import Verifier
 from kiosk.ops.update import bundle as bundles
 from kiosk.ops.update import spoolcheck
 from kiosk.ops.update.bundle import BundleError, Manifest
-from kiosk.ops.update.health import Verdict, health_path, wait_healthy
+from kiosk.ops.update.health import Verdict, health_path, printer_unreached, wait_healthy
 from kiosk.ops.update.layout import Layout, atomic_write
 from kiosk.ops.update.platform import PlatformError, check
 from kiosk.ops.update.supervisor import Supervisor, SupervisorError
@@ -106,6 +106,7 @@ class Updater:
         self.write, self.step = write, step
         self.say = say or (lambda line: print(line, flush=True))  # the journal, as it goes
         self.clock, self.sleep = clock, sleep
+        self.printer_optional = False  # set before a switch: health.printer_unreached
 
     # -- the checks: nothing is touched ----------------------------------------------------
 
@@ -202,6 +203,7 @@ class Updater:
             return self._report(Outcome(new, "installed", f"{new} installed as the first"
                                         " release; start the unit (systemctl start kiosk)",
                                         self.clock() - started))
+        self.printer_optional = printer_unreached(self.settings.health_file)
         self.layout.write_journal(phase="switching", to=new, **{"from": old})
         self.step("journal")
         self.layout.point_at(new)
@@ -251,7 +253,7 @@ class Updater:
         s = self.settings
         return wait_healthy(self.supervisor, s.health_file, version, health_s=s.health_s,
                             settle_s=s.settle_s, stale_s=s.stale_s, clock=self.clock,
-                            sleep=self.sleep)
+                            sleep=self.sleep, printer_optional=self.printer_optional)
 
     # -- recovery -------------------------------------------------------------------------
 
