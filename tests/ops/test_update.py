@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import sqlite3
 import subprocess
 import sys
 import tarfile
@@ -338,3 +339,35 @@ def test_a_release_that_loses_the_printer_is_rolled_back(station, release_key, t
     assert event["outcome"] == "rolled-back"
     assert "neither reached the printer nor reported its fault" in event["detail"]
     station.wait_running("1.0")
+
+
+@pytest.mark.parametrize("on_disk, new_opens, new_writes, old_opens, refused", [
+    (0, (0, 0), 0, (0, 0), None),                       # no change
+    (0, (0, 1), 1, (0, 1), None),                       # additive: the old one opens 1 too
+    (0, (0, 1), 1, (0, 0), "could not open after a rollback"),
+    (2, (0, 1), 1, (0, 2), "the new release opens 0..1"),  # a spool newer than it knows
+    (0, (0, 1), 1, None, "range is unknown"),            # installed by hand: no migration
+    (0, (0, 0), 0, None, None),
+])
+def test_the_spool_rule(on_disk, new_opens, new_writes, old_opens, refused):
+    from kiosk.ops.update.spoolcheck import SpoolRefused, check_migration
+
+    if refused is None:
+        check_migration(on_disk, new_opens, new_writes, old_opens)
+    else:
+        with pytest.raises(SpoolRefused, match=refused):
+            check_migration(on_disk, new_opens, new_writes, old_opens)
+
+
+def test_the_spool_schema_is_read_without_writing(tmp_path):
+    from kiosk.ops.update.spoolcheck import schema_version
+
+    path = tmp_path / "spool.db"
+    Spool(path).close()
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA user_version = 3")
+    db.close()
+    before = path.stat().st_mtime_ns
+    assert schema_version(path) == 3
+    assert schema_version(tmp_path / "none.db") == 0 and not (tmp_path / "none.db").exists()
+    assert path.stat().st_mtime_ns == before
