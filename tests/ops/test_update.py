@@ -371,3 +371,22 @@ def test_the_spool_schema_is_read_without_writing(tmp_path):
     assert schema_version(path) == 3
     assert schema_version(tmp_path / "none.db") == 0 and not (tmp_path / "none.db").exists()
     assert path.stat().st_mtime_ns == before
+
+
+def test_the_systemd_seam_asks_systemctl_what_the_docs_say(tmp_path, monkeypatch):
+    """A systemctl on PATH that records its arguments (no systemd runs here)."""
+    from kiosk.ops.update.supervisor import SystemdSupervisor, UnitStatus
+
+    calls = tmp_path / "calls"
+    fake = tmp_path / "bin" / "systemctl"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n'
+                    'echo ActiveState=active; echo MainPID=4242; echo NRestarts=3\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    unit = SystemdSupervisor()
+    unit.restart()
+    assert unit.status() == UnitStatus(True, 4242, 3)
+    assert calls.read_text().splitlines() == [
+        "restart --no-block kiosk.service",
+        "show kiosk.service -p ActiveState,MainPID,NRestarts"]
