@@ -313,6 +313,7 @@ def test_a_card_that_starts_while_unpacking_is_waited_for_too(station, release_k
         make_bundle(tmp_path / "b.bundle", "2.0", release_key[0]))
     assert outcome.outcome == "refused" and "card stayed in the printer" in outcome.detail
     assert station.layout.current_version() == "1.0" and station.running() == pid
+    assert station.layout.installed() == ["1.0"]
 
 
 def test_a_printer_unplugged_before_the_update_is_not_held_against_the_new_release(

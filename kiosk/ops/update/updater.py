@@ -153,22 +153,19 @@ class Updater:
                                         f"{manifest.version} is already running",
                                         self.clock() - started, old))
         self.say(f"kiosk update: {manifest.describe()} verified; running: {old or 'none'}")
+        card_stays = f"a card stayed in the printer for {self.settings.card_wait_s:g} s"
         if not self._wait_for_card():
-            return self._report(Outcome(manifest.version, "refused",
-                                        f"a card stayed in the printer for"
-                                        f" {self.settings.card_wait_s:g} s", 0.0, old))
+            return self.refuse(manifest.version, card_stays, self.clock() - started)
         self.step("card")
         try:
             self._unpack(path, manifest)
         except (BundleError, OSError) as error:
-            return self._report(Outcome(manifest.version, "refused",
-                                        f"unpacking failed, nothing changed: {error}",
-                                        self.clock() - started, old))
+            return self.refuse(manifest.version, f"unpacking failed, nothing changed: {error}",
+                               self.clock() - started)
         self.step("unpacked")
         if not self._wait_for_card():  # a card may have started while it unpacked
-            return self._report(Outcome(manifest.version, "refused",
-                                        f"a card stayed in the printer for"
-                                        f" {self.settings.card_wait_s:g} s", 0.0, old))
+            shutil.rmtree(self.layout.release(manifest.version), ignore_errors=True)
+            return self.refuse(manifest.version, card_stays, self.clock() - started)
         return self._switch(manifest.version, old, started)
 
     def refuse(self, version: str | None, detail: str, seconds: float = 0.0) -> Outcome:
@@ -198,6 +195,7 @@ class Updater:
         os.rename(staging, target)
 
     def _switch(self, new: str, old: str | None, started: float) -> Outcome:
+        """Switch to *new*, judge it, go back to *old* unless healthy."""
         if old is None:  # the first install: no unit runs yet, nothing to judge or go back to
             self.layout.point_at(new)
             return self._report(Outcome(new, "installed", f"{new} installed as the first"
@@ -220,10 +218,6 @@ class Updater:
             self.layout.prune({new, old} - {None})
             return self._report(Outcome(new, "updated", verdict.detail, self.clock() - started,
                                         old, {"health_s": round(verdict.seconds, 1)}))
-        if old is None:
-            self.layout.clear_journal()
-            return self._report(Outcome(new, "failed", f"{verdict.detail}; no previous"
-                                        " release to go back to", self.clock() - started))
         self.say(f"kiosk update: {new} {verdict.detail}; going back to {old}")
         back = self._roll_back(new, old)
         return self._report(Outcome(new, "rolled-back", f"{verdict.detail}; {old} runs again"
