@@ -8,6 +8,8 @@ stations that speak sd_notify and MQTT to the real Mosquitto, the real spool (SQ
 from __future__ import annotations
 
 import errno
+import hashlib
+import json
 import os
 import sqlite3
 import subprocess
@@ -391,3 +393,44 @@ def test_the_systemd_seam_asks_systemctl_what_the_docs_say(tmp_path, monkeypatch
     assert calls.read_text().splitlines() == [
         "restart --no-block kiosk.service",
         "show kiosk.service -p ActiveState,MainPID,NRestarts"]
+
+
+@pytest.mark.parametrize("members, why", [
+    ([("../evil", "file")], "points outside the release"),
+    ([("/etc/evil", "file")], "points outside the release"),
+    ([("venv/lib", "symlink:OUTSIDE"), ("venv/lib/evil", "file")], "through a symlink"),
+])
+def test_a_signed_payload_that_writes_outside_the_release_is_refused(tmp_path, release_key,
+                                                                     members, why):
+    """Defence in depth: even a bundle signed by a trusted key writes only its release."""
+    import io
+
+    (tmp_path / "outside").mkdir()
+    payload = tmp_path / "payload.tar.gz"
+    with tarfile.open(payload, "w:gz") as archive:
+        for name, kind in members:
+            info = tarfile.TarInfo(name)
+            if kind.startswith("symlink:"):
+                info.type = tarfile.SYMTYPE
+                info.linkname = str(tmp_path / "outside")  # OUTSIDE: the test's own
+                archive.addfile(info)
+            else:
+                info.size = 4
+                archive.addfile(info, io.BytesIO(b"evil"))
+    digest = hashlib.sha256(payload.read_bytes()).hexdigest()
+    manifest = bundles.Manifest.parse(json.dumps({
+        "schema": bundles.SCHEMA, "version": "6.6", "interpreter": "/usr/bin/python3",
+        "platform": {"name": "x", "machine": "x86_64", "python": "3.11"},
+        "payload": {"sha256": digest, "size": payload.stat().st_size},
+        "installed": {"bytes": 4, "files": 1}, "spool": {"writes": 0, "opens": [0, 0]},
+        "created": 0}).encode())
+    outer = tmp_path / "evil.bundle"
+    (tmp_path / "m").write_bytes(manifest.raw)
+    with tarfile.open(outer, "w") as archive:  # unpack trusts what verify checked: no sig here
+        archive.add(tmp_path / "m", arcname="manifest.json")
+        archive.add(tmp_path / "m", arcname="manifest.sig")
+        archive.add(payload, arcname="payload.tar.gz")
+    with pytest.raises(BundleError, match=why):
+        bundles.unpack(outer, manifest, tmp_path / "dest")
+    assert not (tmp_path / "dest").exists() and not (tmp_path / "evil").exists()
+    assert not (tmp_path / "outside" / "evil").exists()

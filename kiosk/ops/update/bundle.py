@@ -330,11 +330,7 @@ class _Hashing(io.RawIOBase):
 
 def _unpack_member(payload: tarfile.TarFile, info: tarfile.TarInfo, dest: Path,
                    write: Write) -> None:
-    name = info.name.lstrip("./") if info.name.startswith("./") else info.name
-    parts = Path(name).parts
-    if not parts or name.startswith("/") or ".." in parts:
-        raise BundleError("bad-payload", f"member {info.name!r} points outside the release")
-    target = dest.joinpath(*parts)
+    target = _inside(dest, info.name)
     if info.isdir():
         target.mkdir(parents=True, exist_ok=True)
         target.chmod(stat.S_IMODE(info.mode) | 0o700)
@@ -344,9 +340,24 @@ def _unpack_member(payload: tarfile.TarFile, info: tarfile.TarInfo, dest: Path,
     elif info.isfile():
         target.parent.mkdir(parents=True, exist_ok=True)
         _write_file(payload, info, target, write)
+    elif info.islnk():  # a hard link to a file unpacked before it
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.link(_inside(dest, info.linkname), target)
     else:
         raise BundleError("bad-payload", f"member {info.name!r} is neither file, directory"
                           " nor symlink")
+
+
+def _inside(dest: Path, name: str) -> Path:
+    """*dest*/*name*, refusing a name that leaves *dest*, directly or through a symlink."""
+    parts = Path(name.removeprefix("./")).parts
+    if not parts or name.startswith("/") or ".." in parts:
+        raise BundleError("bad-payload", f"member {name!r} points outside the release")
+    target = dest.joinpath(*parts)
+    if not os.path.realpath(target.parent).startswith(os.path.realpath(dest)):
+        raise BundleError("bad-payload", f"member {name!r} goes through a symlink out of"
+                          " the release")
+    return target
 
 
 def _write_file(payload: tarfile.TarFile, info: tarfile.TarInfo, target: Path,
