@@ -14,8 +14,9 @@ only then. A station that refused, rolled back, failed or stayed silent past
 
 Waves: ``--canary N`` sends to N stations first, then the rest in waves of
 ``--wave-size``; ``--all`` and ``--stations`` go in waves of ``--wave-size`` from the
-start (the first wave is the canary). The stations are those seen on the broker
-(retained availability or state), sorted by id.
+start (the first wave is the canary). ``--all`` and ``--canary`` take the stations
+online on the broker (retained availability), sorted by id, and name the offline ones;
+``--stations`` sends to those named, online or not.
 
 While it runs, ``GET /`` is a minimal page and ``GET /api/update`` the same as JSON:
 each station's running version (from its retained state) and its update state:
@@ -300,10 +301,13 @@ def _run(args: argparse.Namespace, client: DistrictClient, bundle: BundleInfo, h
         unknown = [s for s in stations if s not in known]
         if unknown:
             raise RolloutError(f"--stations: never seen on the broker: {', '.join(unknown)}")
-    else:
-        stations = known
+    else:  # --all, --canary: the stations online now; the others are named, not waited for
+        stations = [s for s in known if client.availability.get(s) == "online"]
+        offline = [s for s in known if s not in stations]
+        if offline:
+            print(f"offline, not sent (update them later): {', '.join(offline)}")
     if not stations:
-        raise RolloutError("no station to update (none seen on the broker)")
+        raise RolloutError("no station to update (none online on the broker)")
     rollout: Rollout | None = None
     server = Server(bundle, lambda: rollout.view() if rollout else {}, host, port).start()
     try:

@@ -225,3 +225,12 @@ def test_from_the_district_to_the_real_updater_and_back(broker, fleet, station, 
         assert not list(station.layout.releases.glob(".*"))  # the download is gone
     finally:
         front.close()
+
+
+def test_offline_stations_are_named_not_waited_for(broker, fleet, release, capsys):
+    stations = fleet({"a": "updated", "b": "updated"})
+    stations[1].client.publish(f"{ROOT}/b/availability", b"offline", qos=1,
+                               retain=True).wait_for_publish(5)
+    assert _update(broker, release, "--all") == 0
+    assert [len(s.commands) for s in stations] == [1, 0]
+    assert "offline, not sent (update them later): b" in capsys.readouterr().out
