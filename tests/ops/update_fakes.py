@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -123,10 +124,15 @@ class Station:
             LocalSupervisor(self.socket).ask("quit", timeout=20)
         try:
             self.daemon.wait(timeout=20)
-        except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired:  # a stuck supervisor: its stations go with it
+            for pid, _ in self.running():
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
             self.daemon.kill()
             self.daemon.wait()
-        self.log.close()
+        finally:
+            self.daemon = None
+            self.log.close()
 
     def update(self, *args: str, env: dict | None = None,
                timeout: float = 60) -> subprocess.CompletedProcess:
@@ -184,9 +190,11 @@ def station(tmp_path, broker, release_key):
     node = Station(tmp_path, broker.url, public)
     node.install(make_bundle(tmp_path / "old.bundle", "1.0", key))
     node.start_unit()
-    node.wait_running("1.0")
-    yield node
-    node.stop_unit()
+    try:
+        node.wait_running("1.0")
+        yield node
+    finally:  # also when it never came up: no supervisor may outlive its test
+        node.stop_unit()
     assert node.running() == [], "a station process outlived its supervisor"
 
 
