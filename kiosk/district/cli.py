@@ -8,6 +8,7 @@
 - ``cmd STATION NAME [k=v ...]``: one MQTT 5 command; the reply is printed.
 - ``route``: the durable router (kiosk/district/router.py).
 - ``web``: the district's live web page (kiosk/district/web/), read-only.
+- ``update``: a release bundle to the stations, in waves (kiosk/district/update.py).
 
 Record files are read by kiosk/district/recordfile.py (its docstring gives the CSV
 columns). ``k=v`` values are read as JSON when they parse (``count=5`` is a
