@@ -84,6 +84,12 @@ def _parser() -> argparse.ArgumentParser:
         module.add_arguments(command)
         command.set_defaults(handler=module.run)
 
+    from kiosk.ops.update import cli as update_cli
+
+    update = sub.add_parser("update", help="install a signed release bundle, with rollback")
+    update_cli.add_arguments(update)
+    update.set_defaults(handler=update_cli.run)
+
     from kiosk.district import cli as district_cli
 
     district = sub.add_parser("district", help="the district side: send, watch, cmd, route, web")
@@ -100,14 +106,19 @@ def _parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     from kiosk.ops.memory import limit_malloc_arenas
     from kiosk.ops.systemd import Notifier
+    from kiosk.ops.update.cli import load_station_config
+    from kiosk.ops.update.health import HealthReporter, health_path, release_name, station_facts
     from kiosk.signals import stopped_by_signals
     from kiosk.station.loop import Station
 
     limit_malloc_arenas()
     notifier = Notifier.from_environment()
     notifier.status("starting")
-    config = load(args.config)
-    station = Station(config, notify=notifier.notify)
+    config = load_station_config(args.config)  # with its [update] table (kiosk update's)
+    reporter = HealthReporter(health_path(config.station.spool), release_name(),
+                              notifier.notify)
+    station = Station(config, notify=reporter.notify)
+    reporter.facts = station_facts(station)  # the health file `kiosk update` judges
     with stopped_by_signals(station.stop):  # not stop() in a handler: it takes a lock
         station.run()
     return EXIT_OK

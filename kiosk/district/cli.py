@@ -13,6 +13,7 @@
   ``--forget-after DAYS`` (default 7) to drop a station nothing was heard of for
   that long.
 - ``custody ...``: the register of blanks and its reports (kiosk/district/custody/cli.py).
+- ``update``: a release bundle to the stations, in waves (kiosk/district/update.py).
 
 Record files are read by kiosk/district/recordfile.py (its docstring gives the CSV
 columns). ``k=v`` values are read as JSON when they parse (``count=5`` is a
@@ -98,18 +99,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     page.add_argument("--custody-db", help="the register of blanks (custody keep --db) whose"
                                            " page /custody shows")
     add_custody(sub, common)
+    from kiosk.district import update  # kiosk district update (its own module)
+
+    update.add_parser(sub, common)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the parsed ``kiosk district`` sub-command; returns the exit code."""
     from kiosk.district.recordfile import RecordFileError
+    from kiosk.district.update import RolloutError, run_update
 
     handlers = {"send": _send, "watch": _watch, "cmd": _cmd, "route": _route, "web": _web,
-                "custody": run_custody}
+                "custody": run_custody,
+                "update": lambda args: run_update(args, lambda: _client(args, keep_events=True))}
     try:
         return handlers[args.district_command](args)
-    except (InputError, RecordFileError) as error:
+    except (InputError, RecordFileError, RolloutError) as error:
         print(f"kiosk district: {error}", file=sys.stderr)
         return EXIT_USAGE
     except (TimeoutError, RuntimeError) as error:
@@ -137,13 +143,13 @@ def _credentials(args: argparse.Namespace):
                        args.password_file)
 
 
-def _client(args: argparse.Namespace):
+def _client(args: argparse.Namespace, *, keep_events: bool = False):
     from kiosk.district.client import DistrictClient
 
     try:
         client = DistrictClient(args.url, district=args.district, root=args.root,
                                 persistent=False, credentials=_credentials(args),
-                                keep_events=False)
+                                keep_events=keep_events)
     except ValueError as error:
         raise InputError(str(error)) from None
     try:
