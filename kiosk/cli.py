@@ -106,7 +106,6 @@ def _parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     from kiosk.ops.memory import limit_malloc_arenas
     from kiosk.ops.systemd import Notifier
-    from kiosk.ops.update.cli import load_station_config
     from kiosk.ops.update.health import HealthReporter, health_path, release_name, station_facts
     from kiosk.signals import stopped_by_signals
     from kiosk.station.loop import Station
@@ -114,7 +113,7 @@ def _run(args: argparse.Namespace) -> int:
     limit_malloc_arenas()
     notifier = Notifier.from_environment()
     notifier.status("starting")
-    config = load_station_config(args.config)  # with its [update] table (kiosk update's)
+    config = load(args.config)
     reporter = HealthReporter(health_path(config.station.spool), release_name(),
                               notifier.notify)
     station = Station(config, notify=reporter.notify)

@@ -45,3 +45,16 @@ def test_the_district_loads_no_image_decoder() -> None:
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_the_station_runs_without_the_demos_and_districts_terminal_library() -> None:
+    """`rich` comes with the `demo` and `district` extras, never with a station's Pi: the
+    station's process, its panel and `kiosk status` load without it (a release bundle built
+    with `kiosk[pi]` once failed to start on this)."""
+    modules = ("kiosk.station.loop", "kiosk.devices.panel.lcd", "kiosk.ops.status", "kiosk.cli")
+    probe = (f"import sys; import {', '.join(modules)}; "
+             "print(sorted(m for m in sys.modules if m == 'rich' or m.startswith('rich.')))")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

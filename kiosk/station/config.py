@@ -259,6 +259,24 @@ class EncoderSection:
         return ENCODER_WAIT_S[self.mode] if self.card_wait_s is None else self.card_wait_s
 
 
+def absolute_path(value: str) -> str | None:
+    return None if value.startswith("/") else "must be an absolute path"
+
+
+@dataclass(frozen=True)
+class UpdateSection:
+    """station.md, Releases and updates: `kiosk update` and its judgement of a new release
+    (docs/releases.md); root, settle_s, stale_s and card_wait_s are the project's."""
+
+    trusted_keys: Annotated[list[str], not_empty, each_not_empty] = field(
+        default_factory=lambda: ["/etc/kiosk/release.pub"])
+    health_s: Annotated[float, positive] = 120.0
+    root: Annotated[str, absolute_path] = "/opt/kiosk"
+    settle_s: Annotated[float, positive] = 10.0
+    stale_s: Annotated[float, positive] = 5.0
+    card_wait_s: Annotated[float, positive] = 900.0
+
+
 @dataclass(frozen=True)
 class Config:
     station: StationSection
@@ -269,6 +287,7 @@ class Config:
     panel: PanelSection = PanelSection()
     security: SecuritySection = SecuritySection()
     encoder: EncoderSection = EncoderSection()
+    update: UpdateSection = UpdateSection()
 
     @property
     def client_id(self) -> str:
@@ -394,6 +413,9 @@ def _across(config: Config) -> list[tuple[str, str]]:
     if config.security.require_signed_jobs and not config.security.trusted_keys:
         problems.append(("security.trusted_keys",
                          "must name a key while security.require_signed_jobs = true"))
+    if config.update.settle_s < config.update.stale_s:
+        # A loop that hangs right after one good report must be caught while settling.
+        problems.append(("update.settle_s", "must be at least update.stale_s"))
     return problems
 
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from rich.panel import Panel
-from rich.text import Text
+if TYPE_CHECKING:
+    from rich.panel import Panel
+
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,10 @@ class TerminalLcd(MemoryLcd):
 
     def renderable(self) -> Panel:
         """The current frame as a bordered rich panel, 20 characters wide inside."""
+        # rich comes with the `demo` extra, not with a station: only the demo draws this.
+        from rich.panel import Panel
+        from rich.text import Text
+
         body = Text("\n".join(self.lines), style=self.STYLE, no_wrap=True)
         return Panel(body, title="LCD", width=COLS + 4, padding=(0, 1), expand=False)
 

@@ -14,20 +14,16 @@ or failed (the message says which and why), 2 bad usage or configuration.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any
 
-from kiosk.station.config import Config, ConfigError, from_dict
+from kiosk.station.config import Config, ConfigError, from_dict, load
 
 DEFAULT_CONFIG = "/etc/kiosk/station.toml"
 FIRST_INSTALL = {"station": {"district": "0000", "id": "first-install"}}  # for its defaults
 DOWNLOAD = ".download.bundle"  # updater.fetch's file, beside the releases
-DEFAULTS: dict[str, Any] = {"trusted_keys": ["/etc/kiosk/release.pub"], "health_s": 120.0,
-                            "root": "/opt/kiosk", "settle_s": 10.0, "stale_s": 5.0,
-                            "card_wait_s": 900.0}
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bundle", nargs="?", help="a bundle file, or an http(s):// URL")
@@ -46,33 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _read(path: str) -> tuple[Config, dict[str, Any]]:
-    """The station's configuration and its checked [update] options, from one TOML file."""
-    try:
-        with open(path, "rb") as handle:
-            raw = tomllib.load(handle)
-    except FileNotFoundError as exc:
-        raise ConfigError(path, "file not found") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(path, f"not valid TOML: {exc}") from exc
-    table = raw.pop("update", {})
-    try:
-        options = update_options(table)
-    except ConfigError as update_error:
-        try:
-            from_dict(raw)
-        except ConfigError as error:  # every problem at once, as station.md asks
-            raise ConfigError.of(error.problems + update_error.problems) from None
-        raise
-    return from_dict(raw), options
-
-
-def load_station_config(path: str) -> Config:
-    """What ``kiosk run`` loads: the station's Config, its [update] table checked too.
-
-    (kiosk/station/config.py does not know [update] yet; until it does, the section is
-    taken out and checked here.)
-    """
-    return _read(path)[0]
+    """The station's configuration (its [update] table checked with every other key)."""
+    config = load(path)
+    return config, dataclasses.asdict(config.update)
 
 
 def load_settings(path: str) -> Any:
@@ -83,7 +55,8 @@ def load_settings(path: str) -> Any:
     if not Path(path).exists() and path == DEFAULT_CONFIG:
         # The first install: no configuration yet (kiosk install writes it from the release).
         print(f"kiosk update: no {path} yet: the defaults ([update] and the spool's place)")
-        config, options = from_dict(FIRST_INSTALL), dict(DEFAULTS)
+        config = from_dict(FIRST_INSTALL)
+        options = dataclasses.asdict(config.update)
     else:
         config, options = _read(path)
     try:
@@ -93,28 +66,6 @@ def load_settings(path: str) -> Any:
     return Settings(root=Path(options["root"]), spool=Path(config.station.spool), keys=keys,
                     health_s=options["health_s"], settle_s=options["settle_s"],
                     stale_s=options["stale_s"], card_wait_s=options["card_wait_s"])
-
-
-def update_options(table: Any) -> dict[str, Any]:
-    if not isinstance(table, dict):
-        raise ConfigError("update", "must be a table")
-    problems = [(f"update.{key}", "unknown key") for key in table if key not in DEFAULTS]
-    options = {**DEFAULTS, **{k: v for k, v in table.items() if k in DEFAULTS}}
-    keys = options["trusted_keys"]
-    if not (isinstance(keys, list) and keys and all(isinstance(k, str) and k for k in keys)):
-        problems.append(("update.trusted_keys", "must be a non-empty list of key files"))
-    for key in ("health_s", "settle_s", "stale_s", "card_wait_s"):
-        value = options[key]
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            problems.append((f"update.{key}", "must be a number of seconds above 0"))
-    if not problems and options["settle_s"] < options["stale_s"]:
-        # A loop that hangs right after one good report must be caught while settling.
-        problems.append(("update.settle_s", "must be at least update.stale_s"))
-    if not isinstance(options["root"], str) or not options["root"].startswith("/"):
-        problems.append(("update.root", "must be an absolute path"))
-    if problems:
-        raise ConfigError.of(problems)
-    return options
 
 
 def run(args: argparse.Namespace) -> int:
