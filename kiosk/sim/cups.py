@@ -90,6 +90,10 @@ class CardPrinterSim:
     def set_ribbon_level(self, percent: int) -> None:
         self._control(ribbon_level=percent)
 
+    def stop_on_fault(self, stop: bool = True) -> None:
+        """Behave as vendor backends do: a fault or a jam stops the queue (exit 4)."""
+        self._control(stop_on_fault=stop)
+
     @property
     def counters(self) -> dict[str, int]:
         return read_json(self.home / "state.json", {"taken": 0, "printed": 0})
@@ -122,8 +126,15 @@ class CupsServer:
 
     def __init__(self, root: str | Path, *, queue: str = "card", card_seconds: float = 0.2,
                  error_policy: str = "abort-job", preserve_job_files: bool = False,
-                 formats: tuple[str, ...] = FORMATS) -> None:
+                 formats: tuple[str, ...] = FORMATS, system_filters: bool = False,
+                 ppd: str | None = None, model: str | None = None) -> None:
+        """*system_filters*: run the machine's CUPS filters (cups-filters, gutenprint) for
+        conversions, else none, so the queue takes exactly its PPD's *formats* whatever
+        else the machine has. *ppd* (a file) or *model* (an ``lpadmin -m`` driver name)
+        replaces the simulated printer's own PPD; the backend stays the simulator."""
         self.root = Path(root)
+        self.system_filters = system_filters
+        self.ppd, self.model = ppd, model
         self.queue = queue
         self.error_policy = error_policy
         self.preserve_job_files = preserve_job_files
@@ -202,9 +213,11 @@ class CupsServer:
     def _write_configuration(self) -> None:
         for part in ("etc", "spool", "spool/tmp", "cache", "state", "log", "bin/backend"):
             (self.root / part).mkdir(parents=True, exist_ok=True)
-        for part in ("daemon", "filter", "notifier", "cgi-bin", "monitor"):
+        for part in ("daemon", "filter", "notifier", "cgi-bin", "monitor", "driver"):
             link = self.root / "bin" / part
-            if (CUPS_LIB / part).exists() and not link.exists():
+            if part == "filter" and not self.system_filters:
+                link.mkdir(exist_ok=True)  # no converter: the queue takes its PPD's formats
+            elif (CUPS_LIB / part).exists() and not link.exists():
                 link.symlink_to(CUPS_LIB / part)
         self._install_backend()
         (self.root / "etc" / "cupsd.conf").write_text(self._cupsd_conf())
@@ -279,10 +292,15 @@ MaxJobTime 0
         raise RuntimeError(f"cupsd did not listen on {self.host} within {START_TIMEOUT:g} s")
 
     def _add_queue(self) -> None:
-        ppd = self.root / "card.ppd"
-        ppd.write_text(card_ppd(self.formats))
+        if self.model:
+            driver = ["-m", self.model]
+        else:
+            ppd = Path(self.ppd) if self.ppd else self.root / "card.ppd"
+            if not self.ppd:
+                ppd.write_text(card_ppd(self.formats))
+            driver = ["-P", str(ppd)]
         self.lp("lpadmin", "-p", self.queue, "-E", "-v", f"{BACKEND}:{self.printer.home}",
-                "-P", str(ppd), "-o", f"printer-error-policy={self.error_policy}")
+                *driver, "-o", f"printer-error-policy={self.error_policy}")
         self.lp("cupsenable", self.queue)
         self.lp("cupsaccept", self.queue)
 

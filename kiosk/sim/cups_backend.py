@@ -6,7 +6,7 @@ CUPS runs it as ``kiosksim JOB USER TITLE COPIES OPTIONS FILE`` with
 
 * ``control.json`` (written by the simulator): ``card_seconds``, ``faults``
   standing (IPP reason keywords), ``jam_next`` (jam the next card mid-print),
-  ``ribbon_level`` (percent);
+  ``ribbon_level`` (percent), ``stop_on_fault`` (vendor-like: exit 4, below);
 * ``state.json`` (written here): ``taken`` and ``printed`` counters, which
   survive anything but the printer's own end;
 * ``documents/``: every printed document, named ``<n>-<job title>``;
@@ -16,7 +16,10 @@ CUPS runs it as ``kiosksim JOB USER TITLE COPIES OPTIONS FILE`` with
 It reports the way vendor backends do, on standard error: ``ATTR:`` for marker
 levels, ``STATE: +reason`` while a fault stands (waiting, no blank taken, as a
 real backend waits for its printer), ``STATE: -reason`` once cleared, and a jam
-during a card as ``STATE: +media-jam-error`` and exit 1 (CUPS_BACKEND_FAILED).
+during a card as ``STATE: +media-jam-error`` and exit 1 (CUPS_BACKEND_FAILED). With
+``stop_on_fault`` it behaves as most vendor backends do instead: a fault standing
+when a job starts is ``STATE: +reason`` and exit 4 (CUPS_BACKEND_STOP: CUPS stops the
+queue, puts the job back and keeps the reason), and a jam exits 4 as well.
 It uses only the standard library: CUPS runs it with its own environment.
 """
 
@@ -29,7 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-BACKEND_OK, BACKEND_FAILED = 0, 1
+BACKEND_OK, BACKEND_FAILED, BACKEND_STOP = 0, 1, 4
 FAULTS = ("media-empty-error", "marker-supply-empty-error", "door-open-error",
           "offline-report", "media-jam-error")
 POLL_S = 0.05
@@ -79,12 +82,19 @@ def stamp(home: Path, job: str, **moments: float) -> None:
         handle.write(json.dumps({"job": job, **moments}) + "\n")
 
 
-def print_card(home: Path, job: str, title: str, document: str) -> int:
+def print_card(home: Path, job: str, title: str, document: str | None) -> int:
+    """One card; *document* is the job's file, or None: the filters' output on stdin."""
     started = time.monotonic()
     control = read_json(home / "control.json", {})
     report(f"ATTR: marker-names=ribbon marker-types=ribbon-wax-transfer "
            f"marker-colors=#000000 marker-levels={int(control.get('ribbon_level', 80))}")
     report("STATE: -" + ",".join(FAULTS))  # what the last job left behind is past
+    stop = bool(control.get("stop_on_fault"))
+    if stop and (faults := standing_faults(home)):
+        for fault in faults:
+            report(f"STATE: +{fault}")
+        report(f"ERROR: the printer reports {', '.join(faults)}")
+        return BACKEND_STOP
     wait_while_faulted(home)
     state_path = home / "state.json"
     state = read_json(state_path, {"taken": 0, "printed": 0})
@@ -100,11 +110,16 @@ def print_card(home: Path, job: str, title: str, document: str) -> int:
         write_json(home / "control.json", control)
         report("STATE: +media-jam-error")
         report("ERROR: card jammed in the printer")
-        return BACKEND_FAILED
+        return BACKEND_STOP if stop else BACKEND_FAILED
     documents = home / "documents"
     documents.mkdir(exist_ok=True)
     name = title.replace("/", "_") or "untitled"
-    shutil.copyfile(document, documents / f"{state['printed'] + 1:05d}-{name}")
+    target = documents / f"{state['printed'] + 1:05d}-{name}"
+    if document is None:
+        with open(target, "wb") as out:
+            shutil.copyfileobj(sys.stdin.buffer, out)
+    else:
+        shutil.copyfile(document, target)
     state["printed"] += 1
     write_json(state_path, state)
     stamp(home, job, start=started, picked=picked, end=time.monotonic())
@@ -116,11 +131,11 @@ def main(argv: list[str]) -> int:
     if len(argv) == 1:  # device discovery
         print('direct kiosksim "Kiosk card printer" "Kiosk simulated card printer"')
         return BACKEND_OK
-    if len(argv) < 7:
-        report("ERROR: kiosksim needs the document as a file (raw queue)")
+    if len(argv) < 6:
+        report("ERROR: usage: kiosksim job user title copies options [file]")
         return BACKEND_FAILED
     home = Path(os.environ.get("DEVICE_URI", "").partition(":")[2])
-    return print_card(home, argv[1], argv[3], argv[6])
+    return print_card(home, argv[1], argv[3], argv[6] if len(argv) > 6 else None)
 
 
 if __name__ == "__main__":

@@ -136,6 +136,7 @@ class Station:
             ev.AnswerPick: self.worker.answer_pick,
             ev.Show: lambda a: self.panel and self.panel.show(a.view),
             ev.ProbePrinter: lambda a: self.worker.probe_now(),
+            ev.FaultGone: lambda a: self.worker.fault_gone(a.kind),
             ev.ResolveCards: lambda a: self.worker.resolve(a.cards),
             ev.PurgePersonalData: self._purge,
             ev.CalibrateTray: self._calibrate,

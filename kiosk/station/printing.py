@@ -126,6 +126,15 @@ class PrintWorker:
         """Look at the printer at once (a person says the fault is cleared)."""
         self._jobs.put(PROBE)
 
+    def fault_gone(self, kind: str) -> None:
+        """Evidence that the printer's fault is gone (`ev.FaultGone`): handed to a driver
+        that waits for it (IPP; a set it reads at its next look, so safe from this
+        thread), then the printer is looked at at once."""
+        accept = getattr(self.printer, "fault_gone", None)
+        if accept is not None:
+            accept(kind)
+        self.probe_now()
+
     def resolve(self, cards: tuple[tuple[str, dict | None], ...]) -> None:
         """Ask the printer about cards found in it at start-up, once it answers."""
         self._jobs.put(ev.ResolveCards(tuple(cards)))

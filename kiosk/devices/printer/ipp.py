@@ -9,10 +9,18 @@ nobody knows). The queue's error policy is set to ``abort-job`` (the station,
 not the server, decides reprints), a stopped queue is resumed once its errors
 are gone, and every job's files are purged from the server when it ends.
 
-The client is pycups (libcups): Print-Job, Get-Job-Attributes,
-Get-Printer-Attributes, CUPS-Add-Modify-Printer, Resume-Printer, CUPS-Accept-Jobs
-and Cancel-Job with purge-job, all synchronous. libcups keeps the server, port
-and user per thread: set again before each Print-Job.
+A stopped queue is never left stopped (card-printer.md, "A stopped queue is never
+left stopped"): CUPS keeps a stopped queue's last reasons until a job runs again,
+so they are history, not the printer now. The queue is resumed on evidence that
+the fault is gone (`fault_gone`: a refill, the tray seeing cards again, a person),
+or, for reasons that cannot harm a blank (`HARMLESS`), after ``poll_s × 10`` by
+itself; a jam or a reason not known here waits for a person or the district.
+
+The card's document is streamed from memory (Create-Job, then Send-Document), never
+written to a file. The client is pycups (libcups): Create-Job, Send-Document,
+Get-Job-Attributes, Get-Printer-Attributes, CUPS-Add-Modify-Printer, Resume-Printer,
+CUPS-Accept-Jobs and Cancel-Job with purge-job, all synchronous. libcups keeps the
+server, port and user per thread: set again before each job.
 """
 
 from __future__ import annotations
@@ -20,8 +28,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
-import tempfile
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -41,15 +47,30 @@ log = logging.getLogger(__name__)
 FORMATS = ("image/pwg-raster", "image/png", "application/pdf")  # the order of preference
 WRITABLE = FORMATS  # what prepare() writes
 DPI = 300
-PENDING, HELD, PROCESSING, STOPPED, CANCELED, ABORTED, COMPLETED = range(3, 10)
-PRINTER_STOPPED = 5
-_STATE_NAMES = {PENDING: "pending", HELD: "pending-held", PROCESSING: "processing",
-                STOPPED: "processing-stopped", CANCELED: "canceled", ABORTED: "aborted",
-                COMPLETED: "completed"}
+if cups is not None:
+    PENDING, HELD, PROCESSING = cups.IPP_JOB_PENDING, cups.IPP_JOB_HELD, cups.IPP_JOB_PROCESSING
+    STOPPED, CANCELED, ABORTED = cups.IPP_JOB_STOPPED, cups.IPP_JOB_CANCELED, cups.IPP_JOB_ABORTED
+    COMPLETED, PRINTER_STOPPED = cups.IPP_JOB_COMPLETED, cups.IPP_PRINTER_STOPPED
+    PRINTER_PROCESSING = cups.IPP_PRINTER_PROCESSING
+    _STATE_NAMES = {PENDING: "pending", HELD: "pending-held", PROCESSING: "processing",
+                    STOPPED: "processing-stopped", CANCELED: "canceled", ABORTED: "aborted",
+                    COMPLETED: "completed"}
 ERROR_POLICY = "abort-job"
+HTTP_CONTINUE = 100  # libcups' HTTP_STATUS_CONTINUE: the request is ready for the document
+# Reasons that cannot harm a blank: a stopped queue is retried after poll_s × 10 by itself.
+HARMLESS = frozenset({"media-empty-error", "offline-report", "connecting-to-device",
+                      "cover-open-error"})
+RETRY_POLLS = 10
+# What counts as evidence that a stopped queue's fault is gone (fault_gone's *kind*), and
+# which reasons each may clear: a refill or cards seen in the tray fix an empty feeder; a
+# person (the OK button, the district's resume) anything.
+EVIDENCE = {"refill": frozenset({"media-empty-error", "media-needed-error"}),
+            "tray": frozenset({"media-empty-error", "media-needed-error"}),
+            "operator": None, "resume": None}
 PRINTER_ATTRIBUTES = ["printer-state", "printer-state-reasons", "printer-is-accepting-jobs",
                       "document-format-supported", "media-supported", "printer-error-policy",
-                      "marker-names", "marker-levels", "printer-make-and-model"]
+                      "marker-names", "marker-levels", "marker-types", "marker-low-levels",
+                      "printer-make-and-model"]
 JOB_ATTRIBUTES = ["job-state", "job-state-reasons", "job-impressions-completed"]
 INSTALL_HINT = "pycups is missing: pip install 'kiosk[ipp]' (needs libcups2-dev to build)"
 
@@ -83,8 +104,11 @@ class IppPrinter:
         self.job_timeout_s = job_timeout_s
         self.format = "image/png"
         self.markers: dict[str, int] = {}
+        self.supplies: list[dict[str, Any]] = []  # the state's `supplies` (mqtt.md)
         self._conn: Any = None
         self._last_job: int | None = None
+        self._stopped_since: float | None = None  # when the queue was first seen stopped
+        self._evidence: set[str] = set()  # kinds of evidence the fault is gone, not yet used
 
     @classmethod
     def from_settings(cls, settings: Any) -> IppPrinter:
@@ -143,13 +167,12 @@ class IppPrinter:
     def _printer_attributes(self) -> dict[str, Any]:
         attributes = self._call("Get-Printer-Attributes", "getPrinterAttributes", self.queue,
                                 requested_attributes=PRINTER_ATTRIBUTES)
-        names = _as_list(attributes.get("marker-names"))
-        levels = _as_list(attributes.get("marker-levels"))
-        markers = dict(zip(names, levels, strict=False))
+        supplies = supplies_of(attributes)
+        markers = {supply["name"]: supply["level"] for supply in supplies}
         if markers != self.markers:
             log.info("%s: marker levels %s", self.uri,
                      ", ".join(f"{name} {level}%" for name, level in markers.items()) or "none")
-        self.markers = markers
+        self.markers, self.supplies = markers, supplies
         return attributes
 
     def _demand_abort_job(self, policy: str | None) -> None:
@@ -173,22 +196,56 @@ class IppPrinter:
 
         An idle queue's error reasons are what the last job's backend left behind (CUPS
         keeps them until the next job): they say nothing of the printer now, and the
-        next job's backend reports what still stands.
+        next job's backend reports what still stands. A stopped queue is resumed when
+        its reasons are gone, on evidence that they are (`fault_gone`), or after
+        ``poll_s × 10`` when they cannot harm a blank; else its reasons stand.
         """
         attributes = self._printer_attributes()
         errors = error_reasons(attributes.get("printer-state-reasons"))
-        stopped = attributes.get("printer-state") == PRINTER_STOPPED
-        if stopped and not errors:
-            self._resume()
-            return ()
-        if not attributes.get("printer-is-accepting-jobs", True):
-            self._call("CUPS-Accept-Jobs", "acceptJobs", self.queue)
-        return errors if stopped or attributes.get("printer-state") == PROCESSING else ()
+        if attributes.get("printer-state") != PRINTER_STOPPED:
+            self._stopped_since = None
+            self._evidence.clear()
+            if not attributes.get("printer-is-accepting-jobs", True):
+                self._call("CUPS-Accept-Jobs", "acceptJobs", self.queue)
+            return errors if attributes.get("printer-state") == PRINTER_PROCESSING else ()
+        return () if self._resume_if_allowed(errors) else errors
 
-    def _resume(self) -> None:
-        log.info("%s: resuming the stopped queue (no error reasons left)", self.uri)
+    def _resume_if_allowed(self, errors: tuple[str, ...]) -> bool:
+        """Resume the stopped queue if the rule allows it now; whether it did."""
+        now = time.monotonic()
+        if self._stopped_since is None:
+            self._stopped_since = now
+        why = self._resume_because(errors, now - self._stopped_since)
+        if why is not None:
+            self._resume(why)
+        return why is not None
+
+    def _resume_because(self, errors: tuple[str, ...], stopped_s: float) -> str | None:
+        """Why the stopped queue may be resumed now, or None (its reasons stand)."""
+        if not errors:
+            return "no error reasons left"
+        for kind in sorted(self._evidence):
+            clears = EVIDENCE[kind]
+            if clears is None or set(errors) <= clears:
+                return f"evidence the fault is gone: {kind}"
+        if set(errors) <= HARMLESS and stopped_s >= self.poll_s * RETRY_POLLS:
+            return (f"{', '.join(errors)} cannot harm a blank: retried after"
+                    f" {self.poll_s * RETRY_POLLS:g} s")
+        return None
+
+    def fault_gone(self, kind: str) -> None:
+        """Evidence that the printer's fault is gone (*kind*: a key of EVIDENCE): the next
+        `check` resumes a stopped queue whose reasons this evidence may clear."""
+        if kind not in EVIDENCE:
+            raise ValueError(f"unknown evidence {kind!r}; known: {', '.join(EVIDENCE)}")
+        self._evidence.add(kind)
+
+    def _resume(self, why: str = "no error reasons left") -> None:
+        log.info("%s: resuming the stopped queue (%s)", self.uri, why)
         self._call("Resume-Printer", "enablePrinter", self.queue)
         self._call("CUPS-Accept-Jobs", "acceptJobs", self.queue)
+        self._stopped_since = None
+        self._evidence.clear()
 
     def counters(self) -> dict[str, int] | None:
         """None: an IPP printer tells a card's fate through its job (`card_fate`)."""
@@ -258,17 +315,28 @@ class IppPrinter:
             raise
 
     def _submit(self, record_id: str, fmt: str, data: bytes) -> int:
-        handle, path = tempfile.mkstemp(prefix="kiosk-card-")
+        """Create-Job, then Send-Document from memory: the card never touches a file."""
         try:
-            with os.fdopen(handle, "wb") as file:
-                file.write(data)
-            options = {"document-format": fmt, "media": self.media}
             self._use_server()
-            return self._call("Print-Job", "printFile", self.queue, path, record_id, options)
+            job = self._call("Create-Job", "createJob", self.queue, record_id,
+                             {"media": self.media})
+            try:
+                self._send_document(job, fmt, data)
+            except PrinterError:
+                self._purge(job)
+                raise
+            return job
         except PrinterError as error:
             raise CardError(error) from error
-        finally:
-            os.unlink(path)
+
+    def _send_document(self, job: int, fmt: str, data: bytes) -> None:
+        status = self._call("Send-Document", "startDocument", self.queue, job, "card", fmt, 1)
+        if status == HTTP_CONTINUE:
+            status = self._call("Send-Document", "writeRequestData", data, len(data))
+        if status == HTTP_CONTINUE:
+            self._call("Send-Document", "finishDocument", self.queue)
+        else:
+            raise PrinterError(("other-error",), f"Send-Document of job {job}: HTTP {status}")
 
     def _follow(self, job: int, hooks: CardHooks) -> str | None:
         """Read the job until it ends; the facts it gives, or CardError."""
@@ -292,11 +360,7 @@ class IppPrinter:
             if state in (ABORTED, CANCELED):
                 return self._ended_badly(job, state, started, impressions, reasons)
             if started and state in (PENDING, HELD):
-                # The server put a started job back (a backend asked it to stop): it would
-                # print it again on a new blank by itself. The station decides instead.
-                raise CardError(PrinterError(reasons or ("other-error",),
-                                             f"job {job} was put back after it started"),
-                                blank=BLANK_UNKNOWN)
+                raise self._put_back(job, impressions, reasons)
             if time.monotonic() > deadline:
                 raise CardError(PrinterError(("timed-out-error",),
                                              f"job {job} not ended within "
@@ -305,9 +369,23 @@ class IppPrinter:
             if started and reasons != shown:
                 shown = reasons
                 hooks.trouble(reasons)
-            if stopped and not reasons:
+            if stopped and not started:
+                self._resume_if_allowed(reasons)
+            elif stopped and not reasons:
                 self._resume()
             time.sleep(self.poll_s)
+
+    def _put_back(self, job: int, impressions: int, reasons: tuple[str, ...]) -> CardError:
+        """The server put a started job back (its backend stopped the queue, exit 4): it
+        would print it again on a new blank by itself, so it is purged and the station
+        decides. After `processing` a blank may be gone whatever the reasons say, so the
+        card is uncertain unless the job counted an impression (card-printer.md)."""
+        detail = f"job {job} was put back after it started ({', '.join(reasons) or 'no reason'})"
+        if impressions >= 1:
+            detail += f", job-impressions-completed {impressions}: did the card come out?"
+        else:
+            detail += ", job-impressions-completed 0: did the card come out?"
+        return CardError(PrinterError(reasons or ("other-error",), detail), blank=BLANK_UNKNOWN)
 
     def _ended_badly(self, job: int, state: int, started: bool, impressions: int,
                      reasons: tuple[str, ...]) -> str:
@@ -339,6 +417,21 @@ class IppPrinter:
         self._last_job = None
         with contextlib.suppress(PrinterError):
             self._call("Cancel-Job (purge-job)", "cancelJob", job, purge_job=True)
+
+
+def supplies_of(attributes: dict[str, Any]) -> list[dict[str, Any]]:
+    """``marker-*`` printer attributes as the state's `supplies` (mqtt.md)."""
+    names = _as_list(attributes.get("marker-names"))
+    types = _as_list(attributes.get("marker-types"))
+    levels = _as_list(attributes.get("marker-levels"))
+    lows = _as_list(attributes.get("marker-low-levels"))
+    return [{"name": str(name), "type": str(_at(types, i, "unknown")),
+             "level": int(_at(levels, i, -1)), "low_level": int(_at(lows, i, 0))}
+            for i, name in enumerate(names)]
+
+
+def _at(values: list, index: int, default: Any) -> Any:
+    return values[index] if index < len(values) else default
 
 
 def _as_list(value: Any) -> list:

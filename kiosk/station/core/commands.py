@@ -166,7 +166,7 @@ class CommandHandler:
 
     def _resume(self) -> Reply:
         self.core.set_paused(False)
-        return Reply()
+        return Reply(actions=(ev.FaultGone("resume"),))
 
     def _drain(self) -> Reply:
         self.core.set_accepting(False)
@@ -223,7 +223,8 @@ class CommandHandler:
             raise CommandError("bad-arguments", f"count must be an integer 1..{MAX_REFILL}")
         self.core.spool.book("refill", count, None, "refill by command")
         self.core.stock.refilled(self.core.spool)
-        return Reply({"remaining": self.core.spool.ledger().remaining})
+        return Reply({"remaining": self.core.spool.ledger().remaining},
+                     (ev.FaultGone("refill"),))
 
     def _release(self) -> Reply:
         released = []

@@ -55,7 +55,7 @@ class Desk:
                            source="device", ok=True, error=None, detail="")
             return []
         if intent.kind is Intent.RETRY:
-            return [ev.ProbePrinter()]
+            return [ev.FaultGone("operator")]
         name = INTENT_COMMANDS.get(intent.kind)
         if name is None:
             return []  # "silence" and the like belong to the panel itself

@@ -300,6 +300,17 @@ class ProbePrinter:
 
 
 @dataclass(frozen=True)
+class FaultGone:
+    """Evidence that the printer's fault is gone: *kind* is ``refill`` (booked by command
+    or at the panel), ``tray`` (the tray sensor sees cards again), ``operator`` (the OK
+    button) or ``resume`` (the district). A driver whose queue stays stopped until
+    someone acts (IPP) resumes it on the evidence that may clear its reasons; then the
+    printer is looked at at once (card-printer.md, "A stopped queue is never left stopped")."""
+
+    kind: str
+
+
+@dataclass(frozen=True)
 class Show:
     """What the device panel (LCD, LEDs, buzzer) should show."""
 

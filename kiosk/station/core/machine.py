@@ -56,6 +56,11 @@ REJECT_LOG_PER_MINUTE = 20
 
 
 
+def tray_refilled(was_empty: bool, estimate: int | None) -> list:
+    """The tray sensor sees cards where it saw none: evidence for the printer's fault."""
+    return [ev.FaultGone("tray")] if was_empty and estimate is not None and estimate > 0 else []
+
+
 def counted_fate(phase: str | None, before: dict, after: dict) -> str | None:
     """``printed``, ``spoiled`` or ``not-picked`` from the printer's counters read before
     a card's pick and after; None when they cannot tell (a person decides).
@@ -422,8 +427,9 @@ class StationCore:
     # -- the tray and the clock --------------------------------------------------------
 
     def _on_tray(self, event: object) -> list:
+        empty = self.stock.estimate is not None and self.stock.estimate <= 0
         self.stock.on_tray(event, self)
-        return []
+        return tray_refilled(empty, self.stock.estimate)
 
     def _on_tray_calibrated(self, event: ev.TrayCalibrated) -> list:
         if event.ok:
