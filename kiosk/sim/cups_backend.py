@@ -19,7 +19,8 @@ real backend waits for its printer), ``STATE: -reason`` once cleared, and a jam
 during a card as ``STATE: +media-jam-error`` and exit 1 (CUPS_BACKEND_FAILED). With
 ``stop_on_fault`` it behaves as most vendor backends do instead: a fault standing
 when a job starts is ``STATE: +reason`` and exit 4 (CUPS_BACKEND_STOP: CUPS stops the
-queue, puts the job back and keeps the reason), and a jam exits 4 as well.
+queue, puts the job back and keeps the reason), and a jam exits 4 as well; an
+offline printer is still waited for.
 It uses only the standard library: CUPS runs it with its own environment.
 """
 
@@ -34,7 +35,7 @@ from pathlib import Path
 
 BACKEND_OK, BACKEND_FAILED, BACKEND_STOP = 0, 1, 4
 FAULTS = ("media-empty-error", "marker-supply-empty-error", "door-open-error",
-          "offline-report", "media-jam-error")
+          "cover-open-error", "offline-report", "media-jam-error")
 POLL_S = 0.05
 
 
@@ -90,7 +91,9 @@ def print_card(home: Path, job: str, title: str, document: str | None) -> int:
            f"marker-colors=#000000 marker-levels={int(control.get('ribbon_level', 80))}")
     report("STATE: -" + ",".join(FAULTS))  # what the last job left behind is past
     stop = bool(control.get("stop_on_fault"))
-    if stop and (faults := standing_faults(home)):
+    # A printer that is not there is waited for, as CUPS's own backends do (CUPS drops
+    # offline-report from a stopped queue, so stopping would lose the reason).
+    if stop and (faults := [f for f in standing_faults(home) if f != "offline-report"]):
         for fault in faults:
             report(f"STATE: +{fault}")
         report(f"ERROR: the printer reports {', '.join(faults)}")

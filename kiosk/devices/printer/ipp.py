@@ -29,12 +29,13 @@ import contextlib
 import io
 import logging
 import time
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from kiosk.card.render import CardImages
 from kiosk.devices.printer import pwgraster
 from kiosk.devices.printer.base import CardError, CardHooks, PrinterError
+from kiosk.devices.printer.ippjobs import JobStore
 from kiosk.station.core.events import BLANK_UNKNOWN, BLANK_UNTOUCHED
 
 try:
@@ -61,6 +62,9 @@ HTTP_CONTINUE = 100  # libcups' HTTP_STATUS_CONTINUE: the request is ready for t
 HARMLESS = frozenset({"media-empty-error", "offline-report", "connecting-to-device",
                       "cover-open-error"})
 RETRY_POLLS = 10
+# A job its backend put back (exit 4) with only these reasons never reached a blank: the
+# printer could not pick one (no card, not there). It is purged and sent again.
+NO_BLANK_TAKEN = frozenset({"media-empty-error", "offline-report", "connecting-to-device"})
 # What counts as evidence that a stopped queue's fault is gone (fault_gone's *kind*), and
 # which reasons each may clear: a refill or cards seen in the tray fix an empty feeder; a
 # person (the OK button, the district's resume) anything.
@@ -71,7 +75,8 @@ PRINTER_ATTRIBUTES = ["printer-state", "printer-state-reasons", "printer-is-acce
                       "document-format-supported", "media-supported", "printer-error-policy",
                       "marker-names", "marker-levels", "marker-types", "marker-low-levels",
                       "printer-make-and-model"]
-JOB_ATTRIBUTES = ["job-state", "job-state-reasons", "job-impressions-completed"]
+JOB_ATTRIBUTES = ["job-state", "job-state-reasons", "job-impressions-completed",
+                  "time-at-processing"]
 INSTALL_HINT = "pycups is missing: pip install 'kiosk[ipp]' (needs libcups2-dev to build)"
 
 
@@ -80,6 +85,16 @@ def error_reasons(reasons: list[str] | str | None) -> tuple[str, ...]:
     if isinstance(reasons, str):
         reasons = [reasons]
     return tuple(r for r in reasons or () if r.endswith("-error") or r == "offline-report")
+
+
+class JobView(NamedTuple):
+    """A job as the server shows it, with its printer's error reasons."""
+
+    state: int
+    impressions: int
+    reasons: tuple[str, ...]
+    stopped: bool  # the printer (queue) is stopped
+    began: bool  # the job has been processing (a blank may have been taken)
 
 
 class IppPrinter:
@@ -109,6 +124,13 @@ class IppPrinter:
         self._last_job: int | None = None
         self._stopped_since: float | None = None  # when the queue was first seen stopped
         self._evidence: set[str] = set()  # kinds of evidence the fault is gone, not yet used
+        self._put_back: tuple[str, ...] = ()  # the reasons a backend stopped the queue with
+        self.jobs = JobStore(None)  # the station hands a durable one (`keep_jobs`)
+
+    def keep_jobs(self, path: str) -> None:
+        """Keep the job-ids of the jobs sent to the server durably in *path* (a crash
+        leaves none the station does not know of)."""
+        self.jobs = JobStore(path)
 
     @classmethod
     def from_settings(cls, settings: Any) -> IppPrinter:
@@ -205,9 +227,11 @@ class IppPrinter:
         if attributes.get("printer-state") != PRINTER_STOPPED:
             self._stopped_since = None
             self._evidence.clear()
+            self._put_back = ()
             if not attributes.get("printer-is-accepting-jobs", True):
                 self._call("CUPS-Accept-Jobs", "acceptJobs", self.queue)
             return errors if attributes.get("printer-state") == PRINTER_PROCESSING else ()
+        errors = errors or self._put_back  # CUPS drops some (offline-report) at the stop
         return () if self._resume_if_allowed(errors) else errors
 
     def _resume_if_allowed(self, errors: tuple[str, ...]) -> bool:
@@ -246,6 +270,7 @@ class IppPrinter:
         self._call("CUPS-Accept-Jobs", "acceptJobs", self.queue)
         self._stopped_since = None
         self._evidence.clear()
+        self._put_back = ()
 
     def counters(self) -> dict[str, int] | None:
         """None: an IPP printer tells a card's fate through its job (`card_fate`)."""
@@ -258,21 +283,26 @@ class IppPrinter:
         A job still pending is canceled before it starts (the station sends the card
         again); one still printing is followed to its end. The job is purged.
         """
-        job = marks.get("job-id")
+        kept = self.jobs.get(record_id) or {}
+        job = marks.get("job-id", kept.get("job"))
         if not isinstance(job, int):
             return None, f"no print job of {record_id} was known when the station stopped"
-        state, impressions, _, _ = self._job_state_or_gone(job)
+        if kept.get("job") == job and kept.get("end") == "completed":
+            self._purge(job)
+            return "printed", (f"card printed: decided by the print server (job {job} "
+                               "completed, kept by the station before it stopped)")
+        state, impressions, _, _, _ = self._job_state_or_gone(job)
         if (state, impressions) == (CANCELED, 0):
             return None, f"job {job} is gone from the print server"
         if state in (PENDING, HELD):
             self._purge(job)
-            state, impressions, _, _ = self._job_state_or_gone(job)
+            state, impressions, _, _, _ = self._job_state_or_gone(job)
             if state in (CANCELED, ABORTED) and impressions == 0:
                 return "not-picked", f"decided by the print server: job {job} never started"
         deadline = time.monotonic() + self.job_timeout_s
         while state in (PROCESSING, STOPPED) and time.monotonic() < deadline:
             time.sleep(self.poll_s)
-            state, impressions, _, _ = self._job_state(job)
+            state, impressions, _, _, _ = self._job_state(job)
         self._purge(job)
         if state == COMPLETED or (state in (ABORTED, CANCELED) and impressions >= 1):
             return "printed", (f"card printed: decided by the print server (job {job} "
@@ -280,13 +310,13 @@ class IppPrinter:
                                f"{impressions})")
         return None, f"job {job} {_STATE_NAMES.get(state, state)}, nothing printed it says"
 
-    def _job_state_or_gone(self, job: int) -> tuple[int, int, tuple[str, ...], bool]:
+    def _job_state_or_gone(self, job: int) -> JobView:
         try:
             return self._job_state(job)
         except PrinterError as error:
             if error.link_lost:
                 raise
-            return CANCELED, 0, (), False  # purged: it no longer exists
+            return JobView(CANCELED, 0, (), False, False)  # purged: it no longer exists
 
     # -- one card ---------------------------------------------------------------------
 
@@ -315,13 +345,18 @@ class IppPrinter:
             raise
 
     def _submit(self, record_id: str, fmt: str, data: bytes) -> int:
-        """Create-Job, then Send-Document from memory: the card never touches a file."""
+        """Create-Job, its job-id kept durably, then Send-Document from memory."""
         try:
             self._use_server()
             job = self._call("Create-Job", "createJob", self.queue, record_id,
                              {"media": self.media})
             try:
+                self.jobs.put(record_id, job)  # durable before the document goes
                 self._send_document(job, fmt, data)
+            except OSError as error:
+                self._purge(job)
+                raise PrinterError(("other-error",),
+                                   f"cannot keep job {job}'s id ({error}): not sent") from error
             except PrinterError:
                 self._purge(job)
                 raise
@@ -339,28 +374,35 @@ class IppPrinter:
             raise PrinterError(("other-error",), f"Send-Document of job {job}: HTTP {status}")
 
     def _follow(self, job: int, hooks: CardHooks) -> str | None:
-        """Read the job until it ends; the facts it gives, or CardError."""
+        """Read the job until it ends; the facts it gives, or CardError.
+
+        The pick is reported once the server says a blank was used (the job completed, or
+        counted an impression): until then the core keeps the card ``picking``, which a
+        crash leaves uncertain as it must, and a job put back by a printer that could not
+        reach a blank is no pick at all (`_put_back`).
+        """
         deadline = time.monotonic() + self.job_timeout_s
         started = False  # seen `processing`: a blank may have been taken
         shown: tuple[str, ...] = ()
         while True:
             try:
-                state, impressions, reasons, stopped = self._job_state(job)
+                state, impressions, reasons, stopped, began = self._job_state(job)
             except PrinterError as error:
                 if time.monotonic() > deadline or not started:
                     raise CardError(error, blank=BLANK_UNKNOWN) from error
                 time.sleep(self.poll_s)
                 continue
-            printed = state == COMPLETED or (state in (ABORTED, CANCELED) and impressions >= 1)
-            if (state in (PROCESSING, STOPPED) or printed) and not started:
-                started = True  # a job that printed between two reads took a blank too
+            started = started or began
+            if state == COMPLETED or (state in (ABORTED, CANCELED) and impressions >= 1):
+                self.jobs.ended(hooks.record_id, _STATE_NAMES[state], impressions)
                 hooks.picked({"job-id": job})
-            if state == COMPLETED:
-                return None
+                return (None if state == COMPLETED else
+                        f"card printed: job {job} {_STATE_NAMES[state]} with "
+                        f"job-impressions-completed {impressions}")
             if state in (ABORTED, CANCELED):
-                return self._ended_badly(job, state, started, impressions, reasons)
+                self._ended_badly(job, state, started, reasons)
             if started and state in (PENDING, HELD):
-                raise self._put_back(job, impressions, reasons)
+                raise self._put_back_card(job, reasons)
             if time.monotonic() > deadline:
                 raise CardError(PrinterError(("timed-out-error",),
                                              f"job {job} not ended within "
@@ -375,38 +417,41 @@ class IppPrinter:
                 self._resume()
             time.sleep(self.poll_s)
 
-    def _put_back(self, job: int, impressions: int, reasons: tuple[str, ...]) -> CardError:
+    def _put_back_card(self, job: int, reasons: tuple[str, ...]) -> CardError:
         """The server put a started job back (its backend stopped the queue, exit 4): it
-        would print it again on a new blank by itself, so it is purged and the station
-        decides. After `processing` a blank may be gone whatever the reasons say, so the
-        card is uncertain unless the job counted an impression (card-printer.md)."""
-        detail = f"job {job} was put back after it started ({', '.join(reasons) or 'no reason'})"
-        if impressions >= 1:
-            detail += f", job-impressions-completed {impressions}: did the card come out?"
-        else:
-            detail += ", job-impressions-completed 0: did the card come out?"
-        return CardError(PrinterError(reasons or ("other-error",), detail), blank=BLANK_UNKNOWN)
+        would print it again by itself, so it is purged and the station decides. A
+        printer that could not reach a blank (`NO_BLANK_TAKEN`) took none; any other
+        reason after `processing` leaves the card uncertain."""
+        self._put_back = reasons
+        detail = (f"job {job} was put back by the printer "
+                  f"({', '.join(reasons) or 'no reason given'})")
+        if reasons and set(reasons) <= NO_BLANK_TAKEN:
+            return CardError(PrinterError(reasons, detail + ": no blank was taken"),
+                             blank=BLANK_UNTOUCHED)
+        return CardError(PrinterError(reasons or ("other-error",),
+                                      detail + ", job-impressions-completed 0: did the card"
+                                      " come out?"), blank=BLANK_UNKNOWN)
 
-    def _ended_badly(self, job: int, state: int, started: bool, impressions: int,
-                     reasons: tuple[str, ...]) -> str:
-        word = "aborted" if state == ABORTED else "canceled"
-        if started and impressions >= 1:
-            return f"card printed: job {job} {word} with job-impressions-completed {impressions}"
-        detail = f"job {job} {word}" + (f" ({', '.join(reasons)})" if reasons else "")
+    def _ended_badly(self, job: int, state: int, started: bool,
+                     reasons: tuple[str, ...]) -> None:
+        detail = f"job {job} {_STATE_NAMES[state]}" + (f" ({', '.join(reasons)})" if reasons
+                                                       else "")
         blank = BLANK_UNKNOWN if started else BLANK_UNTOUCHED
         if started:
             detail += " after processing, job-impressions-completed 0: did the card come out?"
         raise CardError(PrinterError(reasons, detail), blank=blank)
 
-    def _job_state(self, job: int) -> tuple[int, int, tuple[str, ...], bool]:
-        """job-state, job-impressions-completed, the printer's error reasons, stopped."""
+    def _job_state(self, job: int) -> JobView:
         attributes = self._call("Get-Job-Attributes", "getJobAttributes", job,
                                 requested_attributes=JOB_ATTRIBUTES)
         printer = self._printer_attributes()
         reasons = error_reasons(printer.get("printer-state-reasons"))
-        return (attributes.get("job-state", PENDING),
-                attributes.get("job-impressions-completed", 0), reasons,
-                printer.get("printer-state") == PRINTER_STOPPED)
+        state = attributes.get("job-state", PENDING)
+        # time-at-processing is set once a job starts: a start between two reads counts.
+        began = state in (PROCESSING, STOPPED) or isinstance(
+            attributes.get("time-at-processing"), int)
+        return JobView(state, attributes.get("job-impressions-completed", 0), reasons,
+                       printer.get("printer-state") == PRINTER_STOPPED, began)
 
     def finish(self) -> None:
         """Remove the finished job's document (a photo and a name) from the server."""
