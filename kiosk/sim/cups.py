@@ -239,6 +239,7 @@ class CupsServer:
 Listen {self.host}
 ServerName 127.0.0.1
 LogLevel info
+AccessLogLevel all
 MaxLogSize 0
 Browsing No
 WebInterface No
