@@ -88,7 +88,8 @@ def print_card(home: Path, job: str, title: str, document: str | None) -> int:
     started = time.monotonic()
     control = read_json(home / "control.json", {})
     report(f"ATTR: marker-names=ribbon marker-types=ribbon-wax-transfer "
-           f"marker-colors=#000000 marker-levels={int(control.get('ribbon_level', 80))}")
+           f"marker-colors=#000000 marker-levels={int(control.get('ribbon_level', 80))} "
+           "marker-low-levels=10 marker-high-levels=100")
     report("STATE: -" + ",".join(FAULTS))  # what the last job left behind is past
     stop = bool(control.get("stop_on_fault"))
     # A printer that is not there is waited for, as CUPS's own backends do (CUPS drops

@@ -81,6 +81,7 @@ class PrintWorker:
         self._thread = threading.Thread(target=self._run, name="printer", daemon=True)
         self._connected = False
         self._reasons: tuple[str, ...] | None = None
+        self._supplies: tuple[dict, ...] = ()  # as last reported (SuppliesSeen)
         # Each blocking step is given a budget beyond every timeout inside it (a card:
         # its downloads, print time, the pick answer). Past it the thread is stuck.
         self.card_budget_s, self.step_budget_s = card_budget_s, step_budget_s
@@ -230,6 +231,14 @@ class PrintWorker:
         elif self._reasons != ():
             self._reasons = ()
             self.emit(ev.PrinterReady())
+        self._report_supplies()
+
+    def _report_supplies(self) -> None:
+        """The printer's supplies, when its driver tells them and they changed."""
+        supplies = tuple(getattr(self.printer, "supplies", None) or ())
+        if supplies != self._supplies:
+            self._supplies = supplies
+            self.emit(ev.SuppliesSeen(supplies))
 
     def _report(self, reasons: tuple[str, ...], detail: str) -> None:
         if reasons != self._reasons:
@@ -288,6 +297,7 @@ class PrintWorker:
     def _card_out(self, job: ev.StartCard, how: str,
                   ) -> tuple[ev.StartCard | None, _Chained | None]:
         """Report the card printed; with it, ask to pick the next one if it is rendered."""
+        self._report_supplies()
         upcoming = self._upcoming(job.record_id)
         if upcoming is None:
             self.emit(ev.CardPrinted(job.record_id, how))  # committed while the job closes

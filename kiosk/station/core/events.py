@@ -300,6 +300,14 @@ class ProbePrinter:
 
 
 @dataclass(frozen=True)
+class SuppliesSeen:
+    """The printer's supplies as it tells them (mqtt.md state ``supplies``: dicts of
+    name, type, level 0-100 or -1, low_level); reported when they change."""
+
+    supplies: tuple[dict, ...]
+
+
+@dataclass(frozen=True)
 class FaultGone:
     """Evidence that the printer's fault is gone: *kind* is ``refill`` (booked by command
     or at the panel), ``tray`` (the tray sensor sees cards again), ``operator`` (the OK

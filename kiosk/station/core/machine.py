@@ -45,6 +45,7 @@ from kiosk.station.core.state import (
     is_uncertain,
 )
 from kiosk.station.core.stock import StockWatch
+from kiosk.station.core.supplies import supply_reasons
 from kiosk.station.core.throttle import LogThrottle
 from kiosk.station.spool import Job, Spool
 
@@ -171,6 +172,7 @@ class StationCore:
             ev.TrayOnline: self._on_tray,
             ev.TrayOffline: self._on_tray,
             ev.TrayBooted: self._on_tray,
+            ev.SuppliesSeen: self._on_supplies,
         }
         handler = handlers.get(type(event))
         if handler is None:
@@ -246,6 +248,10 @@ class StationCore:
 
     def _on_printer_fault(self, event: ev.PrinterFault) -> list:
         self._set_printer(PrinterCondition.FAULT, event.reasons, event.detail)
+        return []
+
+    def _on_supplies(self, event: ev.SuppliesSeen) -> list:
+        self.state.supplies = tuple(event.supplies)
         return []
 
     def _on_pick_requested(self, event: ev.PickRequested) -> list:
@@ -507,6 +513,7 @@ class StationCore:
     def _active_alerts(self) -> dict[str, str]:
         active = {r: self.state.printer_detail or r for r in self.state.printer_reasons}
         active.update(self.stock.reasons())
+        active.update(supply_reasons(self.state.supplies))
         active.update(self.desk.receipt_reasons)
         if self.state.spool_full:
             active[Reason.SPOOL_FULL] = "the spool's disk is nearly full: records wait"
@@ -527,6 +534,7 @@ class StationCore:
         """The state of mqtt.md without schema/boot_id/seq/ts."""
         reasons = set(self.state.printer_reasons) | set(self.stock.reasons())
         reasons |= set(self.desk.receipt_reasons)  # warnings only: they never stop a card
+        reasons |= set(supply_reasons(self.state.supplies))
         if self.state.printer is PrinterCondition.CONNECTING:
             reasons.add(Reason.CONNECTING)
         if self.state.spool_full:
@@ -551,6 +559,7 @@ class StationCore:
                 "spoiled": ledger.spoiled,
                 "rejected": int(self.spool.get_meta("rejected", "0")),
             },
+            "supplies": [dict(s) for s in self.state.supplies],
             "version": __version__,
         }
 

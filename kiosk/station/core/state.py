@@ -146,3 +146,4 @@ class StationState:
     generation: int | None = None  # the broker connection that is up, if any
     purges_unclean: int = 0  # purges in a row that left copies in the WAL
     link_error: str | None = None  # why the last connection attempt failed, until one works
+    supplies: tuple[dict, ...] = ()  # the printer's, as it last told them (SuppliesSeen)
