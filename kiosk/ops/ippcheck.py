@@ -3,7 +3,8 @@
 Reachable; a card (ID-1) size among ``media-supported``; a document format the
 station writes; accepting jobs and not stopped; ``printer-error-policy`` is
 ``abort-job`` (any other lets the server print a failed card again by itself);
-the server keeps no job files (CUPS ``PreserveJobFiles No``). Whether the
+the server keeps no job files (CUPS ``PreserveJobFiles No``); how changes are
+learned (notifications, or polling where the server offers no subscriptions). Whether the
 station's IPP user may resume the queue is not checked (it would have to try).
 """
 
@@ -85,6 +86,25 @@ def ipp_findings(uri: str, media: str, timeout: float = 5.0) -> Iterator[Finding
                f"{policy}: the server would print a failed card again by itself; set "
                f"'lpadmin -p {queue} -o printer-error-policy={ERROR_POLICY}'")
     yield _job_files(conn)
+    yield _events(conn, uri, host, port, parts.scheme == "ipps")
+
+
+def _events(conn, uri: str, host: str, port: int, encrypted: bool) -> Finding:
+    """How the station learns job and printer changes from this server."""
+    from kiosk.devices.printer.ippnotify import NotificationsUnavailable, Notifier
+
+    try:
+        notifier = Notifier(conn, uri, host, port, encrypted=encrypted)
+    except NotificationsUnavailable as why:
+        return ("warn", "ipp_events", f"polling every poll_s: {why} (a card's end is learned"
+                " up to poll_s late; the next card waits that long)")
+    try:
+        notifier.wait(0)
+        return "ok", "ipp_events", notifier.mode
+    except NotificationsUnavailable as why:
+        return "warn", "ipp_events", f"polling every poll_s: {why}"
+    finally:
+        notifier.close()
 
 
 def _media(attributes: dict, media: str) -> Iterator[Finding]:

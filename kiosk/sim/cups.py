@@ -127,7 +127,8 @@ class CupsServer:
     def __init__(self, root: str | Path, *, queue: str = "card", card_seconds: float = 0.2,
                  error_policy: str = "abort-job", preserve_job_files: bool = False,
                  formats: tuple[str, ...] = FORMATS, system_filters: bool = False,
-                 ppd: str | None = None, model: str | None = None) -> None:
+                 ppd: str | None = None, model: str | None = None,
+                 subscriptions: bool = True) -> None:
         """*system_filters*: run the machine's CUPS filters (cups-filters, gutenprint) for
         conversions, else none, so the queue takes exactly its PPD's *formats* whatever
         else the machine has. *ppd* (a file) or *model* (an ``lpadmin -m`` driver name)
@@ -135,6 +136,7 @@ class CupsServer:
         self.root = Path(root)
         self.system_filters = system_filters
         self.ppd, self.model = ppd, model
+        self.subscriptions = subscriptions  # False: a server that offers none (polling)
         self.queue = queue
         self.error_policy = error_policy
         self.preserve_job_files = preserve_job_files
@@ -258,11 +260,17 @@ MaxJobTime 0
   Allow all
 </Location>
 <Policy default>
-  <Limit All>
+{self._no_subscriptions()}  <Limit All>
     Order deny,allow
   </Limit>
 </Policy>
 """
+
+    def _no_subscriptions(self) -> str:
+        if self.subscriptions:
+            return ""
+        return ("  <Limit Create-Job-Subscription Create-Printer-Subscription>\n"
+                "    AuthType Basic\n    Require user no-such-user\n  </Limit>\n")
 
     def _files_conf(self) -> str:
         root = self.root

@@ -36,6 +36,7 @@ from kiosk.card.render import CardImages
 from kiosk.devices.printer import pwgraster
 from kiosk.devices.printer.base import CardError, CardHooks, PrinterError
 from kiosk.devices.printer.ippjobs import JobStore
+from kiosk.devices.printer.ippnotify import NotificationsUnavailable, Notifier
 from kiosk.station.core.events import BLANK_UNKNOWN, BLANK_UNTOUCHED
 
 try:
@@ -121,6 +122,7 @@ class IppPrinter:
         self.markers: dict[str, int] = {}
         self.supplies: list[dict[str, Any]] = []  # the state's `supplies` (mqtt.md)
         self._conn: Any = None
+        self._notifier: Notifier | None = None
         self._last_job: int | None = None
         self._stopped_since: float | None = None  # when the queue was first seen stopped
         self._evidence: set[str] = set()  # kinds of evidence the fault is gone, not yet used
@@ -156,9 +158,41 @@ class IppPrinter:
                                f"{self.uri} takes none of {', '.join(FORMATS)}")
         self.format = usable[0]
         self._demand_abort_job(attributes.get("printer-error-policy"))
-        return f"{attributes.get('printer-make-and-model', 'IPP printer')} at {self.uri}"
+        self._subscribe()
+        return (f"{attributes.get('printer-make-and-model', 'IPP printer')} at {self.uri};"
+                f" changes learned by {self.events}")
+
+    def _subscribe(self) -> None:
+        try:
+            self._notifier = Notifier(self._conn, self.uri, self.host, self.port,
+                                      encrypted=self.encrypted, user=self.username)
+        except NotificationsUnavailable as why:
+            log.warning("%s: %s; polling every %g s instead", self.uri, why, self.poll_s)
+            self._notifier = None
+
+    @property
+    def events(self) -> str:
+        """How job and printer changes are learned: notifications, or polling."""
+        if self._notifier is not None:
+            return self._notifier.mode
+        return f"polling every {self.poll_s:g} s (the server offers no subscriptions)"
+
+    def _wait_for_change(self, timeout: float) -> None:
+        """Until the server says something changed (notifications), or poll_s (polling)."""
+        if self._notifier is None:
+            time.sleep(self.poll_s)
+            return
+        try:
+            self._notifier.wait(timeout)
+        except NotificationsUnavailable as why:
+            log.warning("%s: %s; polling every %g s instead", self.uri, why, self.poll_s)
+            self._notifier.close()
+            self._notifier = None
 
     def close(self) -> None:
+        if self._notifier is not None:
+            self._notifier.close()
+            self._notifier = None
         self._conn = None
 
     def _use_server(self) -> None:
@@ -415,7 +449,9 @@ class IppPrinter:
                 self._resume_if_allowed(reasons)
             elif stopped and not reasons:
                 self._resume()
-            time.sleep(self.poll_s)
+            # A stopped queue is looked at every poll (its retry is timed); else the next
+            # event, with a read every ten polls in case one is lost.
+            self._wait_for_change(self.poll_s if stopped else self.poll_s * RETRY_POLLS)
 
     def _put_back_card(self, job: int, reasons: tuple[str, ...]) -> CardError:
         """The server put a started job back (its backend stopped the queue, exit 4): it
