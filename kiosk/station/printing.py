@@ -76,6 +76,9 @@ class PrintWorker:
         self.tokens = itertools.count(1)  # one per pick request (PickRequested.token)
         self._renders: dict[str, Future] = {}
         self._ahead: ev.StartCard | None = None  # the card the core said is next (Prefetch)
+        # The card a print server holds behind the one printing (its pick ahead allowed):
+        # run right after it, whatever became of that one (see _AheadHooks).
+        self._held_ahead: ev.StartCard | None = None
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="render")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="printer", daemon=True)
@@ -176,6 +179,9 @@ class PrintWorker:
                 while job is not None:
                     with self._step(self.card_budget_s):
                         job, chained = self._print(job, chained)
+                    if job is None and self._held_ahead is not None:
+                        job, chained = self._held_ahead, _Chained.allowed()
+                        self._held_ahead = None
 
     def _connect(self) -> None:
         try:
@@ -298,6 +304,10 @@ class PrintWorker:
                   ) -> tuple[ev.StartCard | None, _Chained | None]:
         """Report the card printed; with it, ask to pick the next one if it is rendered."""
         self._report_supplies()
+        if self._held_ahead is not None:  # the next card is at the print server already
+            self.emit(ev.CardPrinted(job.record_id, how))
+            self.printer.finish()
+            return None, None
         upcoming = self._upcoming(job.record_id)
         if upcoming is None:
             self.emit(ev.CardPrinted(job.record_id, how))  # committed while the job closes
@@ -355,6 +365,13 @@ class _Chained:
     def __init__(self, token: int) -> None:
         self.token = token
         self.answer: bool | None = None
+
+    @classmethod
+    def allowed(cls) -> _Chained:
+        """A card whose pick the core already allowed (a print server holds it)."""
+        chained = cls(0)
+        chained.answer = True
+        return chained
 
 
 class _Hooks:
@@ -414,3 +431,39 @@ class _Hooks:
         """Shown at once; the printer is seen ready again after this card ends."""
         if reasons:
             self.worker._report(reasons, "printer reports " + ", ".join(reasons))
+
+    def ahead(self) -> _AheadHooks | None:
+        """The next card, for a print server that holds it while this one prints (IPP:
+        one job ahead), if the core named it and it is rendered or rendering."""
+        worker = self.worker
+        upcoming = worker._ahead
+        if (upcoming is None or upcoming.record_id == self.record_id or worker._reasons
+                or worker._stop.is_set() or upcoming.record_id not in worker._renders):
+            return None
+        return _AheadHooks(worker, upcoming)
+
+
+class _AheadHooks:
+    """The card after the one printing, sent to a print server to wait there: its pick
+    is asked now (`ev.PickAheadRequested`); once allowed, the worker runs it right after
+    the card printing, and the driver follows the job it already sent."""
+
+    def __init__(self, worker: PrintWorker, job: ev.StartCard) -> None:
+        self.worker = worker
+        self.job = job
+        self.record_id = job.record_id
+
+    def document(self) -> Any:
+        render = self.worker._renders.get(self.record_id)
+        try:
+            return render.result() if render else self.worker.render(self.job.payload)
+        except Exception as exc:
+            raise RenderFailed(str(exc)) from exc
+
+    def may_pick(self) -> bool:
+        token = next(self.worker.tokens)
+        self.worker.emit(ev.PickAheadRequested(self.record_id, token))
+        allowed = self.worker._await_answer(token)
+        if allowed:
+            self.worker._held_ahead, self.worker._ahead = self.job, None
+        return allowed

@@ -128,6 +128,10 @@ class IppPrinter:
         self._evidence: set[str] = set()  # kinds of evidence the fault is gone, not yet used
         self._put_back: tuple[str, ...] = ()  # the reasons a backend stopped the queue with
         self.jobs = JobStore(None)  # the station hands a durable one (`keep_jobs`)
+        # One job ahead (Pacing): the next card's record_id and job-id, sent to the server
+        # while the card before it printed (job-id None: allowed, but not sent).
+        self._ahead: tuple[str, int | None] | None = None
+        self._previous_failed = False
 
     def keep_jobs(self, path: str) -> None:
         """Keep the job-ids of the jobs sent to the server durably in *path* (a crash
@@ -367,16 +371,62 @@ class IppPrinter:
         return self.format, out.getvalue()
 
     def print_card(self, hooks: CardHooks) -> str | None:
-        fmt, data = hooks.document()
-        if not hooks.may_pick():
-            raise CardError(PrinterError((), "pick withdrawn by the station"))
-        job = self._submit(hooks.record_id, fmt, data)
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == hooks.record_id and ahead[1] is not None:
+            job = ahead[1]  # sent while the card before it printed
+            if self._previous_failed:
+                self._withdraw(job)
+        else:
+            if ahead is not None and ahead[1] is not None:
+                self._withdraw(ahead[1], quiet=True)  # never the case: the worker runs it
+            fmt, data = hooks.document()
+            if not hooks.may_pick():
+                raise CardError(PrinterError((), "pick withdrawn by the station"))
+            job = self._submit(hooks.record_id, fmt, data)
         self._last_job = job
         try:
-            return self._follow(job, hooks)
+            outcome = self._follow(job, hooks)
         except CardError:
+            self._previous_failed = True
             self._purge(job)
             raise
+        self._previous_failed = False
+        return outcome
+
+    def _withdraw(self, job: int, *, quiet: bool = False) -> None:
+        """Take back a job sent ahead whose card before it failed, if it has not started
+        (CardError, no blank taken); one that started is followed as any card."""
+        view = self._job_state_or_gone(job)
+        if view.began or view.state not in (PENDING, HELD):
+            return
+        self._purge(job)
+        if self._job_state_or_gone(job).began or quiet:
+            return
+        raise CardError(PrinterError((), f"job {job} taken back from the print server before"
+                                         " it started, as the card before it failed"),
+                        blank=BLANK_UNTOUCHED)
+
+    def _send_ahead(self, hooks: CardHooks, asked: set[str]) -> None:
+        """While this card prints, send the next one to wait at the server behind it, so
+        the server starts it the moment the printer is free (at most one job ahead)."""
+        offer = getattr(hooks, "ahead", None)
+        upcoming = offer() if offer is not None and self._ahead is None else None
+        if upcoming is None or upcoming.record_id in asked:
+            return
+        asked.add(upcoming.record_id)
+        try:
+            fmt, data = upcoming.document()
+        except Exception as error:  # its own turn reports it
+            log.info("%s not sent ahead: %s", upcoming.record_id, error)
+            return
+        if not upcoming.may_pick():
+            return
+        try:
+            self._ahead = (upcoming.record_id, self._submit(upcoming.record_id, fmt, data))
+        except CardError as error:
+            log.warning("%s not sent ahead (%s): sent in its turn", upcoming.record_id,
+                        error.detail)
+            self._ahead = (upcoming.record_id, None)
 
     def _submit(self, record_id: str, fmt: str, data: bytes) -> int:
         """Create-Job, its job-id kept durably, then Send-Document from memory."""
@@ -418,6 +468,7 @@ class IppPrinter:
         deadline = time.monotonic() + self.job_timeout_s
         started = False  # seen `processing`: a blank may have been taken
         shown: tuple[str, ...] = ()
+        asked: set[str] = set()  # cards offered to go ahead of this one's end
         while True:
             try:
                 state, impressions, reasons, stopped, began = self._job_state(job)
@@ -427,6 +478,8 @@ class IppPrinter:
                 time.sleep(self.poll_s)
                 continue
             started = started or began
+            if started and state in (PROCESSING, STOPPED):
+                self._send_ahead(hooks, asked)
             if state == COMPLETED or (state in (ABORTED, CANCELED) and impressions >= 1):
                 self.jobs.ended(hooks.record_id, _STATE_NAMES[state], impressions)
                 hooks.picked({"job-id": job})

@@ -112,6 +112,16 @@ class PickRequested:
 
 
 @dataclass(frozen=True)
+class PickAheadRequested:
+    """A print server may hold the next card while this one prints (IPP, card-printer.md
+    Pacing: one job ahead), and starts it by itself the moment the printer is free: the
+    next card's pick is asked now, before its document goes. Answered by `AnswerPick`."""
+
+    record_id: str
+    token: int = 0
+
+
+@dataclass(frozen=True)
 class CardPicked:
     """A blank may be in the printer now; ``marks``: what the printer can later be asked
     about this card (an IPP job-id), kept with it."""

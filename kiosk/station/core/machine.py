@@ -160,6 +160,7 @@ class StationCore:
             ev.PrinterCounters: self._on_printer_counters,
             ev.CardFate: self._on_card_fate,
             ev.PickRequested: self._on_pick_requested,
+            ev.PickAheadRequested: self._on_pick_ahead,
             ev.CardPicked: self._on_card_picked,
             ev.CardPrinted: self._on_card_printed,
             ev.CardFailed: self._on_card_failed,
@@ -263,6 +264,25 @@ class StationCore:
         if allow:
             self.spool.update_job(event.record_id, phase=Phase.PICKING,
                                   pick_counts=event.counts)
+            if self.config.printer.driver == "ipp":  # the next card goes while this prints
+                return [ev.AnswerPick(event.record_id, allow, event.token), *self._prefetch()]
+        return [ev.AnswerPick(event.record_id, allow, event.token)]
+
+    def _on_pick_ahead(self, event: ev.PickAheadRequested) -> list:
+        """The next card to the print server while this one prints: allowed for the job
+        the core would start next, once; it is started now (processing, picking)."""
+        job = self.spool.job(event.record_id)
+        upcoming = self.spool.next_pending()
+        allow = (not self.state.paused and self.state.printer is PrinterCondition.BUSY
+                 and self.state.current not in (None, event.record_id)
+                 and self.state.ahead is None and job is not None and upcoming is not None
+                 and upcoming.record_id == event.record_id and job.payload is not None)
+        if allow:
+            self.state.ahead = event.record_id
+            self.set_job(event.record_id, JobState.PROCESSING, (),
+                         "sent to the print server: it waits there behind the card printing",
+                         job=job, phase=Phase.PICKING, pick_counts=None)
+            return [ev.AnswerPick(event.record_id, allow, event.token), *self._prefetch()]
         return [ev.AnswerPick(event.record_id, allow, event.token)]
 
     def _on_card_picked(self, event: ev.CardPicked) -> list:
@@ -386,6 +406,12 @@ class StationCore:
                          f"card spoiled, it will be printed again: {how}")
 
     def _release_printer(self, record_id: str) -> None:
+        if self.state.ahead == record_id:
+            self.state.ahead = None
+        if self.state.current == record_id and self.state.ahead is not None:
+            # The card the print server held behind it is the one printing now.
+            self.state.current, self.state.ahead = self.state.ahead, None
+            return
         if self.state.current == record_id:
             self.state.current = None
         if self.state.printer is PrinterCondition.BUSY:

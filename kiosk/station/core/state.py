@@ -140,6 +140,7 @@ class StationState:
     printer_detail: str = ""
     current: str | None = None  # the job the printer has, or gets first when it is back
     prefetched: str | None = None  # the job rendered ahead
+    ahead: str | None = None  # the job a print server holds behind `current` (IPP)
     paused: bool = False
     accepting: bool = True
     spool_full: bool = False
