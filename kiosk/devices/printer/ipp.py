@@ -63,6 +63,10 @@ HTTP_CONTINUE = 100  # libcups' HTTP_STATUS_CONTINUE: the request is ready for t
 HARMLESS = frozenset({"media-empty-error", "offline-report", "connecting-to-device",
                       "cover-open-error"})
 RETRY_POLLS = 10
+# The next card goes to the server this long after this one started: not while the
+# server starts this card's backend (both would compete for the CPU, and the gap between
+# two cards is the server's start of the next backend), long before any card ends.
+AHEAD_AFTER_S = 0.25
 # A job its backend put back (exit 4) with only these reasons never reached a blank: the
 # printer could not pick one (no card, not there). It is purged and sent again.
 NO_BLANK_TAKEN = frozenset({"media-empty-error", "offline-report", "connecting-to-device"})
@@ -469,6 +473,7 @@ class IppPrinter:
         started = False  # seen `processing`: a blank may have been taken
         shown: tuple[str, ...] = ()
         asked: set[str] = set()  # cards offered to go ahead of this one's end
+        ahead_at: float | None = None  # when the next card may go ahead (AHEAD_AFTER_S)
         while True:
             try:
                 state, impressions, reasons, stopped, began = self._job_state(job)
@@ -479,7 +484,9 @@ class IppPrinter:
                 continue
             started = started or began
             if started and state in (PROCESSING, STOPPED):
-                self._send_ahead(hooks, asked)
+                ahead_at = ahead_at or time.monotonic() + AHEAD_AFTER_S
+                if time.monotonic() >= ahead_at:
+                    self._send_ahead(hooks, asked)
             if state == COMPLETED or (state in (ABORTED, CANCELED) and impressions >= 1):
                 self.jobs.ended(hooks.record_id, _STATE_NAMES[state], impressions)
                 hooks.picked({"job-id": job})
@@ -504,7 +511,10 @@ class IppPrinter:
                 self._resume()
             # A stopped queue is looked at every poll (its retry is timed); else the next
             # event, with a read every ten polls in case one is lost.
-            self._wait_for_change(self.poll_s if stopped else self.poll_s * RETRY_POLLS)
+            wait = self.poll_s if stopped else self.poll_s * RETRY_POLLS
+            if ahead_at is not None and not asked:
+                wait = max(0.0, min(wait, ahead_at - time.monotonic()))
+            self._wait_for_change(wait)
 
     def _put_back_card(self, job: int, reasons: tuple[str, ...]) -> CardError:
         """The server put a started job back (its backend stopped the queue, exit 4): it
