@@ -90,6 +90,16 @@ class CardPrinterSim:
     def set_ribbon_level(self, percent: int) -> None:
         self._control(ribbon_level=percent)
 
+    def kill_at(self, title: str, moment: str, pid: int) -> None:
+        """SIGKILL *pid* once the job titled *title* reaches *moment* (start, taken, end)."""
+        if moment not in ("start", "taken", "end"):
+            raise ValueError(f"unknown moment {moment!r}: start, taken or end")
+        write_json(self.home / "kill.json", {"title": title, "moment": moment, "pid": pid})
+
+    def kill_done(self) -> bool:
+        """The planned kill happened (its plan is used up)."""
+        return not (self.home / "kill.json").exists()
+
     def stop_on_fault(self, stop: bool = True) -> None:
         """Behave as vendor backends do: a fault or a jam stops the queue (exit 4)."""
         self._control(stop_on_fault=stop)

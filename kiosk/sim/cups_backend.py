@@ -10,6 +10,10 @@ CUPS runs it as ``kiosksim JOB USER TITLE COPIES OPTIONS FILE`` with
 * ``state.json`` (written here): ``taken`` and ``printed`` counters, which
   survive anything but the printer's own end;
 * ``documents/``: every printed document, named ``<n>-<job title>``;
+* ``kill.json`` (tests): ``{"title": T, "moment": M, "pid": P}``: SIGKILL process P
+  once, when the job titled T reaches moment M (``start``: the backend runs, no blank
+  taken; ``taken``: the blank is in the printer; ``end``: the card is out, CUPS not
+  told yet), for crash tests that kill at chosen steps, never at sampled ones;
 * ``times.jsonl``: per job, CLOCK_MONOTONIC (system-wide) when the backend started,
   took the blank and ended, for benches.
 
@@ -29,6 +33,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -78,6 +83,19 @@ def wait_while_faulted(home: Path) -> None:
         report("STATE: -" + ",".join(sorted(shown)))
 
 
+def kill_if_planned(home: Path, title: str, moment: str) -> None:
+    """The crash a test planned for this job at this moment (kill.json), once."""
+    path = home / "kill.json"
+    plan = read_json(path, {})
+    if plan.get("title") == title and plan.get("moment") == moment:
+        path.unlink()
+        try:
+            os.kill(int(plan["pid"]), signal.SIGKILL)
+            report(f"INFO: killed {plan['pid']} at {moment} of {title}, as planned")
+        except (OSError, ValueError, KeyError) as error:
+            report(f"INFO: planned kill failed: {error}")
+
+
 def stamp(home: Path, job: str, **moments: float) -> None:
     with open(home / "times.jsonl", "a") as handle:
         handle.write(json.dumps({"job": job, **moments}) + "\n")
@@ -86,6 +104,7 @@ def stamp(home: Path, job: str, **moments: float) -> None:
 def print_card(home: Path, job: str, title: str, document: str | None) -> int:
     """One card; *document* is the job's file, or None: the filters' output on stdin."""
     started = time.monotonic()
+    kill_if_planned(home, title, "start")
     control = read_json(home / "control.json", {})
     report(f"ATTR: marker-names=ribbon marker-types=ribbon-wax-transfer "
            f"marker-colors=#000000 marker-levels={int(control.get('ribbon_level', 80))} "
@@ -105,6 +124,7 @@ def print_card(home: Path, job: str, title: str, document: str | None) -> int:
     state["taken"] += 1
     write_json(state_path, state)
     picked = time.monotonic()
+    kill_if_planned(home, title, "taken")
     report(f"INFO: printing card for job {job}")
     time.sleep(float(control.get("card_seconds", 0.2)))
     control = read_json(home / "control.json", {})
@@ -127,6 +147,7 @@ def print_card(home: Path, job: str, title: str, document: str | None) -> int:
     state["printed"] += 1
     write_json(state_path, state)
     stamp(home, job, start=started, picked=picked, end=time.monotonic())
+    kill_if_planned(home, title, "end")
     report("PAGE: 1 1")
     return BACKEND_OK
 

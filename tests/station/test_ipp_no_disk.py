@@ -13,6 +13,7 @@ import secrets
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 from PIL import Image
@@ -51,7 +52,9 @@ def unique_photo(sample_b64: str) -> str:
     return base64.b64encode(out.getvalue()).decode()
 
 
-def files_holding(roots: list[Path], needles: list[bytes], skip: list[Path]) -> list[str]:
+def files_holding(roots: list[Path], needles: list[bytes], skip: list[Path],
+                  since: float) -> list[str]:
+    """Files changed since *since* (none older can hold this record) holding a needle."""
     found = []
     for root in roots:
         for directory, _, names in os.walk(root):
@@ -63,7 +66,9 @@ def files_holding(roots: list[Path], needles: list[bytes], skip: list[Path]) -> 
                 if str(path).startswith(tuple(str(s) for s in skip)):
                     continue
                 try:
-                    if path.is_symlink() or path.stat().st_size > 64 << 20:
+                    status = path.lstat()
+                    if (path.is_symlink() or status.st_size > 64 << 20
+                            or status.st_mtime < since):
                         continue
                     data = path.read_bytes()
                 except OSError:
@@ -92,6 +97,7 @@ def test_nothing_of_a_record_is_on_the_station_disk_while_its_card_prints(
     record = sign_record(body, district_key[0])
     allowed = {str(spool), *(f"{spool}{end}" for end in ("-wal", "-shm", "-journal")),
                f"{spool}.ipp-jobs.json", f"{spool}.ipp-jobs.json.tmp"}
+    since = time.time() - 1  # a file holding the record was written after it was made
     with StationThread(station_settings, district):
         _written.clear()
         _watch.set()
@@ -101,7 +107,8 @@ def test_nothing_of_a_record_is_on_the_station_disk_while_its_card_prints(
             assert cups_server.printer.printed == 0  # the card is printing now
             found = files_holding([home, Path(tempfile.gettempdir())], needles,
                                   skip=[cups_server.root, tmp_path / "printer",
-                                        tmp_path / "tray", spool])  # the spool: by design
+                                        tmp_path / "tray", spool],  # the spool: by design
+                                  since=since)
             assert district.wait_for(
                 lambda: district.final_state(record["record_id"]) == "completed", 20)
         finally:

@@ -166,9 +166,27 @@ class IppPrinter:
                                f"{self.uri} takes none of {', '.join(FORMATS)}")
         self.format = usable[0]
         self._demand_abort_job(attributes.get("printer-error-policy"))
+        self._take_back_waiting()
         self._subscribe()
         return (f"{attributes.get('printer-make-and-model', 'IPP printer')} at {self.uri};"
                 f" changes learned by {self.events}")
+
+    def _take_back_waiting(self) -> None:
+        """Cancel and purge every job this station left at the server that has not
+        started (a crash, a lost link): first, so none starts while another is followed.
+        Its card is sent again (`card_fate` says not-picked)."""
+        self._ahead = None
+        for record_id, entry in self.jobs.items():
+            job = entry.get("job")
+            if entry.get("end") or not isinstance(job, int):
+                continue
+            view = self._job_state_or_gone(job)
+            if view.state in (PENDING, HELD) and not view.began:
+                self._purge(job)
+                if not self._job_state_or_gone(job).began:
+                    self.jobs.ended(record_id, "taken-back", 0)
+                    log.info("%s: job %d of %s had not started: canceled and purged",
+                             self.uri, job, record_id)
 
     def _subscribe(self) -> None:
         try:
@@ -329,6 +347,9 @@ class IppPrinter:
         job = marks.get("job-id", kept.get("job"))
         if not isinstance(job, int):
             return None, f"no print job of {record_id} was known when the station stopped"
+        if kept.get("job") == job and kept.get("end") == "taken-back":
+            return "not-picked", (f"decided by the print server: job {job} had not started;"
+                                  " canceled and purged at the restart")
         if kept.get("job") == job and kept.get("end") == "completed":
             self._purge(job)
             return "printed", (f"card printed: decided by the print server (job {job} "
@@ -400,12 +421,17 @@ class IppPrinter:
     def _withdraw(self, job: int, *, quiet: bool = False) -> None:
         """Take back a job sent ahead whose card before it failed, if it has not started
         (CardError, no blank taken); one that started is followed as any card."""
-        view = self._job_state_or_gone(job)
-        if view.began or view.state not in (PENDING, HELD):
-            return
-        self._purge(job)
-        if self._job_state_or_gone(job).began or quiet:
-            return
+        try:
+            view = self._job_state_or_gone(job)
+            if view.began or view.state not in (PENDING, HELD):
+                return
+            self._purge(job)
+            if self._job_state_or_gone(job).began or quiet:
+                return
+        except PrinterError as error:  # the server cannot say: the card may yet print
+            raise CardError(PrinterError(error.reasons, f"job {job} sent ahead: {error.detail}",
+                                         link_lost=error.link_lost),
+                            blank=BLANK_UNKNOWN) from error
         raise CardError(PrinterError((), f"job {job} taken back from the print server before"
                                          " it started, as the card before it failed"),
                         blank=BLANK_UNTOUCHED)
