@@ -37,3 +37,12 @@ def test_the_ribbon_level_reaches_the_district_and_a_low_ribbon_is_an_alert(
             a["reason"] == LOW and not a.get("cleared") for a in district.events_of("alert")), 10)
         assert LOW in district.states[STATION]["printer_state_reasons"]
 
+
+
+def test_the_tray_seeing_cards_again_is_evidence_for_the_printer():
+    from kiosk.station.core import events as ev
+    from kiosk.station.core.machine import tray_refilled
+
+    assert tray_refilled(True, 40) == [ev.FaultGone("tray")]
+    assert tray_refilled(True, 0) == [] and tray_refilled(True, None) == []
+    assert tray_refilled(False, 40) == []  # it saw cards before: nothing new
