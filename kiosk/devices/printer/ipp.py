@@ -176,6 +176,7 @@ class IppPrinter:
         started (a crash, a lost link): first, so none starts while another is followed.
         Its card is sent again (`card_fate` says not-picked)."""
         self._ahead = None
+        self._take_back_unknown()
         for record_id, entry in self.jobs.items():
             job = entry.get("job")
             if entry.get("end") or not isinstance(job, int):
@@ -187,6 +188,27 @@ class IppPrinter:
                     self.jobs.ended(record_id, "taken-back", 0)
                     log.info("%s: job %d of %s had not started: canceled and purged",
                              self.uri, job, record_id)
+
+    def _take_back_unknown(self) -> None:
+        """Jobs of this station's user at this queue that its store does not know (killed
+        after Create-Job, before the job-id was kept): no document went with them; they
+        are canceled and purged rather than left to time out at the server."""
+        known = {entry.get("job") for _, entry in self.jobs.items()}
+        try:
+            jobs = self._call("Get-Jobs", "getJobs", which_jobs="not-completed", my_jobs=True,
+                              requested_attributes=["job-id", "job-printer-uri"])
+        except PrinterError as error:
+            log.info("%s: cannot list the station's jobs: %s", self.uri, error.detail)
+            return
+        for job, attributes in jobs.items():
+            if job in known or not str(attributes.get("job-printer-uri", "")).endswith(
+                    f"/printers/{self.queue}"):
+                continue
+            view = self._job_state_or_gone(job)
+            if view.state in (PENDING, HELD) and not view.began:
+                log.info("%s: job %d of this station had no job-id kept: canceled and purged",
+                         self.uri, job)
+                self._purge(job)
 
     def _subscribe(self) -> None:
         try:
@@ -345,6 +367,9 @@ class IppPrinter:
         """
         kept = self.jobs.get(record_id) or {}
         job = marks.get("job-id", kept.get("job"))
+        if not isinstance(job, int) and self.jobs.never_sent(record_id):
+            return "not-picked", ("no document of it went to the print server (no job-id was"
+                                  " kept, and one is kept before any document goes)")
         if not isinstance(job, int):
             return None, f"no print job of {record_id} was known when the station stopped"
         if kept.get("job") == job and kept.get("end") == "taken-back":

@@ -29,6 +29,7 @@ class JobStore:
     def __init__(self, path: str | Path | None) -> None:
         self.path = Path(path) if path is not None else None
         self._lock = threading.Lock()
+        self.whole = True  # False: the file was unreadable, an absent entry proves nothing
         self._jobs: dict[str, dict] = self._load()
 
     def _load(self) -> dict[str, dict]:
@@ -39,6 +40,7 @@ class JobStore:
         except (OSError, ValueError) as error:
             log.error("%s unreadable (%s): jobs left at the print server before this start"
                       " are decided by a person", self.path, error)
+            self.whole = False
             return {}
         return {str(k): v for k, v in jobs.items() if isinstance(v, dict)}
 
@@ -59,6 +61,12 @@ class JobStore:
                 return
             entry.update(end=state, impressions=impressions)
             self._write()
+
+    def never_sent(self, record_id: str) -> bool:
+        """No document of *record_id* can have gone: the store is whole and has no job of
+        it (a job-id is kept before its document is sent; the newest KEEP stay)."""
+        with self._lock:
+            return self.whole and self.path is not None and record_id not in self._jobs
 
     def get(self, record_id: str) -> dict | None:
         with self._lock:
