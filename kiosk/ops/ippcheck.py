@@ -128,7 +128,9 @@ def _media(attributes: dict, media: str) -> Iterator[Finding]:
 
 
 def _accepting(attributes: dict) -> Finding:
-    stopped = attributes.get("printer-state") == 5  # IPP printer-state stopped
+    import cups  # present: ipp_findings got this far
+
+    stopped = attributes.get("printer-state") == cups.IPP_PRINTER_STOPPED
     accepting = attributes.get("printer-is-accepting-jobs", True)
     if accepting and not stopped:
         return "ok", "ipp_queue", "accepting jobs"

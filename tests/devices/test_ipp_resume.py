@@ -10,7 +10,7 @@ import pytest
 from kiosk.devices.printer.base import CardError
 from kiosk.devices.printer.ipp import HARMLESS, NO_BLANK_TAKEN, RETRY_POLLS, IppPrinter
 from kiosk.station.core import events as ev
-from tests.devices.test_ipp import Hooks, connected
+from tests.devices.test_ipp import Hooks, connected, printer_stopped
 
 # Those the simulated backend stops the queue for (an offline printer is waited for).
 SIM_HARMLESS = sorted(HARMLESS - {"connecting-to-device", "offline-report"})
@@ -32,7 +32,7 @@ def stopped_by(server, printer: IppPrinter, reason: str) -> tuple[str, ...]:
         assert failed.value.blank == ev.BLANK_UNKNOWN and "picked" not in hooks.calls
     assert reason in failed.value.reasons
     attributes = printer._printer_attributes()
-    assert attributes["printer-state"] == 5, "the backend's exit 4 did not stop the queue"
+    assert attributes["printer-state"] == printer_stopped(), "exit 4 did not stop it"
     assert server.jobs() == {}, "the put-back job was left for the server to print again"
     return failed.value.reasons
 
@@ -57,7 +57,7 @@ def test_a_harmless_reason_is_retried_after_ten_polls_and_the_card_prints_once_f
     assert printer.check() == (reason,)  # right after the stop: the reason stands
     waited, _ = check_until_resumed(printer, 10)
     assert waited >= printer.poll_s * (RETRY_POLLS - 1)
-    assert printer._printer_attributes()["printer-state"] != 5
+    assert printer._printer_attributes()["printer-state"] != printer_stopped()
     # Still there: the next card's backend says so and stops the queue again, no blank taken.
     stopped_by(cups_server, printer, reason)
     cups_server.printer.clear()
@@ -99,7 +99,7 @@ def test_evidence_of_a_refill_resumes_an_empty_feeder_at_once(tmp_path, cupsd_pr
         server.printer.clear()
         printer.fault_gone(kind)
         assert printer.check() == ()
-        assert printer._printer_attributes()["printer-state"] != 5
+        assert printer._printer_attributes()["printer-state"] != printer_stopped()
 
 
 def test_unknown_evidence_is_refused(cups_server):
