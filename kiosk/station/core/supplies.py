@@ -1,7 +1,7 @@
 """The printer's supplies (ribbon, film, cleaner) as the state's ``supplies`` and alerts.
 
 A driver that can tell reports them (`ev.SuppliesSeen`, from IPP ``marker-*``
-attributes or the Evolis ribbon count) as mqtt.md has them: name, type, level
+attributes; any driver whose printer tells) as mqtt.md has them: name, type, level
 0-100 (-1 unknown), low_level. A supply at 0 raises ``marker-supply-empty-error``,
 one at or below its low level ``marker-supply-low-warning`` (card-printer.md,
 Supplies); the printer's own reasons still decide whether a card may go.
