@@ -3,7 +3,8 @@
 Reachable; a card (ID-1) size among ``media-supported``; a document format the
 station writes; accepting jobs and not stopped; ``printer-error-policy`` is
 ``abort-job`` (any other lets the server print a failed card again by itself);
-the server keeps no job files (CUPS ``PreserveJobFiles No``). Whether the
+the server keeps no job files (CUPS ``PreserveJobFiles No``); how changes are
+learned (notifications, or polling where the server offers no subscriptions). Whether the
 station's IPP user may resume the queue is not checked (it would have to try).
 """
 
@@ -18,17 +19,36 @@ from urllib.parse import urlsplit
 Finding = tuple[str, str, str]  # ("ok" | "warn" | "fail", check name, detail)
 ID1_MM = (53.98, 85.6)
 TOLERANCE_MM = 0.6
+# Card drivers that print edge to edge name the card with its bleed: gutenprint's
+# Magicard queues say custom_56.9x86.02mm (2.92 and 0.42 mm over ID-1).
+BLEED_MM = 3.0
 SIZE = re.compile(r"_(\d+(?:\.\d+)?)x(\d+(?:\.\d+)?)(mm|in)$")
+
+
+def card_size(media: str) -> tuple[float, float] | None:
+    """The size in mm (short side first) of a PWG self-describing media name."""
+    match = SIZE.search(media)
+    if not match:
+        return None
+    scale = 25.4 if match.group(3) == "in" else 1.0
+    short, long = sorted((float(match.group(1)) * scale, float(match.group(2)) * scale))
+    return short, long
 
 
 def is_id1(media: str) -> bool:
     """A PWG self-describing media name of ID-1 size (either way round)."""
-    match = SIZE.search(media)
-    if not match:
-        return False
-    scale = 25.4 if match.group(3) == "in" else 1.0
-    size = sorted((float(match.group(1)) * scale, float(match.group(2)) * scale))
-    return all(abs(a - b) <= TOLERANCE_MM for a, b in zip(size, ID1_MM, strict=True))
+    size = card_size(media)
+    return size is not None and all(
+        abs(a - b) <= TOLERANCE_MM for a, b in zip(size, ID1_MM, strict=True))
+
+
+def id1_bleed(media: str) -> tuple[float, float] | None:
+    """How much larger than ID-1 an ID-1 size with bleed is (mm), else None."""
+    size = card_size(media)
+    if size is None:
+        return None
+    over = tuple(round(a - b, 2) for a, b in zip(size, ID1_MM, strict=True))
+    return (over[0], over[1]) if all(-TOLERANCE_MM <= o <= BLEED_MM for o in over) else None
 
 
 def ipp_findings(uri: str, media: str, timeout: float = 5.0) -> Iterator[Finding]:
@@ -66,20 +86,51 @@ def ipp_findings(uri: str, media: str, timeout: float = 5.0) -> Iterator[Finding
                f"{policy}: the server would print a failed card again by itself; set "
                f"'lpadmin -p {queue} -o printer-error-policy={ERROR_POLICY}'")
     yield _job_files(conn)
+    yield _events(conn, uri, host, port, parts.scheme == "ipps")
+
+
+def _events(conn, uri: str, host: str, port: int, encrypted: bool) -> Finding:
+    """How the station learns job and printer changes from this server."""
+    from kiosk.devices.printer.ippnotify import NotificationsUnavailable, Notifier
+
+    try:
+        notifier = Notifier(conn, uri, host, port, encrypted=encrypted)
+    except NotificationsUnavailable as why:
+        return ("warn", "ipp_events", f"polling every poll_s: {why} (a card's end is learned"
+                " up to poll_s late; the next card waits that long)")
+    try:
+        notifier.wait(0)
+        return "ok", "ipp_events", notifier.mode
+    except NotificationsUnavailable as why:
+        return "warn", "ipp_events", f"polling every poll_s: {why}"
+    finally:
+        notifier.close()
 
 
 def _media(attributes: dict, media: str) -> Iterator[Finding]:
     supported = attributes.get("media-supported", [])
     supported = [supported] if isinstance(supported, str) else supported
     cards = [m for m in supported if m == media or is_id1(m)]
+    bled = [(m, over) for m in supported if (over := id1_bleed(m)) is not None]
     if cards:
         yield "ok", "ipp_media", f"card size {cards[0]} (jobs ask for {media})"
+    elif bled:
+        name, (short, long) = bled[0]
+        yield ("ok", "ipp_media", f"card size {name}: the ID-1 card with the driver's bleed"
+               f" ({short:g} × {long:g} mm over {ID1_MM[0]:g} × {ID1_MM[1]:g} mm, printed edge"
+               f" to edge; jobs ask for {media}, which the server fits to it)")
     else:
-        yield "fail", "ipp_media", f"no ID-1 card size among {', '.join(supported) or 'none'}"
+        sizes = ", ".join(f"{m} ({s[0]:g} × {s[1]:g} mm)" if (s := card_size(m)) else m
+                          for m in supported) or "none"
+        yield ("fail", "ipp_media", f"no ID-1 card size among {sizes}: ID-1 is"
+               f" {ID1_MM[0]:g} × {ID1_MM[1]:g} mm (±{TOLERANCE_MM:g} mm, or up to"
+               f" {BLEED_MM:g} mm larger with a driver's bleed)")
 
 
 def _accepting(attributes: dict) -> Finding:
-    stopped = attributes.get("printer-state") == 5
+    import cups  # present: ipp_findings got this far
+
+    stopped = attributes.get("printer-state") == cups.IPP_PRINTER_STOPPED
     accepting = attributes.get("printer-is-accepting-jobs", True)
     if accepting and not stopped:
         return "ok", "ipp_queue", "accepting jobs"

@@ -90,6 +90,20 @@ class CardPrinterSim:
     def set_ribbon_level(self, percent: int) -> None:
         self._control(ribbon_level=percent)
 
+    def kill_at(self, title: str, moment: str, pid: int) -> None:
+        """SIGKILL *pid* once the job titled *title* reaches *moment* (start, taken, end)."""
+        if moment not in ("start", "taken", "end"):
+            raise ValueError(f"unknown moment {moment!r}: start, taken or end")
+        write_json(self.home / "kill.json", {"title": title, "moment": moment, "pid": pid})
+
+    def kill_done(self) -> bool:
+        """The planned kill happened (its plan is used up)."""
+        return not (self.home / "kill.json").exists()
+
+    def stop_on_fault(self, stop: bool = True) -> None:
+        """Behave as vendor backends do: a fault or a jam stops the queue (exit 4)."""
+        self._control(stop_on_fault=stop)
+
     @property
     def counters(self) -> dict[str, int]:
         return read_json(self.home / "state.json", {"taken": 0, "printed": 0})
@@ -122,8 +136,17 @@ class CupsServer:
 
     def __init__(self, root: str | Path, *, queue: str = "card", card_seconds: float = 0.2,
                  error_policy: str = "abort-job", preserve_job_files: bool = False,
-                 formats: tuple[str, ...] = FORMATS) -> None:
+                 formats: tuple[str, ...] = FORMATS, system_filters: bool = False,
+                 ppd: str | None = None, model: str | None = None,
+                 subscriptions: bool = True) -> None:
+        """*system_filters*: run the machine's CUPS filters (cups-filters, gutenprint) for
+        conversions, else none, so the queue takes exactly its PPD's *formats* whatever
+        else the machine has. *ppd* (a file) or *model* (an ``lpadmin -m`` driver name)
+        replaces the simulated printer's own PPD; the backend stays the simulator."""
         self.root = Path(root)
+        self.system_filters = system_filters
+        self.ppd, self.model = ppd, model
+        self.subscriptions = subscriptions  # False: a server that offers none (polling)
         self.queue = queue
         self.error_policy = error_policy
         self.preserve_job_files = preserve_job_files
@@ -202,9 +225,11 @@ class CupsServer:
     def _write_configuration(self) -> None:
         for part in ("etc", "spool", "spool/tmp", "cache", "state", "log", "bin/backend"):
             (self.root / part).mkdir(parents=True, exist_ok=True)
-        for part in ("daemon", "filter", "notifier", "cgi-bin", "monitor"):
+        for part in ("daemon", "filter", "notifier", "cgi-bin", "monitor", "driver"):
             link = self.root / "bin" / part
-            if (CUPS_LIB / part).exists() and not link.exists():
+            if part == "filter" and not self.system_filters:
+                link.mkdir(exist_ok=True)  # no converter: the queue takes its PPD's formats
+            elif (CUPS_LIB / part).exists() and not link.exists():
                 link.symlink_to(CUPS_LIB / part)
         self._install_backend()
         (self.root / "etc" / "cupsd.conf").write_text(self._cupsd_conf())
@@ -226,6 +251,7 @@ class CupsServer:
 Listen {self.host}
 ServerName 127.0.0.1
 LogLevel info
+AccessLogLevel all
 MaxLogSize 0
 Browsing No
 WebInterface No
@@ -244,11 +270,17 @@ MaxJobTime 0
   Allow all
 </Location>
 <Policy default>
-  <Limit All>
+{self._no_subscriptions()}  <Limit All>
     Order deny,allow
   </Limit>
 </Policy>
 """
+
+    def _no_subscriptions(self) -> str:
+        if self.subscriptions:
+            return ""
+        return ("  <Limit Create-Job-Subscription Create-Printer-Subscription>\n"
+                "    AuthType Basic\n    Require user no-such-user\n  </Limit>\n")
 
     def _files_conf(self) -> str:
         root = self.root
@@ -279,10 +311,15 @@ MaxJobTime 0
         raise RuntimeError(f"cupsd did not listen on {self.host} within {START_TIMEOUT:g} s")
 
     def _add_queue(self) -> None:
-        ppd = self.root / "card.ppd"
-        ppd.write_text(card_ppd(self.formats))
+        if self.model:
+            driver = ["-m", self.model]
+        else:
+            ppd = Path(self.ppd) if self.ppd else self.root / "card.ppd"
+            if not self.ppd:
+                ppd.write_text(card_ppd(self.formats))
+            driver = ["-P", str(ppd)]
         self.lp("lpadmin", "-p", self.queue, "-E", "-v", f"{BACKEND}:{self.printer.home}",
-                "-P", str(ppd), "-o", f"printer-error-policy={self.error_policy}")
+                *driver, "-o", f"printer-error-policy={self.error_policy}")
         self.lp("cupsenable", self.queue)
         self.lp("cupsaccept", self.queue)
 

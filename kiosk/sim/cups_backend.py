@@ -6,17 +6,25 @@ CUPS runs it as ``kiosksim JOB USER TITLE COPIES OPTIONS FILE`` with
 
 * ``control.json`` (written by the simulator): ``card_seconds``, ``faults``
   standing (IPP reason keywords), ``jam_next`` (jam the next card mid-print),
-  ``ribbon_level`` (percent);
+  ``ribbon_level`` (percent), ``stop_on_fault`` (vendor-like: exit 4, below);
 * ``state.json`` (written here): ``taken`` and ``printed`` counters, which
   survive anything but the printer's own end;
 * ``documents/``: every printed document, named ``<n>-<job title>``;
+* ``kill.json`` (tests): ``{"title": T, "moment": M, "pid": P}``: SIGKILL process P
+  once, when the job titled T reaches moment M (``start``: the backend runs, no blank
+  taken; ``taken``: the blank is in the printer; ``end``: the card is out, CUPS not
+  told yet), for crash tests that kill at chosen steps, never at sampled ones;
 * ``times.jsonl``: per job, CLOCK_MONOTONIC (system-wide) when the backend started,
   took the blank and ended, for benches.
 
 It reports the way vendor backends do, on standard error: ``ATTR:`` for marker
 levels, ``STATE: +reason`` while a fault stands (waiting, no blank taken, as a
 real backend waits for its printer), ``STATE: -reason`` once cleared, and a jam
-during a card as ``STATE: +media-jam-error`` and exit 1 (CUPS_BACKEND_FAILED).
+during a card as ``STATE: +media-jam-error`` and exit 1 (CUPS_BACKEND_FAILED). With
+``stop_on_fault`` it behaves as most vendor backends do instead: a fault standing
+when a job starts is ``STATE: +reason`` and exit 4 (CUPS_BACKEND_STOP: CUPS stops the
+queue, puts the job back and keeps the reason), and a jam exits 4 as well; an
+offline printer is still waited for.
 It uses only the standard library: CUPS runs it with its own environment.
 """
 
@@ -25,13 +33,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
 
-BACKEND_OK, BACKEND_FAILED = 0, 1
+BACKEND_OK, BACKEND_FAILED, BACKEND_STOP = 0, 1, 4
 FAULTS = ("media-empty-error", "marker-supply-empty-error", "door-open-error",
-          "offline-report", "media-jam-error")
+          "cover-open-error", "offline-report", "media-jam-error")
 POLL_S = 0.05
 
 
@@ -74,23 +83,48 @@ def wait_while_faulted(home: Path) -> None:
         report("STATE: -" + ",".join(sorted(shown)))
 
 
+def kill_if_planned(home: Path, title: str, moment: str) -> None:
+    """The crash a test planned for this job at this moment (kill.json), once."""
+    path = home / "kill.json"
+    plan = read_json(path, {})
+    if plan.get("title") == title and plan.get("moment") == moment:
+        path.unlink()
+        try:
+            os.kill(int(plan["pid"]), signal.SIGKILL)
+            report(f"INFO: killed {plan['pid']} at {moment} of {title}, as planned")
+        except (OSError, ValueError, KeyError) as error:
+            report(f"INFO: planned kill failed: {error}")
+
+
 def stamp(home: Path, job: str, **moments: float) -> None:
     with open(home / "times.jsonl", "a") as handle:
         handle.write(json.dumps({"job": job, **moments}) + "\n")
 
 
-def print_card(home: Path, job: str, title: str, document: str) -> int:
+def print_card(home: Path, job: str, title: str, document: str | None) -> int:
+    """One card; *document* is the job's file, or None: the filters' output on stdin."""
     started = time.monotonic()
+    kill_if_planned(home, title, "start")
     control = read_json(home / "control.json", {})
     report(f"ATTR: marker-names=ribbon marker-types=ribbon-wax-transfer "
-           f"marker-colors=#000000 marker-levels={int(control.get('ribbon_level', 80))}")
+           f"marker-colors=#000000 marker-levels={int(control.get('ribbon_level', 80))} "
+           "marker-low-levels=10 marker-high-levels=100")
     report("STATE: -" + ",".join(FAULTS))  # what the last job left behind is past
+    stop = bool(control.get("stop_on_fault"))
+    # A printer that is not there is waited for, as CUPS's own backends do (CUPS drops
+    # offline-report from a stopped queue, so stopping would lose the reason).
+    if stop and (faults := [f for f in standing_faults(home) if f != "offline-report"]):
+        for fault in faults:
+            report(f"STATE: +{fault}")
+        report(f"ERROR: the printer reports {', '.join(faults)}")
+        return BACKEND_STOP
     wait_while_faulted(home)
     state_path = home / "state.json"
     state = read_json(state_path, {"taken": 0, "printed": 0})
     state["taken"] += 1
     write_json(state_path, state)
     picked = time.monotonic()
+    kill_if_planned(home, title, "taken")
     report(f"INFO: printing card for job {job}")
     time.sleep(float(control.get("card_seconds", 0.2)))
     control = read_json(home / "control.json", {})
@@ -100,14 +134,20 @@ def print_card(home: Path, job: str, title: str, document: str) -> int:
         write_json(home / "control.json", control)
         report("STATE: +media-jam-error")
         report("ERROR: card jammed in the printer")
-        return BACKEND_FAILED
+        return BACKEND_STOP if stop else BACKEND_FAILED
     documents = home / "documents"
     documents.mkdir(exist_ok=True)
     name = title.replace("/", "_") or "untitled"
-    shutil.copyfile(document, documents / f"{state['printed'] + 1:05d}-{name}")
+    target = documents / f"{state['printed'] + 1:05d}-{name}"
+    if document is None:
+        with open(target, "wb") as out:
+            shutil.copyfileobj(sys.stdin.buffer, out)
+    else:
+        shutil.copyfile(document, target)
     state["printed"] += 1
     write_json(state_path, state)
     stamp(home, job, start=started, picked=picked, end=time.monotonic())
+    kill_if_planned(home, title, "end")
     report("PAGE: 1 1")
     return BACKEND_OK
 
@@ -116,11 +156,11 @@ def main(argv: list[str]) -> int:
     if len(argv) == 1:  # device discovery
         print('direct kiosksim "Kiosk card printer" "Kiosk simulated card printer"')
         return BACKEND_OK
-    if len(argv) < 7:
-        report("ERROR: kiosksim needs the document as a file (raw queue)")
+    if len(argv) < 6:
+        report("ERROR: usage: kiosksim job user title copies options [file]")
         return BACKEND_FAILED
     home = Path(os.environ.get("DEVICE_URI", "").partition(":")[2])
-    return print_card(home, argv[1], argv[3], argv[6])
+    return print_card(home, argv[1], argv[3], argv[6] if len(argv) > 6 else None)
 
 
 if __name__ == "__main__":

@@ -128,6 +128,9 @@ class Station:
         self.core = StationCore(config, self.spool, verifier=make_verifier(config))
         self.link = MqttLink(config, self.events.put)
         printer = make_printer(config.printer)
+        keep_jobs = getattr(printer, "keep_jobs", None)
+        if keep_jobs is not None:  # a print server's job-ids, durable beside the spool
+            keep_jobs(f"{config.station.spool}.ipp-jobs.json")
         self.worker = PrintWorker(printer, make_renderer(printer), self.events.put,
                                   poll_s=config.printer.poll_s,
                                   resync_s=config.printer.resync_s,
@@ -149,6 +152,7 @@ class Station:
             ev.AnswerPick: self.worker.answer_pick,
             ev.Show: lambda a: self.panel and self.panel.show(a.view),
             ev.ProbePrinter: lambda a: self.worker.probe_now(),
+            ev.FaultGone: lambda a: self.worker.fault_gone(a.kind),
             ev.ResolveCards: lambda a: self.worker.resolve(a.cards),
             ev.PurgePersonalData: self._purge,
             ev.CalibrateTray: self._calibrate,

@@ -86,6 +86,10 @@ class PrintWorker:
         self._tokens = itertools.count(1)  # one per pick request (PickRequested.token)
         self._lock = threading.Lock()
         self._ahead: _Ahead | None = None
+        # The card a print server holds behind the one printing (its pick ahead allowed):
+        # run right after it, whatever became of that one (`_AheadCard`). Printer thread only.
+        self._held_ahead: ev.StartCard | None = None
+        self._supplies: tuple[dict, ...] = ()  # as last reported (SuppliesSeen); printer thread
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="render")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="printer", daemon=True)
@@ -135,6 +139,15 @@ class PrintWorker:
         """Look at the printer at once (a person says the fault is cleared)."""
         self._jobs.put(PROBE)
 
+    def fault_gone(self, kind: str) -> None:
+        """Evidence that the printer's fault is gone (`ev.FaultGone`): handed to a driver
+        that waits for it (IPP: a set it reads at its next look, so safe from this thread),
+        then the printer is looked at at once."""
+        accept = getattr(self.printer, "fault_gone", None)
+        if accept is not None:
+            accept(kind)
+        self.probe_now()
+
     def resolve(self, cards: tuple[tuple[str, dict | None], ...]) -> None:
         """Ask the printer about cards found in it at start-up, once it answers."""
         self._jobs.put(ev.ResolveCards(tuple(cards)))
@@ -166,6 +179,8 @@ class PrintWorker:
                 while card is not None:
                     with self._step(self.card_budget_s):
                         card = self._print(card)
+                    if card is None and self._held_ahead is not None:
+                        card, self._held_ahead = _Card.allowed(self, self._held_ahead), None
 
     @contextmanager
     def _step(self, budget: float) -> Iterator[None]:
@@ -229,6 +244,14 @@ class PrintWorker:
         elif self._reasons != ():
             self._reasons = ()
             self.emit(ev.PrinterReady())
+        self._report_supplies()
+
+    def _report_supplies(self) -> None:
+        """The printer's supplies, when its driver tells them and they changed."""
+        supplies = tuple(getattr(self.printer, "supplies", None) or ())
+        if supplies != self._supplies:
+            self._supplies = supplies
+            self.emit(ev.SuppliesSeen(supplies))
 
     def _report(self, reasons: tuple[str, ...], detail: str) -> None:
         if reasons != self._reasons:
@@ -285,6 +308,11 @@ class PrintWorker:
     def _card_out(self, job: ev.StartCard, how: str) -> _Card | None:
         """Report the card printed; with it, ask to pick the next one if it is rendered
         (one commit books this card and marks that one picking)."""
+        self._report_supplies()
+        if self._held_ahead is not None:  # the next card is at the print server already
+            self.emit(ev.CardPrinted(job.record_id, how))
+            self.printer.finish()
+            return None
         upcoming = self._upcoming(job.record_id)
         if upcoming is None:
             self.emit(ev.CardPrinted(job.record_id, how))  # committed while the job closes
@@ -360,6 +388,23 @@ class PrintWorker:
         if reasons:
             self._report(reasons, "printer reports " + ", ".join(reasons))
 
+    def offer_ahead(self, record_id: str) -> _AheadCard | None:
+        """The card after *record_id*, for a print server that holds it while that one
+        prints (IPP: one job ahead), if the core named it and it is rendered or rendering."""
+        with self._lock:
+            ahead = self._ahead
+        if (ahead is None or ahead.job.record_id == record_id or self._reasons
+                or self._stop.is_set()):
+            return None
+        return _AheadCard(self, ahead)
+
+    def hold_ahead(self, ahead: _Ahead) -> None:
+        """The core allowed the card ahead: it runs right after the card printing."""
+        with self._lock:
+            if self._ahead is ahead:
+                self._ahead = None
+        self._held_ahead = ahead.job
+
 
 class _Card:
     """One card's pick handshake between the driver (`CardHooks`) and the core.
@@ -376,6 +421,17 @@ class _Card:
         self.chained = token is not None
         self.was_picked = False
         self._answer: bool | None = None
+
+    @classmethod
+    def allowed(cls, worker: PrintWorker, job: ev.StartCard) -> _Card:
+        """A card whose pick the core already allowed (a print server holds it)."""
+        card = cls(worker, job, token=0)
+        card._answer = True
+        return card
+
+    def ahead(self) -> _AheadCard | None:
+        """The next card, to send to a print server while this one prints (IPP)."""
+        return self.worker.offer_ahead(self.record_id)
 
     def started(self) -> bool:
         """The core started this card (so its end is reported); a chained card is started
@@ -402,3 +458,28 @@ class _Card:
 
     def trouble(self, reasons: tuple[str, ...]) -> None:
         self.worker.trouble(reasons)
+
+
+class _AheadCard:
+    """The card after the one printing, sent to a print server to wait there: its pick is
+    asked now (`ev.PickAheadRequested`); once allowed, the worker runs it right after the
+    card printing, and the driver follows the job it already sent."""
+
+    def __init__(self, worker: PrintWorker, ahead: _Ahead) -> None:
+        self.worker = worker
+        self.entry = ahead
+        self.record_id = ahead.job.record_id
+
+    def document(self) -> Any:
+        try:
+            return self.entry.render.result()
+        except Exception as exc:
+            raise RenderFailed(str(exc)) from exc
+
+    def may_pick(self) -> bool:
+        token = next(self.worker._tokens)
+        self.worker.emit(ev.PickAheadRequested(self.record_id, token))
+        allowed = self.worker.await_answer(token)
+        if allowed:
+            self.worker.hold_ahead(self.entry)
+        return allowed

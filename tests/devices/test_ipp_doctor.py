@@ -25,7 +25,7 @@ def test_a_well_set_server_passes_every_check(cups_server):
     found = findings(cups_server)
     assert {name: status for name, (status, _) in found.items()} == {
         "ipp": "ok", "ipp_media": "ok", "ipp_formats": "ok", "ipp_queue": "ok",
-        "ipp_policy": "ok", "ipp_job_files": "ok"}, found
+        "ipp_policy": "ok", "ipp_job_files": "ok", "ipp_events": "ok"}, found
     assert "image/png" in found["ipp_formats"][1]
 
 
@@ -56,3 +56,13 @@ def test_a_stopped_queue_is_a_warning_the_station_fixes(cups_server):
 def test_an_unreachable_server_fails(cups_server, broken):
     cups_server.stop()
     assert findings(cups_server)["ipp"][0] == "fail"
+
+
+def test_doctor_says_whether_a_queue_gets_notifications_or_polling(cups_server, tmp_path,
+                                                                   cupsd_present):
+    status, detail = findings(cups_server)["ipp_events"]
+    assert status == "ok" and "Get-Notifications" in detail
+    assert "at once" in detail  # CUPS answers notify-wait without waiting: said plainly
+    with CupsServer(tmp_path / "nosubs", subscriptions=False) as server:
+        status, detail = findings(server)["ipp_events"]
+    assert status == "warn" and detail.startswith("polling every poll_s")

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 from kiosk import __version__
-from kiosk.ops.update.layout import atomic_write
 from kiosk.ops.update.supervisor import Supervisor, SupervisorError
 
 FILE = "health.json"
@@ -80,8 +79,18 @@ class HealthReporter:
             doc["facts_error"] = str(error)[:200]
         # A full disk: the updater sees a stale report and keeps the old release.
         with contextlib.suppress(OSError):
-            atomic_write(self.path, json.dumps(doc).encode())
+            _replace(self.path, json.dumps(doc).encode())
         self._written_at = self.clock()
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """Write *path* whole (a reader sees the old report or the new), without fsync: it is
+    rewritten every second for as long as the station runs, a report lost to a power cut
+    reads as stale (the updater keeps the old release), and an fsync a second would wear
+    the SD card and stall the loop behind the spool's own syncs."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
 
 
 def release_name() -> str:

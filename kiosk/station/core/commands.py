@@ -160,7 +160,7 @@ def pause(core: CoreAccess) -> Reply:
 
 def resume(core: CoreAccess) -> Reply:
     core.set_paused(False)
-    return Reply()
+    return Reply(actions=(ev.FaultGone("resume"),))
 
 
 def drain(core: CoreAccess) -> Reply:
@@ -217,7 +217,7 @@ def refill(core: CoreAccess, count: int) -> Reply:
     if not isinstance(count, int) or isinstance(count, bool) or not 0 < count <= MAX_REFILL:
         raise CommandError("bad-arguments", f"count must be an integer 1..{MAX_REFILL}")
     totals = core.ledger.refilled(count, "refill by command")
-    return Reply({"remaining": totals.remaining})
+    return Reply({"remaining": totals.remaining}, (ev.FaultGone("refill"),))
 
 
 def release(core: CoreAccess) -> Reply:

@@ -45,7 +45,7 @@ class Desk:
 
     def on_intent(self, intent: ev.OperatorIntent) -> list:
         if intent.kind is Intent.RETRY:
-            return [ev.ProbePrinter()]
+            return [ev.FaultGone("operator")]
         if intent.kind is Intent.PAUSE_TOGGLE:
             name = "resume" if self.core.state.paused else "pause"
         else:

@@ -117,6 +117,16 @@ class PickRequested:
 
 
 @dataclass(frozen=True)
+class PickAheadRequested:
+    """A print server may hold the next card while this one prints (IPP, card-printer.md
+    Pacing: one job ahead), and starts it by itself the moment the printer is free: the
+    next card's pick is asked now, before its document goes. Answered by `AnswerPick`."""
+
+    record_id: str
+    token: int = 0
+
+
+@dataclass(frozen=True)
 class CardPicked:
     """A blank may be in the printer now; ``marks``: what the printer can later be asked
     about this card (an IPP job-id), kept with it."""
@@ -292,6 +302,25 @@ class ResolveCards:
 @dataclass(frozen=True)
 class ProbePrinter:
     """Look at the printer now instead of at the next poll (the OK button)."""
+
+
+@dataclass(frozen=True)
+class SuppliesSeen:
+    """The printer's supplies as it tells them (mqtt.md state ``supplies``: dicts of
+    name, type, level 0-100 or -1, low_level); reported when they change."""
+
+    supplies: tuple[dict, ...]
+
+
+@dataclass(frozen=True)
+class FaultGone:
+    """Evidence that the printer's fault is gone: *kind* is ``refill`` (booked by command
+    or at the panel), ``tray`` (the tray sensor sees cards again), ``operator`` (the OK
+    button) or ``resume`` (the district). A driver whose queue stays stopped until
+    someone acts (IPP) resumes it on the evidence that may clear its reasons; then the
+    printer is looked at at once (card-printer.md, "A stopped queue is never left stopped")."""
+
+    kind: str
 
 
 @dataclass(frozen=True)

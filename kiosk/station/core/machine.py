@@ -51,6 +51,7 @@ from kiosk.station.core.state import (
 )
 from kiosk.station.core.stock import StockWatch
 from kiosk.station.core.store import Job, Store
+from kiosk.station.core.supplies import supply_reasons
 from kiosk.station.core.throttle import LogThrottle
 
 INVALID_CATEGORIES = ("gagal-encode", "gagal-cetak", "rusak", "perubahan-elemen-data")
@@ -61,6 +62,11 @@ PURGE_EVERY_S = 60.0
 PURGE_UNCLEAN_ALERT = 3  # purges in a row that left copies in the WAL before it is an alert
 REJECT_LOG_PER_MINUTE = 20
 
+
+
+def tray_refilled(was_empty: bool, estimate: int | None) -> list:
+    """The tray sensor sees cards where it saw none: evidence for the printer's fault."""
+    return [ev.FaultGone("tray")] if was_empty and estimate is not None and estimate > 0 else []
 
 
 def counted_fate(phase: str | None, before: dict, after: dict) -> str | None:
@@ -161,6 +167,7 @@ class StationCore:
             ev.PrinterCounters: self._on_printer_counters,
             ev.CardFate: self._on_card_fate,
             ev.PickRequested: self._on_pick_requested,
+            ev.PickAheadRequested: self._on_pick_ahead,
             ev.CardPicked: self._on_card_picked,
             ev.CardPrinted: self._on_card_printed,
             ev.CardFailed: self._on_card_failed,
@@ -173,6 +180,7 @@ class StationCore:
             ev.TrayOnline: self._on_tray,
             ev.TrayOffline: self._on_tray,
             ev.TrayBooted: self._on_tray,
+            ev.SuppliesSeen: self._on_supplies,
         }
         handler = handlers.get(type(event))
         if handler is None:
@@ -251,6 +259,10 @@ class StationCore:
         self._set_printer(PrinterCondition.FAULT, event.reasons, event.detail)
         return []
 
+    def _on_supplies(self, event: ev.SuppliesSeen) -> list:
+        self.state.supplies = tuple(event.supplies)
+        return []
+
     def _on_pick_requested(self, event: ev.PickRequested) -> list:
         job = self.store.job(event.record_id)
         allow = (
@@ -260,6 +272,25 @@ class StationCore:
         if allow:
             self.store.update_job(event.record_id, phase=Phase.PICKING,
                                   pick_counts=event.counts)
+            if self.config.printer.driver == "ipp":  # the next card goes while this prints
+                return [ev.AnswerPick(event.record_id, allow, event.token), *self._prefetch()]
+        return [ev.AnswerPick(event.record_id, allow, event.token)]
+
+    def _on_pick_ahead(self, event: ev.PickAheadRequested) -> list:
+        """The next card to the print server while this one prints: allowed for the job
+        the core would start next, once; it is started now (processing, picking)."""
+        job = self.store.job(event.record_id)
+        upcoming = self.store.next_pending()
+        allow = (not self.state.paused and self.state.printer is PrinterCondition.BUSY
+                 and self.state.current not in (None, event.record_id)
+                 and self.state.ahead is None and job is not None and upcoming is not None
+                 and upcoming.record_id == event.record_id and job.payload is not None)
+        if allow:
+            self.state.ahead = event.record_id
+            self.set_job(event.record_id, JobState.PROCESSING, (),
+                         "sent to the print server: it waits there behind the card printing",
+                         job=job, phase=Phase.PICKING, pick_counts=None)
+            return [ev.AnswerPick(event.record_id, allow, event.token), *self._prefetch()]
         return [ev.AnswerPick(event.record_id, allow, event.token)]
 
     def _on_card_picked(self, event: ev.CardPicked) -> list:
@@ -371,6 +402,12 @@ class StationCore:
                          f"card spoiled, it will be printed again: {how}", **columns)
 
     def _release_printer(self, record_id: str) -> None:
+        if self.state.ahead == record_id:
+            self.state.ahead = None
+        if self.state.current == record_id and self.state.ahead is not None:
+            # The card the print server held behind it is the one printing now.
+            self.state.current, self.state.ahead = self.state.ahead, None
+            return
         if self.state.current == record_id:
             self.state.current = None
         if self.state.printer is PrinterCondition.BUSY:
@@ -418,8 +455,9 @@ class StationCore:
     # -- the tray and the clock --------------------------------------------------------
 
     def _on_tray(self, event: object) -> list:
+        empty = self.stock.estimate is not None and self.stock.estimate <= 0
         self.stock.on_tray(event)
-        return []
+        return tray_refilled(empty, self.stock.estimate)
 
     def _on_tray_calibrated(self, event: ev.TrayCalibrated) -> list:
         if event.ok:
@@ -530,6 +568,7 @@ class StationCore:
     def _active_alerts(self) -> dict[str, str]:
         active = {r: self.state.printer_detail or r for r in self.state.printer_reasons}
         active.update(self.stock.reasons())
+        active.update(supply_reasons(self.state.supplies))
         active.update(self.desk.receipt_reasons)
         if self.state.spool_full:
             active[Reason.SPOOL_FULL] = "the spool's disk is nearly full: records wait"
@@ -550,6 +589,7 @@ class StationCore:
         """The state of mqtt.md without schema/boot_id/seq/ts."""
         reasons = set(self.state.printer_reasons) | set(self.stock.reasons())
         reasons |= set(self.desk.receipt_reasons)  # warnings only: they never stop a card
+        reasons |= set(supply_reasons(self.state.supplies))
         if self.state.printer is PrinterCondition.CONNECTING:
             reasons.add(Reason.CONNECTING)
         if self.state.spool_full:
@@ -579,7 +619,7 @@ class StationCore:
             },
             "documents": list(self.config.station.documents),
             "encoder": self.config.encoder.mode,
-            "supplies": [],
+            "supplies": [dict(s) for s in self.state.supplies],
             "version": __version__,
         }
 

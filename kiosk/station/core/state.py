@@ -140,9 +140,11 @@ class StationState:
     printer_detail: str = ""
     current: str | None = None  # the job the printer has, or gets first when it is back
     prefetched: str | None = None  # the job rendered ahead
+    ahead: str | None = None  # the job a print server holds behind `current` (IPP)
     paused: bool = False
     accepting: bool = True
     spool_full: bool = False
     generation: int | None = None  # the broker connection that is up, if any
     purges_unclean: int = 0  # purges in a row that left copies in the WAL
     link_error: str | None = None  # why the last connection attempt failed, until one works
+    supplies: tuple[dict, ...] = ()  # the printer's, as it last told them (SuppliesSeen)

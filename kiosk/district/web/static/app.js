@@ -97,6 +97,7 @@ const WORDS = {
   "media-empty-error": ["Blangko habis", "Out of blank cards"],
   "media-low-warning": ["Blangko hampir habis", "Blank cards running low"],
   "marker-supply-empty-error": ["Pita printer habis", "Printer ribbon used up"],
+  "marker-supply-low-warning": ["Pita printer hampir habis", "Printer ribbon running low"],
   "cover-open-error": ["Tutup printer terbuka", "Printer cover open"],
   "output-area-full-error": ["Wadah kartu jadi penuh", "Output hopper full"],
   "timed-out-error": ["Printer tidak menjawab", "Printer not answering"],
