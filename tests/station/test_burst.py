@@ -65,7 +65,7 @@ def test_the_majalengka_backlog_at_once_is_spooled_and_acknowledged_whole(
         started = time.monotonic()
         station.start()
         assert wait_until(lambda: spool_query(spool, "SELECT COUNT(*) FROM jobs")[0] == BACKLOG,
-                          600, 0.5), station.log.read_text()[-2000:]
+                          600, interval=0.5), station.log.read_text()[-2000:]
         took = time.monotonic() - started
         rss = peak_rss_mb(station.process.pid)
         assert wait_until(lambda: spool_query(spool, "SELECT COUNT(*) FROM outbox")[0] == 0, 120)

@@ -79,7 +79,8 @@ def test_ten_thousand_cards_leave_memory_descriptors_and_threads_flat(
         assert district.wait_for(lambda: district.availability.get(STATION) == "online", 20)
         feeder.thread.start()
         for mark in MARKS:
-            assert wait_until(lambda mark=mark: printer.printed >= mark, 600, 0.2), (
+            assert wait_until(lambda mark=mark: printer.printed >= mark, 600,
+                              interval=0.2), (
                 f"{printer.printed} cards printed; {station.log.read_text()[-2000:]}")
             figures.append((mark, time.monotonic() - started,
                             *process_figures(station.process.pid)))
