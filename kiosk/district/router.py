@@ -28,14 +28,14 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import threading
 import time
 from typing import NamedTuple
 
-from kiosk.contract.mqtt import Credentials, connect_client, json_properties, make_client
+from kiosk.contract.mqtt import Credentials, json_properties
 from kiosk.contract.timestamps import rfc3339
 from kiosk.district.routecore import RouterCore
 from kiosk.district.routing import HOLD_AHEAD
+from kiosk.district.service import LINK_UP, DistrictService, Message
 from kiosk.district.store import RouteStore
 
 log = logging.getLogger(__name__)
@@ -45,22 +45,12 @@ MAX_BATCH = 500
 _JSON = json_properties()  # read-only once made: paho only packs it
 
 
-class _Message(NamedTuple):
-    topic: str
-    payload: bytes
-    mid: int
-    generation: int
-
-
 class _Puback(NamedTuple):
     mid: int
     failed: bool
 
 
-_LINK_UP = "link-up"
-
-
-class Router:
+class Router(DistrictService):
     """Routes one district's inbox to its stations; ``run()`` until ``stop()``.
 
         router = Router("mqtt://127.0.0.1:1883", "/var/lib/kiosk/router.db", district="3210")
@@ -74,28 +64,17 @@ class Router:
                  release_after_s: float | None = None, session_expiry_s: int = 7 * 86400,
                  credentials: Credentials | None = None,
                  hold_ahead: int | None = HOLD_AHEAD) -> None:
-        self.url = url
-        self.prefix = f"{root}/{district}"
+        super().__init__(url, prefix=f"{root}/{district}", own=f"{root}/{district}/_router",
+                         client_id=client_id or f"{district}-router",
+                         session_expiry_s=session_expiry_s, credentials=credentials)
         self.inbox_topic = f"{self.prefix}/inbox"
-        self.own = f"{self.prefix}/_router"
-        self.session_expiry_s = session_expiry_s
         # The release clock is read ten times within its delay (a fast bench), at most 1/s.
         self.tick_s = min(TICK_S, release_after_s / 10) if release_after_s else TICK_S
-        self._events: queue.Queue[object] = queue.Queue()
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._generation, self._connected = 0, False
         self._next_tick = 0.0
         self._backlog_sent: dict | None = None  # the counts last retained on _router/state
-        self.client = make_client(client_id or f"{district}-router", manual_ack=True,
-                                  credentials=credentials, url=url)
         self.store = RouteStore(db_path)
         self.core = RouterCore(self.store, hold_ahead=hold_ahead,
                                release_after_s=release_after_s)
-        self.client.will_set(f"{self.own}/availability", b"offline", qos=1, retain=True)
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = self._on_disconnect
-        self.client.on_message = self._on_message
         self.client.on_publish = self._on_publish
 
     @property
@@ -106,53 +85,19 @@ class Router:
     def availability(self) -> dict[str, str]:
         return self.core.availability
 
-    # -- life cycle ---------------------------------------------------------------------
+    # -- what the service base asks of it -------------------------------------------------
 
-    def run(self) -> None:
-        self._connect()
-        try:
-            while not self._stop.is_set():
-                self._step()
-        finally:
-            self._shutdown()
+    name = "the router"
 
-    def stop(self) -> None:
-        """Ask `run` to end (any thread): it says ``offline`` and disconnects."""
-        self._stop.set()
-        self._events.put(None)
+    def subscriptions(self) -> list[tuple[str, int]]:
+        return [(self.inbox_topic, 1), (f"{self.prefix}/+/events", 1),
+                (f"{self.prefix}/+/state", 0), (f"{self.prefix}/+/availability", 0)]
 
-    def _shutdown(self) -> None:
-        if self._connected:
-            self.client.publish(f"{self.own}/availability", b"offline", qos=1,
-                                retain=True).wait_for_publish(2)
-        self.client.disconnect()
-        self.client.loop_stop()
+    def _linked(self) -> None:
+        self._backlog_sent = None  # retain it again on this connection
+
+    def _close(self) -> None:
         self.store.close()
-
-    # -- paho callbacks (network thread): everything goes through the queue -----------------
-
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        if reason_code.is_failure:
-            log.error("broker refused the router: %s", reason_code)
-            return
-        with self._lock:
-            self._generation += 1
-            self._connected = True
-            self._backlog_sent = None  # retain it again on this connection
-        client.subscribe([(self.inbox_topic, 1), (f"{self.prefix}/+/events", 1),
-                          (f"{self.prefix}/+/state", 0), (f"{self.prefix}/+/availability", 0)])
-        client.publish(f"{self.own}/availability", b"online", qos=1, retain=True)
-        self._events.put(_LINK_UP)
-
-    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        with self._lock:
-            self._generation += 1
-            self._connected = False
-        log.warning("router lost the broker: %s", reason_code)
-
-    def _on_message(self, client, userdata, message) -> None:
-        mid = message.mid if message.qos else 0
-        self._events.put(_Message(message.topic, message.payload, mid, self._generation))
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         self._events.put(_Puback(mid, reason_code.is_failure))
@@ -186,14 +131,6 @@ class Router:
         self.client.loop_stop()
         self._connect()
 
-    def _connect(self) -> None:
-        # No Maximum Packet Size: Mosquitto 2.0.11 keeps the in-flight slot of a QoS 1
-        # message it drops as too large, so twenty oversized station events would stall
-        # the inbox for good. The broker's message_size_limit (docs/security.md) bounds
-        # what arrives; the core refuses anything over its limits.
-        connect_client(self.client, self.url, session_expiry_s=self.session_expiry_s)
-        self.client.loop_start()
-
     def _take_batch(self) -> list[object]:
         try:
             batch = [self._events.get(timeout=max(0.0, self._next_tick - time.monotonic()))]
@@ -204,7 +141,7 @@ class Router:
         return [event for event in batch if event is not None]
 
     def _handle(self, event: object) -> None:
-        if isinstance(event, _Message):
+        if isinstance(event, Message):
             if event.topic == self.inbox_topic:
                 self.core.inbox(event.payload, event.mid, event.generation)
             else:
@@ -213,7 +150,7 @@ class Router:
                                           event.generation)
         elif isinstance(event, _Puback):
             self.core.puback(event.mid, event.failed)
-        elif event == _LINK_UP:
+        elif event == LINK_UP:
             self.core.link_up()
 
     # -- after the commit ---------------------------------------------------------------

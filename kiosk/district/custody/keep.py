@@ -19,29 +19,21 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
-import threading
 import time
 from typing import NamedTuple
 
-from kiosk.contract.mqtt import Credentials, connect_client, json_properties, make_client
+from kiosk.contract.mqtt import Credentials, json_properties
 from kiosk.contract.timestamps import rfc3339
 from kiosk.district.custody.blank import BadBlank, NotBlank, parse_blank
 from kiosk.district.custody.register import Register
 from kiosk.district.routing import is_station
+from kiosk.district.service import LINK_UP, DistrictService, Message
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 500
 FOREIGN_COMMAND = "foreign-blank"
 EVENT_SCHEMA = "ektp.custody-event/1"
-
-
-class _Message(NamedTuple):
-    topic: str
-    payload: bytes
-    mid: int
-    generation: int
 
 
 class _Reply(NamedTuple):
@@ -51,10 +43,9 @@ class _Reply(NamedTuple):
     generation: int
 
 
-_LINK_UP = "link-up"
 
 
-class Keeper:
+class Keeper(DistrictService):
     """Keeps one district's blank events in the register at *db_path*; ``run()`` until
     ``stop()``.
 
@@ -68,78 +59,33 @@ class Keeper:
                  root: str = "ektp/v1", client_id: str | None = None,
                  session_expiry_s: int = 7 * 86400,
                  credentials: Credentials | None = None) -> None:
-        self.url = url
-        self.prefix = f"{root}/{district}"
-        self.own = f"{self.prefix}/_custody"
-        self.client_id = client_id or f"{district}-custody"
+        client_id = client_id or f"{district}-custody"
+        super().__init__(url, prefix=f"{root}/{district}", own=f"{root}/{district}/_custody",
+                         client_id=client_id, session_expiry_s=session_expiry_s,
+                         credentials=credentials)
+        self.client_id = client_id
         self.reply_topic = f"{self.prefix}/_replies/{self.client_id}"
-        self.session_expiry_s = session_expiry_s
         self.rejected = 0  # payloads refused since start (tests, the journal's summary)
-        self._events: queue.Queue[object] = queue.Queue()
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._generation, self._connected = 0, False
         self._notices: list[tuple[str, str, str, str | None]] = []  # sent after the commit
         self._notes: list[dict] = []
         self._journal = _JournalWindow()
         self.register = Register(db_path)
-        self.client = make_client(self.client_id, manual_ack=True, credentials=credentials,
-                                  url=url)
-        self.client.will_set(f"{self.own}/availability", b"offline", qos=1, retain=True)
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = self._on_disconnect
-        self.client.on_message = self._on_message
 
-    # -- life cycle ---------------------------------------------------------------------
+    # -- what the service base asks of it -------------------------------------------------
 
-    def run(self) -> None:
-        connect_client(self.client, self.url, session_expiry_s=self.session_expiry_s)
-        self.client.loop_start()
-        try:
-            while not self._stop.is_set():
-                self._step()
-        finally:
-            self._shutdown()
+    name = "the custody keeper"
 
-    def stop(self) -> None:
-        """Ask `run` to end (any thread): it says ``offline`` and disconnects."""
-        self._stop.set()
-        self._events.put(None)
+    def subscriptions(self) -> list[tuple[str, int]]:
+        return [(f"{self.prefix}/+/events", 1), (self.reply_topic, 1)]
 
-    def _shutdown(self) -> None:
-        if self._connected:
-            self.client.publish(f"{self.own}/availability", b"offline", qos=1,
-                                retain=True).wait_for_publish(2)
-        self.client.disconnect()
-        self.client.loop_stop()
-        self.register.close()
-
-    # -- paho callbacks (network thread): everything goes through the queue -------------
-
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        if reason_code.is_failure:
-            log.error("broker refused the custody keeper: %s", reason_code)
-            return
-        with self._lock:
-            self._generation += 1
-            self._connected = True
-        client.subscribe([(f"{self.prefix}/+/events", 1), (self.reply_topic, 1)])
-        client.publish(f"{self.own}/availability", b"online", qos=1, retain=True)
-        self._events.put(_LINK_UP)
-
-    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        with self._lock:
-            self._generation += 1
-            self._connected = False
-        log.warning("custody keeper lost the broker: %s", reason_code)
-
-    def _on_message(self, client, userdata, message) -> None:
-        mid = message.mid if message.qos else 0
+    def _heard(self, message, mid: int) -> object:
         if message.topic == self.reply_topic:
             correlation = getattr(message.properties, "CorrelationData", b"") or b""
-            self._events.put(_Reply(correlation, message.payload, mid, self._generation))
-        else:
-            self._events.put(_Message(message.topic, message.payload, mid, self._generation))
+            return _Reply(correlation, message.payload, mid, self._generation)
+        return super()._heard(message, mid)
+
+    def _close(self) -> None:
+        self.register.close()
 
     # -- the loop: one transaction per batch, then what it decided -------------------------
 
@@ -152,7 +98,7 @@ class Keeper:
                 self._handle(event)
         self._send()
         for event in batch:  # in arrival order, all settled by the commit above
-            if isinstance(event, _Message | _Reply):
+            if isinstance(event, Message | _Reply):
                 self._ack(event.mid, event.generation)
 
     def _take_batch(self) -> list[object]:
@@ -162,14 +108,14 @@ class Keeper:
         return [event for event in batch if event is not None]
 
     def _handle(self, event: object) -> None:
-        if isinstance(event, _Message):
+        if isinstance(event, Message):
             self._keep(event)
         elif isinstance(event, _Reply):
             self._on_reply(event)
-        elif event == _LINK_UP:
+        elif event == LINK_UP:
             self._notices += self.register.unanswered()  # again on every new connection
 
-    def _keep(self, msg: _Message) -> None:
+    def _keep(self, msg: Message) -> None:
         station, _, leaf = msg.topic[len(self.prefix) + 1:].partition("/")
         if leaf != "events" or not is_station(station):
             return
