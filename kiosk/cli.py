@@ -116,7 +116,7 @@ def _run(args: argparse.Namespace) -> int:
     config = load(args.config)
     reporter = HealthReporter(health_path(config.station.spool), release_name(),
                               notifier.notify)
-    station = Station(config, notify=reporter.notify)
+    station = Station(config, notify=reporter.notify, config_path=args.config)
     reporter.facts = station_facts(station)  # the health file `kiosk update` judges
     with stopped_by_signals(station.stop):  # not stop() in a handler: it takes a lock
         station.run()

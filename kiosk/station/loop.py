@@ -29,6 +29,9 @@ from kiosk.devices.printer import make_printer
 from kiosk.devices.printer.base import CardPrinter
 from kiosk.devices.tray.driver import TrayLink
 from kiosk.extras import require
+from kiosk.ops.update.cli import DEFAULT_CONFIG
+from kiosk.ops.update.command import Launcher, UpdateEvents, systemd_run
+from kiosk.ops.update.command import accept as accept_update
 from kiosk.station.config import Config, ConfigError
 from kiosk.station.core import events as ev
 from kiosk.station.core.machine import StationCore
@@ -120,9 +123,14 @@ def refuse_unwired_encoder(config: Config) -> None:
 class Station:
     """One print station: build it from a config, then ``run()`` until ``stop()``."""
 
-    def __init__(self, config: Config, *, notify: Callable[[str], None] | None = None) -> None:
+    def __init__(self, config: Config, *, notify: Callable[[str], None] | None = None,
+                 config_path: str = DEFAULT_CONFIG,
+                 update_launcher: Launcher | None = None) -> None:
         refuse_unwired_encoder(config)
         self.config = config
+        self.config_path = config_path  # what the updater it starts reads (kiosk update)
+        self.update_launcher = update_launcher or systemd_run
+        self.update_events = UpdateEvents(config.station.spool)
         self.events = EventQueue()
         self.spool = Spool(config.station.spool)
         self.core = StationCore(config, self.spool, verifier=make_verifier(config))
@@ -158,7 +166,21 @@ class Station:
             ev.CalibrateTray: self._calibrate,
             ev.PrintSlip: lambda a: self.receipt and self.receipt.slip(a),
             ev.PrintShiftReport: lambda a: self.receipt and self.receipt.shift_report(a),
+            ev.StartUpdate: self._start_update,
+            ev.UpdateOutcomesTold: lambda a: self.update_events.done(),
         }
+
+    def _start_update(self, action: ev.StartUpdate) -> None:
+        """The updater, started outside this unit (it restarts it); a start that fails is
+        told to the district as the update's outcome."""
+        reply = accept_update(action.args, config=self.config_path,
+                              launcher=self.update_launcher)
+        if not reply["ok"]:
+            log.error("cannot start the update to %s: %s", action.args.get("version"),
+                      reply.get("detail"))
+            self.events.put(ev.UpdateOutcomes(({
+                "version": action.args.get("version"), "outcome": "failed",
+                "detail": f"{reply.get('error')}: {reply.get('detail', '')}"},)))
 
     def _calibrate(self, action: ev.CalibrateTray) -> None:
         """The board answers within 2 s: wait for it off the loop."""
@@ -278,7 +300,9 @@ class Station:
         if now >= self._next_tick:
             self._next_tick = now + TICK_S
             self.link.retry_due(now)  # what the broker refused goes again after its back-off
-            return [ev.Tick(time.time()), *self._drain()]
+            outcomes = self.update_events.take()  # an updater's word, once it has finished
+            told = [ev.UpdateOutcomes(tuple(outcomes))] if outcomes else []
+            return [ev.Tick(time.time()), *told, *self._drain()]
         try:
             first = self.events.get(timeout=self._next_tick - now)
         except queue.Empty:

@@ -23,7 +23,6 @@ import hashlib
 import io
 import json
 import os
-import re
 import shutil
 import stat
 import tarfile
@@ -37,13 +36,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kiosk.contract.record import Rejected
 from kiosk.contract.signing import Verifier, canonical_json, sign_record
+from kiosk.contract.update import VERSION_RE
 from kiosk.ops.update.platform import Platform
 
 SCHEMA = "kiosk.release/1"
 MEMBERS = ("manifest.json", "manifest.sig", "payload.tar.gz")
 MAX_MANIFEST = 64 * 1024
 CHUNK = 1 << 20
-VERSION_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}")
 
 Write = Callable[[int, bytes], int]  # os.write's shape: the seam where a full disk is injected
 

@@ -1,4 +1,4 @@
-"""The station's side of the district's ``update`` command, for the core to call (not wired yet).
+"""The station's side of the district's ``update`` command (the loop calls it on `StartUpdate`).
 
 The command (mqtt.md's request/response, sent by ``kiosk district update``) carries
 ``{url, sha256, size, version, platform}``. ``accept`` checks the arguments and starts
@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from kiosk.ops.update.bundle import VERSION_RE
+from kiosk.contract.update import problem as update_problem
 from kiosk.ops.update.updater import EVENTS_FILE
 
-SHA256_RE = re.compile(r"[0-9a-f]{64}")
 KIOSK = "/opt/kiosk/current/venv/bin/kiosk"
 Launcher = Callable[[Sequence[str], str], None]  # (argv, version)
 
@@ -37,7 +35,7 @@ def systemd_run(argv: Sequence[str], version: str) -> None:
 def accept(args: Any, *, config: str, launcher: Launcher = systemd_run,
            kiosk: str = KIOSK, busy: Callable[[], bool] = lambda: False) -> dict:
     """The reply to ``update``; starts the updater when the arguments are good."""
-    problem = _problem(args)
+    problem = update_problem(args)
     if problem:
         return {"ok": False, "error": "bad-arguments", "detail": problem}
     if busy():
@@ -49,19 +47,6 @@ def accept(args: Any, *, config: str, launcher: Launcher = systemd_run,
     except (OSError, subprocess.SubprocessError) as error:
         return {"ok": False, "error": "cannot-start", "detail": str(error)[:300]}
     return {"ok": True, "detail": f"updating to {args['version']}"}
-
-
-def _problem(args: Any) -> str | None:
-    if not isinstance(args, dict):
-        return "arguments are not an object"
-    url, digest, version = args.get("url"), args.get("sha256"), args.get("version")
-    if not isinstance(url, str) or not url.startswith(("http://", "https://")) or len(url) > 2048:
-        return "url must be an http:// or https:// address"
-    if not isinstance(digest, str) or not SHA256_RE.fullmatch(digest):
-        return "sha256 must be 64 lower-case hex digits"
-    if not isinstance(version, str) or not VERSION_RE.fullmatch(version):
-        return "version must be a release name (letters, digits, . + _ -)"
-    return None
 
 
 class UpdateEvents:

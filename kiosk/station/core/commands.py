@@ -29,6 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kiosk.contract.update import ARGUMENTS as UPDATE_ARGUMENTS
+from kiosk.contract.update import problem as update_problem
 from kiosk.station.core import events as ev
 from kiosk.station.core.ledger import Blank
 from kiosk.station.core.parts import CoreAccess
@@ -252,6 +254,17 @@ def rebirth(core: CoreAccess) -> Reply:
     return Reply({}, tuple(core.rebirth()))
 
 
+def update(core: CoreAccess, **args: object) -> Reply:
+    """Start the updater on a release the district announced (station.md, Releases): the
+    reply says it started; the outcome follows as an ``update`` event. The updater itself
+    waits for a card in the printer to finish before it switches."""
+    why = update_problem(args)
+    if why:
+        raise CommandError("bad-arguments", why)
+    return Reply({"detail": f"updating to {args['version']}: the outcome follows as an"
+                            " update event"}, (ev.StartUpdate(dict(args)),))
+
+
 # name → (the command, the arguments it takes)
 COMMANDS: dict[str, tuple[Callable[..., Reply], tuple[str, ...]]] = {
     "status": (status, ()), "pause": (pause, ()), "resume": (resume, ()),
@@ -260,6 +273,7 @@ COMMANDS: dict[str, tuple[Callable[..., Reply], tuple[str, ...]]] = {
     "confirm": (confirm, ("record_id",)), "reprint": (reprint, ("record_id", "reason")),
     "refill": (refill, ("count",)), "shift-report": (shift_report, ()),
     "calibrate": (calibrate, ("empty_height_um", "card_um")),
+    "update": (update, UPDATE_ARGUMENTS),
 }
 
 

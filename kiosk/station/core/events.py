@@ -209,6 +209,15 @@ class Tick:
     now: float
 
 
+@dataclass(frozen=True)
+class UpdateOutcomes:
+    """What became of updates, as the updater left it for the station to tell the district
+    (kiosk/ops/update: ``update-events.jsonl`` beside the spool): dicts with ``version``,
+    ``outcome`` and ``detail``."""
+
+    events: tuple[dict, ...]
+
+
 # -- actions ---------------------------------------------------------------------
 
 
@@ -404,3 +413,16 @@ class PrintShiftReport:
     spoiled: int
     remaining: int | None
     rejected: int
+
+
+@dataclass(frozen=True)
+class StartUpdate:
+    """Start the updater outside the station's unit (the district's ``update`` command,
+    its arguments checked: kiosk.contract.update)."""
+
+    args: dict
+
+
+@dataclass(frozen=True)
+class UpdateOutcomesTold:
+    """The outcomes are in the outbox, committed: the updater's file may let them go."""

@@ -55,6 +55,7 @@ from kiosk.station.core.supplies import supply_reasons
 from kiosk.station.core.throttle import LogThrottle
 
 INVALID_CATEGORIES = ("gagal-encode", "gagal-cetak", "rusak", "perubahan-elemen-data")
+UPDATE_FIELDS = {"version": 64, "outcome": 32, "detail": 300}  # an update event, capped
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +173,7 @@ class StationCore:
             ev.CardPrinted: self._on_card_printed,
             ev.CardFailed: self._on_card_failed,
             ev.Tick: self._on_tick,
+            ev.UpdateOutcomes: self._on_update_outcomes,
             ev.PurgeDone: self._on_purge_done,
             ev.OperatorIntent: self.desk.on_intent,
             ev.ReceiptFault: self.desk.on_receipt_fault,
@@ -467,6 +469,13 @@ class StationCore:
                        args={"empty_height_um": event.empty_height_um, "card_um": event.card_um},
                        ok=event.ok, error=None if event.ok else "tray-refused", detail=detail)
         return []
+
+    def _on_update_outcomes(self, event: ev.UpdateOutcomes) -> list:
+        """Tell the district what became of each update (mqtt.md event ``update``)."""
+        for outcome in event.events:
+            self.out.event("update", **{key: str(outcome.get(key, ""))[:limit]
+                                        for key, limit in UPDATE_FIELDS.items()})
+        return [ev.UpdateOutcomesTold()]
 
     def _on_tick(self, event: ev.Tick) -> list:
         self.stock.on_tick()
