@@ -131,9 +131,6 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from kiosk.extras import require
-
-    require("rich", "demo", "kiosk demo")
     from kiosk.sim.demo import run_demo
 
     return run_demo(cards=args.cards, card_seconds=args.card_seconds, faults=args.faults,

@@ -18,11 +18,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-
-from rich.console import Console, Group
-from rich.live import Live
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from typing import Any
 
 from kiosk.contract.signing import generate_key_pair, load_private_key, sign_record
 from kiosk.district.client import DistrictClient
@@ -178,7 +174,7 @@ class Demo:
 
         threading.Thread(target=operator, daemon=True).start()
 
-    def feed(self, progress: Progress) -> list[float]:
+    def feed(self, progress: Any) -> list[float]:
         """E-KTP records to the E-KTP station, KIA records (one every few) to the KIA one."""
         task = progress.add_task("kartu tercetak / cards printed",
                                  total=self.cards + self.kia_cards)
@@ -199,7 +195,7 @@ class Demo:
         progress.update(task, completed=self.cards + self.kia_cards)
         return sent
 
-    def _wait(self, progress: Progress, task, ids: list[str], pause: float) -> None:
+    def _wait(self, progress: Any, task, ids: list[str], pause: float) -> None:
         time.sleep(pause)
         done = sum(1 for rid in ids if self.district.final_state(rid) == "completed")
         progress.update(task, completed=done)
@@ -210,37 +206,109 @@ class Demo:
 
 def run_demo(*, cards: int = 12, card_seconds: float = 0.5, faults: bool = False,
              printer: str = "evolis", kia_cards: int = 2) -> int:
-    console = Console()
+    screen = _Screen.make()
     workdir = Path(tempfile.mkdtemp(prefix="kiosk-demo-"))
     _log_to(workdir / "demo.log")
     try:
         demo = Demo(workdir, cards, card_seconds, printer, kia_cards)
     except (MosquittoMissing, CupsMissing) as missing:
-        console.print(f"[red]{missing}[/red]")
+        screen.say(str(missing))
         return 1
     where = demo.cups.uri if demo.cups else demo.printer.path
-    console.print(f"[bold]kiosk demo[/bold]: broker {demo.broker.url}, printer {where},"
-                  f" tray {demo.tray.path}, log {workdir / 'demo.log'}")
+    screen.say(f"kiosk demo: broker {demo.broker.url}, printer {where},"
+               f" tray {demo.tray.path}, log {workdir / 'demo.log'}")
     started = time.monotonic()
     try:
         demo.start()
         if demo.web is not None:
-            console.print(f"district page: [bold]{demo.web.url}[/bold] (while the demo runs)")
+            screen.say(f"district page: {demo.web.url} (while the demo runs)")
         else:
-            console.print("district page: not served (pip install 'kiosk[district]')")
+            screen.say("district page: not served (pip install 'kiosk[district]')")
         if faults:
             demo.inject_faults()
-        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), console=console)
-        screen = demo.station.panel.lcd if demo.station.panel else ""
-        with Live(Group(screen, progress), console=console, refresh_per_second=8):
-            sent = demo.feed(progress)
+        lcd = demo.station.panel.lcd if demo.station.panel else None
+        sent = screen.run(demo.feed, lcd)
         elapsed = time.monotonic() - started
         ledger = demo.station.spool.ledger()
-        console.print(summary(demo, sent, elapsed, ledger))
+        screen.table("Ringkasan / summary", summary(demo, sent, elapsed, ledger))
     finally:
         demo.stop()
     return 0
+
+
+class _Screen:
+    """What the demo shows: drawn with rich where it is installed (`demo` extra), plain
+    lines where it is not (a station's release, proven under emulation, carries no rich)."""
+
+    @staticmethod
+    def make() -> _Screen:
+        try:
+            import rich  # noqa: F401
+        except ImportError:
+            return _Screen()
+        return _RichScreen()
+
+    def say(self, text: str) -> None:
+        print(text, flush=True)
+
+    def run(self, feed: Any, lcd: Any) -> list[float]:
+        return feed(_PlainProgress())
+
+    def table(self, title: str, rows: list[tuple[str, str]]) -> None:
+        print(title)
+        for label, value in rows:
+            print(f"  {label} │ {value}")
+
+
+class _PlainProgress:
+    """rich's Progress as far as `Demo.feed` uses it: one line each time the count moves."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[int, list] = {}
+
+    def add_task(self, description: str, total: int) -> int:
+        self._tasks[len(self._tasks)] = [description, total, -1]
+        return len(self._tasks) - 1
+
+    def update(self, task: int, completed: int) -> None:
+        description, total, shown = self._tasks[task]
+        if completed != shown:
+            self._tasks[task][2] = completed
+            print(f"{description}: {completed}/{total}", flush=True)
+
+
+class _RichScreen(_Screen):
+    def __init__(self) -> None:
+        from rich.console import Console
+
+        self.console = Console()
+
+    def say(self, text: str) -> None:
+        self.console.print(text, markup=False, highlight=False)
+
+    def run(self, feed: Any, lcd: Any) -> list[float]:
+        from rich.console import Group
+        from rich.live import Live
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), console=self.console)
+        with Live(Group(lcd or "", progress), console=self.console, refresh_per_second=8):
+            return feed(progress)
+
+    def table(self, title: str, rows: list[tuple[str, str]]) -> None:
+        from rich.table import Table
+
+        table = Table(title=title, show_header=False)
+        for label, value in rows:
+            table.add_row(label, value)
+        self.console.print(table)
 
 
 def start_page(url: str):
@@ -283,23 +351,22 @@ def first_bytes(sent: list[float], starts: list[float]) -> list[float]:
     return latencies
 
 
-def summary(demo: Demo, sent: list[float], elapsed: float, ledger) -> Table:
+def summary(demo: Demo, sent: list[float], elapsed: float, ledger) -> list[tuple[str, str]]:
     cards = [] if demo.cups else demo.printer.cards  # through CUPS: only what the server says
     per_card = [card.printed_at - card.picked_at for card in cards]
     latencies = [] if demo.cups else first_bytes(sent, demo.printer.job_first_byte_at)
-    table = Table(title="Ringkasan / summary", show_header=False)
-    table.add_row("cards printed", str(ledger.printed))
-    table.add_row("blank cards spoiled", str(ledger.spoiled))
-    table.add_row("ledger balanced", "yes" if ledger.balanced else "NO")
+    rows = [("cards printed", str(ledger.printed)),
+            ("blank cards spoiled", str(ledger.spoiled)),
+            ("ledger balanced", "yes" if ledger.balanced else "NO")]
     if demo.kia_station is not None:
         kia = demo.kia_station.spool.ledger()
-        table.add_row(f"KIA cards printed ({KIA_STATION})", str(kia.printed))
-        table.add_row("KIA ledger balanced", "yes" if kia.balanced else "NO")
-    table.add_row("run time", f"{elapsed:.1f} s")
+        rows += [(f"KIA cards printed ({KIA_STATION})", str(kia.printed)),
+                 ("KIA ledger balanced", "yes" if kia.balanced else "NO")]
+    rows.append(("run time", f"{elapsed:.1f} s"))
     if per_card:
-        table.add_row("time per card, picked → out (median)",
-                      f"{statistics.median(per_card):.2f} s")
+        rows.append(("time per card, picked → out (median)",
+                     f"{statistics.median(per_card):.2f} s"))
     if latencies:
-        table.add_row("publish → first printer byte (median)",
-                      f"{statistics.median(latencies) * 1000:.1f} ms")
-    return table
+        rows.append(("publish → first printer byte (median)",
+                     f"{statistics.median(latencies) * 1000:.1f} ms"))
+    return rows

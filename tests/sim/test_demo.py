@@ -43,3 +43,17 @@ def test_demo_through_a_private_cups_prints_every_card(cupsd_present):
     assert "ipp://127.0.0.1:" in result.stdout
     assert re.search(r"cards printed\s*│\s*3\b", result.stdout), result.stdout
     assert re.search(r"ledger balanced\s*│\s*yes", result.stdout), result.stdout
+
+
+def test_demo_runs_without_rich_as_on_a_stations_release():
+    """A station's release carries no rich (kiosk[pi]); the release proof runs `kiosk demo`
+    in it all the same: plain lines, the same summary."""
+    probe = ("import sys; sys.modules['rich'] = None; from kiosk.cli import main; "
+             "sys.exit(main(['demo', '--cards', '2', '--card-seconds', '0.05', '--kia', '1']))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            timeout=120, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert re.search(r"cards printed\s*│\s*2\b", out), out
+    assert re.search(r"KIA cards printed \(demo-kia\)\s*│\s*1\b", out), out
+    assert "kartu tercetak / cards printed: 3/3" in out, out
