@@ -37,7 +37,8 @@ REPO = Path(os.environ.get("KIOSK_REPO") or Path(__file__).resolve().parents[3])
 
 MIRROR = "http://deb.debian.org/debian"
 HOST_CA = os.environ.get("PIP_CERT") or "/etc/ssl/certs/ca-certificates.crt"
-STATION_PACKAGES = "python3,python3-venv,libcups2,mosquitto,ca-certificates"
+# Debian 13 renamed libcups2 for its 64-bit time_t transition (libcups2t64).
+STATION_PACKAGES = "python3,python3-venv,{libcups},mosquitto,ca-certificates"
 BUILD_PACKAGES = ["gcc", "make", "python3-dev", "libcups2-dev", "swig"]
 RELOCATABLE = (b"#!/bin/sh\n"
                b"'''exec' \"$(dirname -- \"$(readlink -f -- \"$0\")\")/python\" \"$0\" \"$@\"\n"
@@ -49,13 +50,15 @@ class Target:
     suite: str
     python: str
     extras: str = "pi,ipp,receipt"
+    libcups: str = "libcups2"  # the CUPS client library's package in this suite
 
     @property
     def interpreter(self) -> str:
         return f"/usr/bin/python{self.python}"
 
 
-TARGETS = {"bookworm-arm64": Target("bookworm", "3.11"), "trixie-arm64": Target("trixie", "3.13")}
+TARGETS = {"bookworm-arm64": Target("bookworm", "3.11"),
+           "trixie-arm64": Target("trixie", "3.13", libcups="libcups2t64")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,7 +190,8 @@ def station_root(target: Target, roots: Path) -> Path:
         check_emulation()
         roots.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(root, ignore_errors=True)
-        run("debootstrap", "--arch=arm64", "--variant=minbase", f"--include={STATION_PACKAGES}",
+        packages = STATION_PACKAGES.format(libcups=target.libcups)
+        run("debootstrap", "--arch=arm64", "--variant=minbase", f"--include={packages}",
             target.suite, str(root), MIRROR)
     return root
 
