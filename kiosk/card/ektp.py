@@ -7,8 +7,9 @@ go on Y/M/C. The layout is the project's own (docs/card.md); the fields are mqtt
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import date
+from typing import NamedTuple
 
 from kiosk.card.art import background
 from kiosk.card.compose import compose
@@ -20,6 +21,23 @@ from kiosk.contract.record import FIELD_MAX_CHARS, Record
 # Text up to this many characters (letters, digits, space, .,'/()-) always fits its box.
 MAX_CHARS = FIELD_MAX_CHARS  # what validation admits is what the layout can fit
 
+class RowGrid(NamedTuple):
+    """Where a card's labelled rows go: their first top and height, the label, colon and
+    value columns, the sizes, and the columns of gol_darah on jenis_kelamin's row."""
+
+    top: int
+    row: int
+    label_x: int
+    colon_x: int
+    value_x: int
+    value_right: int
+    label_size: int
+    value_size: int
+    gol_label_x: int
+    gol_colon_x: int
+    gol_value_x: int
+
+
 # Geometry of the front side (px at 300 dpi).
 LABEL_X, COLON_X, VALUE_X, VALUE_RIGHT = 36, 272, 288, 742
 ROWS_TOP, ROW = 168, 33
@@ -28,7 +46,10 @@ PHOTO_BOX = Box(770, 166, 978, 443)  # 3:4 portrait
 SIGNATURE_BOX = Box(772, 526, 976, 630)
 IMAGE_BOXES = {"photo": PHOTO_BOX, "signature": SIGNATURE_BOX}
 LABEL_SIZE, VALUE_SIZE, HEADER_SIZE, NIK_SIZE, ISSUE_SIZE = 24, 24, 30, 44, 22
-_GOL_LABEL_X, _GOL_COLON_X, _GOL_VALUE_X = 540, 676, 690
+_GOL = 540, 676, 690
+
+GRID = RowGrid(ROWS_TOP, ROW, LABEL_X, COLON_X, VALUE_X, VALUE_RIGHT, LABEL_SIZE, VALUE_SIZE,
+               *_GOL)
 
 # (label, value key, rows, label indent); jenis_kelamin's row also carries gol_darah.
 _ROWS: tuple[tuple[str, str, int, int], ...] = (
@@ -63,6 +84,32 @@ def ddmmyyyy(fields: Mapping[str, str], key: str, free_text: bool = False) -> st
         raise RenderError(f"{key} is not a YYYY-MM-DD date") from exc
 
 
+def labelled_rows(grid: RowGrid, rows: Sequence[tuple[str, str, int, int]],
+                  texts: Mapping[str, str]) -> list[Placed]:
+    """Label, colon and value of each row, flowing down: a row given two lines takes one
+    when its value fits one at full size. jenis_kelamin's row also carries gol_darah."""
+    g, items, top = grid, [], grid.top
+    for label, key, lines, indent in rows:
+        right = g.gol_label_x - 12 if key == "jenis_kelamin" else g.value_right
+        if fits(texts[key], g.value_size, False, right - g.value_x):
+            lines = 1
+        row = Box(g.label_x + indent, top, g.colon_x, top + lines * g.row)
+        items += [fit(f"label:{key}", label, row, g.label_size),
+                  fit(f"colon:{key}", ":", row._replace(left=g.colon_x, right=g.value_x),
+                      g.label_size),
+                  fit(key, texts[key], row._replace(left=g.value_x, right=right), g.value_size)]
+        if key == "jenis_kelamin":
+            gol = row._replace(left=g.gol_label_x, right=g.gol_colon_x)
+            items += [fit("label:gol_darah", "Gol. Darah", gol, g.label_size),
+                      fit("colon:gol_darah", ":", gol._replace(left=g.gol_colon_x,
+                                                               right=g.gol_value_x),
+                          g.label_size),
+                      fit("gol_darah", texts["gol_darah"],
+                          gol._replace(left=g.gol_value_x, right=g.value_right), g.value_size)]
+        top += lines * g.row
+    return items
+
+
 def layout(record: Record) -> list[Placed]:
     """Every text item of the card; no two boxes overlap. Nama and Alamat take a
     second row only when they do not fit one line at full size; the rows flow down."""
@@ -85,24 +132,8 @@ def layout(record: Record) -> list[Placed]:
                  center=True),
              fit("tanggal_terbit", ddmmyyyy(f, "tanggal_terbit"),
                  issue._replace(top=486, bottom=518), ISSUE_SIZE, center=True)]
-    top = ROWS_TOP
-    for label, key, rows, indent in _ROWS:
-        right = _GOL_LABEL_X - 12 if key == "jenis_kelamin" else VALUE_RIGHT
-        if fits(texts[key], VALUE_SIZE, False, right - VALUE_X):
-            rows = 1
-        row = Box(LABEL_X + indent, top, COLON_X, top + rows * ROW)
-        items += [fit(f"label:{key}", label, row, LABEL_SIZE),
-                  fit(f"colon:{key}", ":", row._replace(left=COLON_X, right=VALUE_X), LABEL_SIZE),
-                  fit(key, texts[key], row._replace(left=VALUE_X, right=right), VALUE_SIZE)]
-        if key == "jenis_kelamin":
-            gol = row._replace(left=_GOL_LABEL_X, right=_GOL_COLON_X)
-            items += [fit("label:gol_darah", "Gol. Darah", gol, LABEL_SIZE),
-                      fit("colon:gol_darah", ":", gol._replace(left=_GOL_COLON_X,
-                                                               right=_GOL_VALUE_X), LABEL_SIZE),
-                      fit("gol_darah", field_text(f, "gol_darah"),
-                          gol._replace(left=_GOL_VALUE_X, right=VALUE_RIGHT), VALUE_SIZE)]
-        top += rows * ROW
-    return items
+    texts["gol_darah"] = field_text(f, "gol_darah")
+    return items + labelled_rows(GRID, _ROWS, texts)
 
 
 def render_ektp(record: Record) -> CardPanels:

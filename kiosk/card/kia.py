@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from kiosk.card.art import background
 from kiosk.card.compose import compose
-from kiosk.card.ektp import ddmmyyyy, field_text
+from kiosk.card.ektp import RowGrid, ddmmyyyy, field_text, labelled_rows
 from kiosk.card.images import photo_ymc, signature_ink
 from kiosk.card.panels import CARD_SIZE, Box, CardPanels
-from kiosk.card.text import Placed, fit, fits
+from kiosk.card.text import Placed, fit
 from kiosk.contract.kia import FIELD_MAX_CHARS, PEJABAT_NAMA_MAX_CHARS, KiaRecord
 
 # Text up to this many characters (letters, digits, space, .,'/()-) always fits its box.
@@ -33,9 +33,12 @@ COLUMN_LEFT, COLUMN_RIGHT = 766, 996  # photo, place and date of issue, signator
 PHOTO_BOX = Box(791, 116, 971, 356)  # 3:4 portrait
 BLOCK_TOP = {True: 362, False: 242}  # the signatory's block, with and without photo
 LABEL_SIZE, VALUE_SIZE, TITLE_SIZE, HEADER_SIZE, NIK_SIZE, ISSUE_SIZE = 21, 21, 30, 22, 40, 20
-_GOL_LABEL_X, _GOL_COLON_X, _GOL_VALUE_X = 560, 686, 700
+_GOL = 560, 686, 700
 
 # (label, value key, rows, label indent); jenis_kelamin's row also carries gol_darah.
+GRID = RowGrid(ROWS_TOP, ROW, LABEL_X, COLON_X, VALUE_X, VALUE_RIGHT, LABEL_SIZE, VALUE_SIZE,
+               *_GOL)
+
 _ROWS: tuple[tuple[str, str, int, int], ...] = (
     ("Nama", "nama", 2, 0), ("Tempat/Tgl Lahir", "ttl", 1, 0),
     ("Jenis Kelamin", "jenis_kelamin", 1, 0), ("No. KK", "no_kk", 1, 0),
@@ -100,24 +103,8 @@ def layout(record: KiaRecord) -> list[Placed]:
              fit("nik", record.nik, nik._replace(left=VALUE_X, right=COLUMN_LEFT - 10),
                  NIK_SIZE, True),
              *_column(record)]
-    top = ROWS_TOP
-    for label, key, rows, indent in _ROWS:
-        right = _GOL_LABEL_X - 12 if key == "jenis_kelamin" else VALUE_RIGHT
-        if fits(texts[key], VALUE_SIZE, False, right - VALUE_X):
-            rows = 1
-        row = Box(LABEL_X + indent, top, COLON_X, top + rows * ROW)
-        items += [fit(f"label:{key}", label, row, LABEL_SIZE),
-                  fit(f"colon:{key}", ":", row._replace(left=COLON_X, right=VALUE_X), LABEL_SIZE),
-                  fit(key, texts[key], row._replace(left=VALUE_X, right=right), VALUE_SIZE)]
-        if key == "jenis_kelamin":
-            gol = row._replace(left=_GOL_LABEL_X, right=_GOL_COLON_X)
-            items += [fit("label:gol_darah", "Gol. Darah", gol, LABEL_SIZE),
-                      fit("colon:gol_darah", ":", gol._replace(left=_GOL_COLON_X,
-                                                               right=_GOL_VALUE_X), LABEL_SIZE),
-                      fit("gol_darah", field_text(f, "gol_darah"),
-                          gol._replace(left=_GOL_VALUE_X, right=VALUE_RIGHT), VALUE_SIZE)]
-        top += rows * ROW
-    return items
+    texts["gol_darah"] = field_text(f, "gol_darah")
+    return items + labelled_rows(GRID, _ROWS, texts)
 
 
 def render_kia(record: KiaRecord) -> CardPanels:
