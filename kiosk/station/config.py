@@ -413,6 +413,11 @@ def _across(config: Config) -> list[tuple[str, str]]:
     if config.security.require_signed_jobs and not config.security.trusted_keys:
         problems.append(("security.trusted_keys",
                          "must name a key while security.require_signed_jobs = true"))
+    if config.encoder.mode == "inline" and config.printer.driver != "evolis":
+        # Only a printer that stops the card at its encoder can encode inline (chip.md);
+        # a CUPS queue cannot: that is what desk mode is for.
+        problems.append(("encoder.mode", "'inline' needs printer.driver = 'evolis';"
+                         " use 'desk' with a print queue"))
     if config.update.settle_s < config.update.stale_s:
         # A loop that hangs right after one good report must be caught while settling.
         problems.append(("update.settle_s", "must be at least update.stale_s"))

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from kiosk.card.render import render_card
 from kiosk.contract.documents import DOCUMENTS, parse_job
 from kiosk.contract.signing import Verifier
+from kiosk.devices.encoder import make_encoder
 from kiosk.devices.panel.buttons import DevicePanel, PanelTiming
 from kiosk.devices.panel.lcd import open_lcd
 from kiosk.devices.printer import make_printer
@@ -67,7 +68,10 @@ def card_budget_s(config: Config) -> float:
     printer = config.printer
     downloads = 6 * printer.download_timeout_s  # five panels and the overlay, at worst
     settings = 10 * printer.setting_timeout_s
-    return downloads + settings + printer.print_seconds + 10 + PICK_ANSWER_TIMEOUT + 60
+    encoder = config.encoder  # two card waits, the personalizer, the chip's commit
+    chip = 0.0 if encoder.mode == "none" else (
+        2 * encoder.wait_s + encoder.timeout_s + PICK_ANSWER_TIMEOUT)
+    return downloads + settings + printer.print_seconds + 10 + PICK_ANSWER_TIMEOUT + 60 + chip
 
 
 def make_verifier(config: Config) -> Verifier:
@@ -111,13 +115,13 @@ class EventQueue:
 
 
 def refuse_unwired_encoder(config: Config) -> None:
-    """A station told to encode chips must not print surfaces on blank chips: until the
-    card's life with a chip is wired into the core (docs/chip.md), `inline` and `desk` stop
-    the start-up with exit 2, as any impossible setting does."""
-    if config.encoder.mode != "none":
-        raise ConfigError("encoder.mode", f"{config.encoder.mode!r} is not wired into this"
-                          " release's station yet (docs/chip.md): it would print on blank"
-                          " chips; use \"none\" until a release that encodes")
+    """A station told to encode at a desk reader must not print surfaces on blank chips:
+    until desk mode is wired (docs/chip.md), ``desk`` stops the start-up with exit 2, as
+    any impossible setting does."""
+    if config.encoder.mode == "desk":
+        raise ConfigError("encoder.mode", "'desk' is not wired into this release's station"
+                          " yet (docs/chip.md): it would print on blank chips; use 'inline'"
+                          " with an Evolis encoder, or 'none'")
 
 
 class Station:
@@ -142,7 +146,8 @@ class Station:
         self.worker = PrintWorker(printer, make_renderer(printer), self.events.put,
                                   poll_s=config.printer.poll_s,
                                   resync_s=config.printer.resync_s,
-                                  card_budget_s=card_budget_s(config))
+                                  card_budget_s=card_budget_s(config),
+                                  encoder=make_encoder(config.encoder))
         self.tray = TrayLink(config.tray.port, self.events.put) if config.tray.enabled else None
         self.receipt = self._receipt(config)
         self.panel = self._panel(config)

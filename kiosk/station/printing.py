@@ -18,7 +18,9 @@ Wiring::
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import json
 import logging
 import queue
 import threading
@@ -29,6 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from kiosk.devices.encoder.facts import CardPresent, ChipState, Personalized, why_not
 from kiosk.devices.printer.base import CardError, CardPrinter, PrinterError
 from kiosk.station.core import events as ev
 
@@ -72,8 +75,12 @@ class PrintWorker:
         resync_s: float = 6.0,
         card_budget_s: float = 600.0,
         step_budget_s: float = 60.0,
+        encoder: Any | None = None,
     ) -> None:
         self.printer = printer
+        # Inline encoding (chip.md): the chip of each card is read, committed and
+        # personalized at the printer's encoder before its surface is printed.
+        self.encoder = encoder
         self.render = render
         self.emit = emit
         self.poll_s = poll_s
@@ -121,6 +128,8 @@ class PrintWorker:
         self._thread.join(timeout=15)
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.printer.close()
+        if self.encoder is not None:
+            self.encoder.close()
 
     def start_card(self, record_id: str, payload: bytes) -> None:
         self._jobs.put(ev.StartCard(record_id, payload))
@@ -204,6 +213,8 @@ class PrintWorker:
             return
         log.info("card printer connected: %s", info)
         self._connected = True
+        if self.encoder is not None:
+            self._identify_card_inside()
         counts = self._counters()
         if counts is not None:
             self.emit(ev.PrinterCounters(counts))
@@ -224,6 +235,39 @@ class PrintWorker:
                 return
             self._unresolved = self._unresolved[1:]
             self.emit(ev.CardFate(record_id, verdict, how))
+
+    def _identify_card_inside(self) -> None:
+        """After a (re)start, a card inside the printer is carried to the encoder and told
+        by its chip (chip.md, "A crash"): untouched, it stays there for the next card;
+        written or unreadable, it goes to the reject box. The core books it (`ChipFound`)."""
+        try:
+            if not self.printer.card_inside():  # type: ignore[attr-defined]
+                return
+            self.printer.pick_to_encoder()  # type: ignore[attr-defined]
+        except PrinterError as error:
+            log.warning("cannot look at the card inside the printer: %s", error.detail)
+            return
+        uid, untouched, detail = self._chip_inside()
+        if not untouched:
+            with contextlib.suppress(PrinterError):
+                self.printer.reject_card()  # type: ignore[attr-defined]
+            self.printer.finish()
+        log.warning("card found in the printer at start: chip %s, %s", uid or "unreadable",
+                    detail)
+        self.emit(ev.ChipFound(uid, untouched, detail))
+
+    def _chip_inside(self) -> tuple[str | None, bool | None, str]:
+        encoder = self.encoder
+        seen = encoder.read_card()
+        if not isinstance(seen, CardPresent):
+            return None, None, f"no chip read: {why_not(seen)}"
+        state = encoder.untouched(seen.uid)
+        encoder.release()
+        if not isinstance(state, ChipState):
+            return seen.uid, None, f"chip {seen.uid}: cannot tell if written: {why_not(state)}"
+        if state.untouched:
+            return seen.uid, True, f"chip {seen.uid} untouched"
+        return seen.uid, False, f"chip {seen.uid} written and the card not printed"
 
     def _counters(self) -> dict[str, int] | None:
         try:
@@ -285,9 +329,14 @@ class PrintWorker:
             self._refuse(job)
             return None
         try:
-            how = self.printer.print_card(card)
+            if self.encoder is None:
+                how = self.printer.print_card(card)
+            else:
+                how = self.printer.print_encoded_card(  # type: ignore[attr-defined]
+                    card, lambda: self._encode(card))
         except CardError as error:
-            self._card_failed(job.record_id, error, report=card.started())
+            self._card_failed(job.record_id, error, report=card.started(),
+                              chip=card.chip_failure, uid=card.uid)
             return None
         except RenderFailed as failed:  # the job's fault, not the station's
             log.warning("cannot render %s: %s", job.record_id, failed)
@@ -337,15 +386,58 @@ class PrintWorker:
             return None
         return ahead.job if ahead.render.done() else None
 
-    def _card_failed(self, record_id: str, error: CardError, *, report: bool = True) -> None:
+    def _card_failed(self, record_id: str, error: CardError, *, report: bool = True,
+                     chip: str = "", uid: str | None = None) -> None:
         """The printer's fault in any case; the card's end if the core started it."""
         if error.reasons:
             self._reasons = error.reasons
             self.emit(ev.PrinterFault(error.reasons, error.detail))
         if report:
-            self.emit(ev.CardFailed(record_id, error.reasons, error.detail, blank=error.blank))
+            self.emit(ev.CardFailed(record_id, error.reasons, error.detail, blank=error.blank,
+                                    chip=chip, uid=uid))
         if error.link_lost:
             self._connected = False
+
+    # -- the chip step (inline, chip.md) ---------------------------------------------------
+
+    def _encode(self, card: _Card) -> bool:
+        """The card is at the encoder: its UID read and committed to the job, the chip
+        personalized and verified, its UID read again. False (the card goes to the reject
+        box) with the reason kept on *card* for the core (``gagal-encode``)."""
+        try:
+            return self._chip_step(card)
+        except Exception as exc:  # a personalizer or reader fault we did not foresee
+            log.exception("the chip step of %s failed", card.record_id)
+            return card.chip_failed(f"encoder error: {type(exc).__name__}: {exc}")
+        finally:
+            with contextlib.suppress(Exception):
+                self.encoder.release()
+
+    def _chip_step(self, card: _Card) -> bool:
+        encoder = self.encoder
+        seen = encoder.read_card()
+        if not isinstance(seen, CardPresent):
+            return card.chip_failed(why_not(seen))
+        card.uid = seen.uid
+        if not card.commit_chip(seen.uid):
+            return card.chip_failed(f"the station did not commit chip {seen.uid} to the job"
+                                    " (used before, or the job was withdrawn): nothing written")
+        record = json.loads(card.job.payload)
+        done = encoder.personalize(record, seen.uid)
+        if not isinstance(done, Personalized):
+            return card.chip_failed(why_not(done))
+        again = encoder.read_card(wait_s=0)
+        if again != seen:
+            return card.chip_failed(f"the chip at the encoder is no longer {seen.uid}:"
+                                    f" {why_not(again)}")
+        log.info("chip %s personalized for %s", seen.uid, card.record_id)
+        return True
+
+    def commit_chip(self, record_id: str, uid: str) -> bool:
+        """Ask the core to commit the chip *uid* to *record_id*'s job; its answer."""
+        token = next(self._tokens)
+        self.emit(ev.ChipSeen(record_id, uid, token))
+        return self.await_answer(token)
 
     # -- for a card's hooks (the printer thread) ---------------------------------------
 
@@ -421,6 +513,8 @@ class _Card:
         self.chained = token is not None
         self.was_picked = False
         self._answer: bool | None = None
+        self.uid: str | None = None  # its chip, once read at the encoder
+        self.chip_failure = ""  # why its chip step failed, if it did
 
     @classmethod
     def allowed(cls, worker: PrintWorker, job: ev.StartCard) -> _Card:
@@ -458,6 +552,15 @@ class _Card:
 
     def trouble(self, reasons: tuple[str, ...]) -> None:
         self.worker.trouble(reasons)
+
+    def commit_chip(self, uid: str) -> bool:
+        return self.worker.commit_chip(self.record_id, uid)
+
+    def chip_failed(self, reason: str) -> bool:
+        """The chip step failed for *reason*: False, so the card goes to the reject box."""
+        self.chip_failure = reason[:160]
+        log.warning("chip step of %s failed: %s", self.record_id, self.chip_failure)
+        return False
 
 
 class _AheadCard:

@@ -33,6 +33,8 @@ from pathlib import Path
 from kiosk.station.core.store import (
     ACTIVE_STATES,
     FINAL_STATES,
+    INVALID_CATEGORIES,
+    BlankRow,
     Job,
     Ledger,
     OutboxItem,
@@ -50,6 +52,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     nik_masked TEXT NOT NULL DEFAULT '',
     detail TEXT NOT NULL DEFAULT '',
     pick_counts TEXT,
+    chip_uid TEXT,
     received_at REAL NOT NULL,
     updated_at REAL NOT NULL,
     ended_at REAL
@@ -67,6 +70,19 @@ CREATE TABLE IF NOT EXISTS ledger (
     record_id TEXT,
     detail TEXT NOT NULL DEFAULT ''
 );
+CREATE TABLE IF NOT EXISTS blanks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    uid TEXT,
+    record_id TEXT,
+    document TEXT NOT NULL,
+    outcome TEXT NOT NULL CHECK (outcome IN ('printed', 'invalid')),
+    category TEXT CHECK (category IS NULL OR category IN
+        ('gagal-encode', 'gagal-cetak', 'rusak', 'perubahan-elemen-data')),
+    detail TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS blanks_uid ON blanks(uid);
+CREATE INDEX IF NOT EXISTS blanks_record ON blanks(record_id);
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     topic TEXT NOT NULL,
@@ -169,6 +185,8 @@ class Spool:
         have = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
         if "pick_counts" not in have:
             self._db.execute("ALTER TABLE jobs ADD COLUMN pick_counts TEXT")
+        if "chip_uid" not in have:
+            self._db.execute("ALTER TABLE jobs ADD COLUMN chip_uid TEXT")
         if "payload" in have:
             self._move_records_out_of_jobs()
 
@@ -331,6 +349,42 @@ class Spool:
                 totals["refill-rows"] = count
         return totals
 
+    # -- the register of blanks ---------------------------------------------
+
+    def register_blank(self, uid: str | None, record_id: str | None, document: str,
+                       outcome: str, category: str | None, detail: str) -> BlankRow:
+        at = self.clock()
+        cursor = self._db.execute(
+            "INSERT INTO blanks (at, uid, record_id, document, outcome, category, detail)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)", (at, uid, record_id, document, outcome, category,
+                                              detail))
+        return BlankRow(int(cursor.lastrowid or 0), at, uid, record_id, document, outcome,
+                        category, detail)
+
+    def declare_invalid(self, row_id: int, category: str, detail: str) -> BlankRow:
+        self._db.execute("UPDATE blanks SET outcome = 'invalid', category = ?, detail = ?,"
+                         " at = ? WHERE id = ?", (category, detail, self.clock(), row_id))
+        return BlankRow(*self._db.execute(_BLANK_SELECT + " WHERE id = ?", (row_id,)).fetchone())
+
+    def blanks(self, *, uid: str | None = None, record_id: str | None = None,
+               limit: int = -1) -> list[BlankRow]:
+        where, args = "", ()
+        if uid is not None:
+            where, args = " WHERE uid = ?", (uid,)
+        elif record_id is not None:
+            where, args = " WHERE record_id = ?", (record_id,)
+        rows = self._db.execute(_BLANK_SELECT + where + " ORDER BY id DESC LIMIT ?",
+                                (*args, limit))
+        return [BlankRow(*row) for row in rows]
+
+    def register_counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(("printed", *INVALID_CATEGORIES), 0)
+        rows = self._db.execute("SELECT outcome, category, COUNT(*) FROM blanks"
+                                " GROUP BY outcome, category")
+        for outcome, category, count in rows:
+            counts[category if outcome == "invalid" else "printed"] += count
+        return counts
+
     # -- outbox -----------------------------------------------------------
 
     def enqueue(self, topic: str, payload: bytes, response: bytes | None = None) -> OutboxItem:
@@ -370,13 +424,15 @@ class Spool:
 
 _JOB_SELECT = (
     "SELECT record_id, priority, state, reasons, phase, attempts, nik_masked, payload, detail,"
-    " pick_counts FROM jobs LEFT JOIN records USING (record_id)"
+    " pick_counts, chip_uid FROM jobs LEFT JOIN records USING (record_id)"
 )
+_BLANK_SELECT = "SELECT id, at, uid, record_id, document, outcome, category, detail FROM blanks"
 
 
 def _job(row: tuple) -> Job:
-    record_id, priority, state, reasons, phase, attempts, nik, payload, detail, counts = row
+    (record_id, priority, state, reasons, phase, attempts, nik, payload, detail, counts,
+     chip_uid) = row
     return Job(
         record_id, priority, state, tuple(json.loads(reasons)), phase, attempts, nik, payload,
-        detail, json.loads(counts) if counts else None,
+        detail, json.loads(counts) if counts else None, chip_uid,
     )

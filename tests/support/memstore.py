@@ -16,7 +16,9 @@ from dataclasses import dataclass, replace
 from kiosk.station.core.store import (
     ACTIVE_STATES,
     FINAL_STATES,
+    INVALID_CATEGORIES,
     LEDGER_KINDS,
+    BlankRow,
     Job,
     Ledger,
     OutboxItem,
@@ -44,6 +46,7 @@ class MemoryStore:
         self._outbox_ids = itertools.count(1)
         self._meta: dict[str, str] = {}
         self._requests: dict[str, tuple[str, bytes, float]] = {}
+        self._blanks: list[BlankRow] = []
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -130,6 +133,34 @@ class MemoryStore:
         booked = any(kind == "refill" for _, kind, _, _, _ in self._ledger)
         return Ledger(refills=totals["refill"], picks=totals["pick"], printed=totals["printed"],
                       spoiled=totals["spoiled"], booked=booked)
+
+    # -- the register of blanks
+
+    def register_blank(self, uid: str | None, record_id: str | None, document: str,
+                       outcome: str, category: str | None, detail: str) -> BlankRow:
+        row = BlankRow(len(self._blanks) + 1, self.clock(), uid, record_id, document, outcome,
+                       category, detail)
+        self._blanks.append(row)
+        return row
+
+    def declare_invalid(self, row_id: int, category: str, detail: str) -> BlankRow:
+        row = replace(self._blanks[row_id - 1], outcome="invalid", category=category,
+                      detail=detail, at=self.clock())
+        self._blanks[row_id - 1] = row
+        return row
+
+    def blanks(self, *, uid: str | None = None, record_id: str | None = None,
+               limit: int = -1) -> list[BlankRow]:
+        rows = [row for row in reversed(self._blanks)
+                if (uid is None or row.uid == uid)
+                and (uid is not None or record_id is None or row.record_id == record_id)]
+        return rows if limit < 0 else rows[:limit]
+
+    def register_counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(("printed", *INVALID_CATEGORIES), 0)
+        for row in self._blanks:
+            counts[row.category if row.outcome == "invalid" else "printed"] += 1
+        return counts
 
     # -- the outbox
 

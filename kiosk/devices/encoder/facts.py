@@ -96,3 +96,16 @@ class ChipState:
 ReadFact = CardPresent | NoCard | ChipUnreadable | SecondCard | ReaderGone
 PersonalizeFact = Personalized | NotPersonalized | ReaderGone
 StateFact = ChipState | ChipUnreadable | NoCard | SecondCard | ReaderGone
+
+
+def why_not(fact: object) -> str:
+    """A fact that is not a usable card or chip, as the reason a person reads."""
+    if isinstance(fact, NoCard):
+        return f"no card answered on {fact.reader} within {fact.waited_s:g} s"
+    if isinstance(fact, ChipUnreadable | ReaderGone | NotPersonalized):
+        return fact.reason
+    if isinstance(fact, SecondCard):
+        return f"{len(fact.slots)} cards on the reader: nothing written"
+    if isinstance(fact, CardPresent):
+        return f"the chip at the encoder is {fact.uid}"
+    return f"unexpected answer from the encoder: {type(fact).__name__}"

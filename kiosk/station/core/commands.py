@@ -25,6 +25,7 @@ need none: a button press arrives once.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +41,9 @@ from kiosk.station.core.store import Job
 MAX_REFILL = 10_000
 READ_ONLY = frozenset({"status", "rebirth"})  # safe to repeat: no identifier needed
 MAX_REQUEST_ID = 128
+MAX_REASON = 300
+UID = re.compile(r"[0-9A-F]{8}|[0-9A-F]{14}|[0-9A-F]{20}")  # chip.md: 4, 7 or 10 bytes
+DECLARED = ("rusak", "perubahan-elemen-data")  # what a person may declare (mqtt.md)
 
 
 class CommandError(Exception):
@@ -134,7 +138,7 @@ def _arguments(name: str, payload: bytes) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise CommandError("bad-request", "request must be a JSON object")
     wanted = COMMANDS[name][1]
-    extra = sorted(set(body) - set(wanted) - {"request_id"})
+    extra = sorted(set(body) - set(wanted) - set(OPTIONAL.get(name, ())) - {"request_id"})
     if extra:
         raise CommandError("bad-arguments", f"{name} takes no argument {extra[0]!r}")
     missing = [key for key in wanted if key not in body]
@@ -265,6 +269,51 @@ def update(core: CoreAccess, **args: object) -> Reply:
                             " update event"}, (ev.StartUpdate(dict(args)),))
 
 
+def invalidate(core: CoreAccess, category: str, reason: str, uid: object = None,
+               record_id: object = None) -> Reply:
+    """A blank declared invalid by a person (chip.md, Custody): a card made whose data
+    changed, or a damaged blank. By ``uid`` (its chip) or ``record_id`` (the card made for
+    it); a UID the register does not know is a blank never taken (found damaged in the
+    tray): it leaves the stock. The printed and spoiled counters stay as they are."""
+    if category not in DECLARED:
+        raise CommandError("bad-arguments", f"category must be one of {', '.join(DECLARED)}"
+                           " (gagal-encode and gagal-cetak are decided by the station)")
+    if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON:
+        raise CommandError("bad-arguments", f"reason must be text of 1..{MAX_REASON} characters")
+    if (uid is None) == (record_id is None):
+        raise CommandError("bad-arguments", "give the blank's uid or its record_id, not both")
+    if uid is not None and not (isinstance(uid, str) and UID.fullmatch(uid)):
+        raise CommandError("bad-arguments", "uid must be upper-case hex of 4, 7 or 10 bytes")
+    if record_id is not None and not isinstance(record_id, str):
+        raise CommandError("bad-arguments", "record_id must be a string")
+    row = core.ledger.find(uid=uid, record_id=record_id)  # type: ignore[arg-type]
+    if row is None and uid is None:
+        raise CommandError("unknown-blank", f"no blank of {record_id!r} in this station's"
+                           " register")
+    if row is None:
+        row = core.ledger.declared(uid, category, reason)  # type: ignore[arg-type]
+    elif row.outcome == "invalid":
+        raise CommandError("already-invalid", f"blank {row.uid or row.record_id} is already"
+                           f" invalid ({row.category})")
+    else:
+        row = core.ledger.invalidate(row, category, reason)
+    core.forget_foreign(row.uid)
+    return Reply({"uid": row.uid, "record_id": row.record_id, "category": category})
+
+
+def foreign_blank(core: CoreAccess, uid: object, record_id: object = None,
+                  detail: object = "") -> Reply:
+    """The district's word that a blank used here is in none of its shipment manifests
+    (chip.md): the station raises ``foreign-blank-warning`` until it is declared."""
+    if not (isinstance(uid, str) and UID.fullmatch(uid)):
+        raise CommandError("bad-arguments", "uid must be upper-case hex of 4, 7 or 10 bytes")
+    if record_id is not None and not isinstance(record_id, str):
+        raise CommandError("bad-arguments", "record_id must be a string")
+    text = detail if isinstance(detail, str) else ""
+    new = core.foreign_blank(uid, record_id, text[:MAX_REASON])
+    return Reply({"detail": "foreign-blank-warning raised" if new else "already raised"})
+
+
 # name → (the command, the arguments it takes)
 COMMANDS: dict[str, tuple[Callable[..., Reply], tuple[str, ...]]] = {
     "status": (status, ()), "pause": (pause, ()), "resume": (resume, ()),
@@ -274,6 +323,13 @@ COMMANDS: dict[str, tuple[Callable[..., Reply], tuple[str, ...]]] = {
     "refill": (refill, ("count",)), "shift-report": (shift_report, ()),
     "calibrate": (calibrate, ("empty_height_um", "card_um")),
     "update": (update, UPDATE_ARGUMENTS),
+    "invalidate": (invalidate, ("category", "reason")),
+    "foreign-blank": (foreign_blank, ("uid",)),
+}
+# name → the arguments it may also take
+OPTIONAL: dict[str, tuple[str, ...]] = {
+    "invalidate": ("uid", "record_id"),
+    "foreign-blank": ("record_id", "detail"),
 }
 
 

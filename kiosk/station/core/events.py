@@ -162,6 +162,34 @@ class CardFailed:
     detail: str
     blank: str = BLANK_UNTOUCHED
     job_error: bool = False
+    chip: str = ""  # why the chip step failed (the blank is invalid gagal-encode), if it did
+    uid: str | None = None  # the chip of the failed card, when it was read
+
+
+# -- events: the chip encoder (chip.md) ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChipSeen:
+    """The blank at the encoder answered with ``uid``: before anything is written to the
+    chip, the core commits it to the job (``chip_uid``) and answers with `AnswerPick`
+    carrying ``token`` (False: the station will not have it; nothing is written)."""
+
+    record_id: str
+    uid: str
+    token: int = 0
+
+
+@dataclass(frozen=True)
+class ChipFound:
+    """After a restart a card was found inside the printer, carried to the encoder and
+    read (chip.md, "A crash"): ``uid`` (None: no chip answered), ``untouched`` (None: it
+    cannot be told). An untouched card stays at the encoder for the next job; any other
+    was ejected to the reject box (``Ser``) before this was reported."""
+
+    uid: str | None
+    untouched: bool | None
+    detail: str = ""
 
 
 # -- events: the blank-card tray's sensor board (the tray driver makes these) ----------

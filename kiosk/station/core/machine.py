@@ -25,6 +25,7 @@ through the methods under "for the core's parts".
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -32,7 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kiosk import __version__
-from kiosk.contract.documents import parse_job
+from kiosk.contract.documents import document_of, parse_job
 from kiosk.contract.record import Rejected, mask_nik
 from kiosk.station.config import Config
 from kiosk.station.core import commands
@@ -50,11 +51,10 @@ from kiosk.station.core.state import (
     is_uncertain,
 )
 from kiosk.station.core.stock import StockWatch
-from kiosk.station.core.store import Job, Store
+from kiosk.station.core.store import INVALID_CATEGORIES, BlankRow, Job, Store
 from kiosk.station.core.supplies import supply_reasons
 from kiosk.station.core.throttle import LogThrottle
 
-INVALID_CATEGORIES = ("gagal-encode", "gagal-cetak", "rusak", "perubahan-elemen-data")
 UPDATE_FIELDS = {"version": 64, "outcome": 32, "detail": 300}  # an update event, capped
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,8 @@ class StationCore:
         self.monotonic = monotonic
         self.state = StationState()
         self.stock = StockWatch(config.tray, monotonic)
-        self.ledger = CardLedger(store, self.stock)
+        self.ledger = CardLedger(store, self.stock, tell=self._tell_blank,
+                                 document=self._document)
         self.desk = Desk(self)
         self._doubts: set[str] = set()  # found in the printer at start, with counts to compare
         self._next_purge = 0.0
@@ -172,6 +173,8 @@ class StationCore:
             ev.CardPicked: self._on_card_picked,
             ev.CardPrinted: self._on_card_printed,
             ev.CardFailed: self._on_card_failed,
+            ev.ChipSeen: self._on_chip_seen,
+            ev.ChipFound: self._on_chip_found,
             ev.Tick: self._on_tick,
             ev.UpdateOutcomes: self._on_update_outcomes,
             ev.PurgeDone: self._on_purge_done,
@@ -320,8 +323,10 @@ class StationCore:
         return started + self._on_pick_requested(pick)
 
     def _complete(self, record_id: str, detail: str) -> None:
-        self.set_job(record_id, JobState.COMPLETED, (), detail,
-                     **self.ledger.printed(Blank(record_id)))
+        job = self.store.job(record_id)
+        uid = job.chip_uid if job else None
+        self.set_job(record_id, JobState.COMPLETED, (), detail, job=job,
+                     **self.ledger.printed(Blank(record_id, uid=uid)))
 
     def _on_card_failed(self, event: ev.CardFailed) -> list:
         """The ledger rules, stated once for every driver (card-printer.md, Printer drivers):
@@ -342,8 +347,12 @@ class StationCore:
             self.set_job(rid, JobState.PROCESSING_STOPPED, (Reason.UNCERTAIN,), event.detail)
             return []
         taken = event.blank in (ev.BLANK_MAYBE_TAKEN, ev.BLANK_GONE)
+        if event.chip:
+            event = _chip_failure(event)
+        blank = Blank(rid, event.detail, uid=event.uid,
+                      category="gagal-encode" if event.chip else None)
         # No card of this job is in the printer any more (none was taken, or it is spoiled).
-        columns = self.ledger.spoiled(Blank(rid, event.detail), job) if taken else dict(CLEARED)
+        columns = self.ledger.spoiled(blank, job) if taken else dict(CLEARED)
         attempts = int(columns.get("attempts", job.attempts))
         if event.job_error:
             self.set_job(rid, JobState.ABORTED, event.reasons, event.detail, **columns)
@@ -383,8 +392,9 @@ class StationCore:
         self._settle(job, event.verdict, how=event.how)
         return []
 
-    def _settle(self, job, verdict: str, change: str = "", *, how: str = "") -> None:
-        """Book and move a card the printer decided (*verdict*: a fate)."""
+    def _settle(self, job, verdict: str, change: str = "", *, how: str = "",
+                category: str | None = None) -> None:
+        """Book and move a card the printer (or its chip) decided (*verdict*: a fate)."""
         rid = job.record_id
         how = how or f"decided by the printer's counters ({change})"
         if verdict == "not-picked":
@@ -394,7 +404,7 @@ class StationCore:
             self.set_job(rid, JobState.COMPLETED, (), f"card printed: {how}",
                          **self.ledger.printed(Blank(rid, how), job))
             return
-        columns = self.ledger.spoiled(Blank(rid, how), job)
+        columns = self.ledger.spoiled(Blank(rid, how, category=category), job)
         attempts = int(columns.get("attempts", job.attempts))
         if attempts >= self.config.printer.max_attempts:
             self.set_job(rid, JobState.ABORTED, (),
@@ -402,6 +412,107 @@ class StationCore:
         else:
             self.set_job(rid, JobState.PENDING, (),
                          f"card spoiled, it will be printed again: {how}", **columns)
+
+    # -- the chip (chip.md) -------------------------------------------------------------
+
+    def _on_chip_seen(self, event: ev.ChipSeen) -> list:
+        """The blank at the encoder is committed to its job before its chip is written: a
+        crash from here on finds the card by this UID. Refused for a job that is not the
+        card in the printer, and for a chip the register knows already (a blank used
+        before): nothing is written to it."""
+        job = self.store.job(event.record_id)
+        used = self.store.blanks(uid=event.uid, limit=1)
+        allow = (job is not None and job.state == JobState.PROCESSING
+                 and event.record_id == self.state.current and job.phase is not None
+                 and not used)
+        if used:
+            log.warning("chip %s at the encoder for %s is already in the register (%s %s):"
+                        " not written", event.uid, event.record_id, used[0].outcome,
+                        used[0].record_id)
+        if allow:
+            self.store.update_job(event.record_id, chip_uid=event.uid)
+        return [ev.AnswerPick(event.record_id, allow, event.token)]
+
+    def _on_chip_found(self, event: ev.ChipFound) -> list:
+        """A card found inside the printer after a restart, told by its chip: it did not
+        come out, so the job whose card it is did not print. Untouched, it goes to the
+        next card (its pick is booked back); written or unreadable, it was rejected and is
+        invalid ``gagal-encode``. Either way its job prints again."""
+        job = self._card_inside(event.uid)
+        if job is None:
+            log.warning("a card was found in the printer (chip %s, %s) and no job of this"
+                        " station was printing it: %s", event.uid or "unreadable",
+                        "untouched" if event.untouched else "rejected", event.detail)
+            return []
+        rid = job.record_id
+        self._doubts.discard(rid)
+        if event.untouched:
+            if job.phase == Phase.PICKED:
+                self.ledger.unpicked(Blank(rid, f"blank {event.uid} found untouched in the"
+                                                " printer after a restart: used for the next"
+                                                " card"))
+            self.set_job(rid, JobState.PENDING, (), f"found in the printer after a restart,"
+                         f" its chip {event.uid} untouched: the blank is used again",
+                         job=job, **CLEARED)
+            return []
+        if event.uid is not None and job.chip_uid is None:
+            job = self._with_uid(job, event.uid)
+        self._settle(job, "spoiled", how=f"found in the printer after a restart and rejected"
+                     f" (Ser): {event.detail}", category="gagal-encode")
+        return []
+
+    def _card_inside(self, uid: str | None) -> Job | None:
+        """The job whose card is in the printer: by its committed chip, else the one job
+        that was picking (only one card is ever in the printer)."""
+        doubtful = [job for job in self.store.jobs(JobState.PROCESSING_STOPPED)
+                    if job.phase is not None and Reason.UNCERTAIN in job.reasons]
+        by_uid = [job for job in doubtful if uid is not None and job.chip_uid == uid]
+        if by_uid:
+            return by_uid[0]
+        unknown = [job for job in doubtful if job.chip_uid is None]
+        return unknown[0] if len(unknown) == 1 else None
+
+    def _with_uid(self, job: Job, uid: str) -> Job:
+        self.store.update_job(job.record_id, chip_uid=uid)
+        return self.store.job(job.record_id) or job
+
+    def _tell_blank(self, row: BlankRow) -> None:
+        """A change of the register of blanks, to the district (mqtt.md ``blank``)."""
+        self.out.event("blank", uid=row.uid, record_id=row.record_id, document=row.document,
+                       outcome=row.outcome, category=row.category, detail=row.detail)
+
+    def _document(self, job: Job | None) -> str:
+        """The document a job's blank is: its record's, else the station's first."""
+        if job is not None and job.payload is not None:
+            try:
+                found = document_of(json.loads(job.payload))
+            except ValueError:
+                found = None
+            if found:
+                return found
+        return self.config.station.documents[0]
+
+    def foreign_blank(self, uid: str, record_id: str | None, detail: str) -> bool:
+        """The district says *uid* is in none of its shipment manifests: raised as
+        ``foreign-blank-warning`` until the blank is declared (``invalidate``). False if it
+        was known already."""
+        foreign = self.foreign_blanks()
+        if uid in foreign:
+            return False
+        foreign[uid] = f"{record_id or 'no record'}: {detail}"[:200]
+        self.store.set_meta("foreign_blanks", json.dumps(foreign))
+        log.warning("foreign-blank-warning: the district received no blank %s (%s)", uid,
+                    record_id or "no record")
+        return True
+
+    def foreign_blanks(self) -> dict[str, str]:
+        return json.loads(self.store.get_meta("foreign_blanks", "{}"))
+
+    def forget_foreign(self, uid: str | None) -> None:
+        foreign = self.foreign_blanks()
+        if uid in foreign:
+            del foreign[uid]
+            self.store.set_meta("foreign_blanks", json.dumps(foreign))
 
     def _release_printer(self, record_id: str) -> None:
         if self.state.ahead == record_id:
@@ -572,7 +683,8 @@ class StationCore:
         job = job or self.store.job(record_id)
         check_transition(record_id, job.state if job else None, state)
         self.store.update_job(record_id, state=state, reasons=reasons, detail=detail, **columns)
-        self.out.job_event(record_id, state, reasons, detail)
+        self.out.job_event(record_id, state, reasons, detail,
+                           chip_uid=job.chip_uid if job else None)
 
     def _active_alerts(self) -> dict[str, str]:
         active = {r: self.state.printer_detail or r for r in self.state.printer_reasons}
@@ -584,6 +696,11 @@ class StationCore:
         held = self.store.queue_counts()["held"]
         if held:
             active[Reason.JOB_HELD] = f"{held} jobs wait for their record: send them again"
+        foreign = self.foreign_blanks()
+        if foreign:
+            active[Reason.FOREIGN_BLANK] = (
+                "blanks in no shipment manifest of the district: "
+                + ", ".join(f"{uid} ({why})" for uid, why in sorted(foreign.items())))[:400]
         if self.state.purges_unclean >= PURGE_UNCLEAN_ALERT:
             active[Reason.PURGE_INCOMPLETE] = (
                 "purged personal data is still in spool.db-wal: a reader holds the spool")
@@ -612,6 +729,7 @@ class StationCore:
         else:
             printer_state = "idle"
         ledger = self.store.ledger()
+        register = self.store.register_counts()
         return {
             "printer_state": printer_state,
             "printer_state_reasons": sorted(reasons) or ["none"],
@@ -622,9 +740,7 @@ class StationCore:
                 "printed": ledger.printed,
                 "spoiled": ledger.spoiled,
                 "rejected": self.rejected(),
-                # Declared by category once the chip's custody lands (chip.md); until then
-                # the station declares none, and says so with zeros rather than nothing.
-                "invalid": dict.fromkeys(INVALID_CATEGORIES, 0),
+                "invalid": {category: register[category] for category in INVALID_CATEGORIES},
             },
             "documents": list(self.config.station.documents),
             "encoder": self.config.encoder.mode,
@@ -632,3 +748,11 @@ class StationCore:
             "version": __version__,
         }
 
+
+
+def _chip_failure(event: ev.CardFailed) -> ev.CardFailed:
+    """A chip step that failed says why in the job's detail (chip.md: gagal-encode)."""
+    uid = f"chip {event.uid}" if event.uid else "no chip read"
+    return ev.CardFailed(event.record_id, event.reasons,
+                         f"chip step failed ({uid}): {event.chip}; the blank was ejected to"
+                         " the reject box", event.blank, event.job_error, event.chip, event.uid)

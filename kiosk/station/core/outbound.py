@@ -72,9 +72,12 @@ class Outbound:
         else:
             self._more = True
 
-    def job_event(self, record_id: str, state: str, reasons: tuple[str, ...], detail: str) -> None:
+    def job_event(self, record_id: str, state: str, reasons: tuple[str, ...], detail: str,
+                  *, chip_uid: str | None = None) -> None:
+        """mqtt.md's job event; ``chip_uid`` when the card's chip is known (chip.md)."""
+        chip = {"chip_uid": chip_uid} if chip_uid else {}
         self.event("job", record_id=record_id, job_state=state, reasons=list(reasons),
-                   detail=detail)
+                   detail=detail, **chip)
 
     def alert(self, reason: str, detail: str, *, cleared: bool = False) -> None:
         body: dict[str, object] = {"reason": reason, "detail": detail}

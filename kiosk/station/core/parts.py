@@ -67,3 +67,9 @@ class CoreAccess(Protocol):
         """The reply already given to request *key*, if it was carried out."""
 
     def remember_request(self, key: str, name: str, reply: bytes) -> None: ...
+
+    def foreign_blank(self, uid: str, record_id: str | None, detail: str) -> bool:
+        """The district says *uid* is foreign (chip.md): raise the warning; False if known."""
+
+    def forget_foreign(self, uid: str | None) -> None:
+        """*uid* was declared: its foreign-blank warning ends."""

@@ -58,6 +58,7 @@ class Reason(StrEnum):
     RECORD_MISSING = "job-record-missing"  # held: its record was purged; the district resends it
     JOB_HELD = "job-held-warning"  # alert: jobs are held waiting for their record
     PURGE_INCOMPLETE = "purge-incomplete-warning"  # alert: purged data still in the WAL
+    FOREIGN_BLANK = "foreign-blank-warning"  # alert: a blank in no manifest of the district
 
 
 # The job lifecycle: for each state, the states a job may move to and why.

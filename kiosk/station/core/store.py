@@ -16,6 +16,9 @@ from typing import Protocol
 ACTIVE_STATES = ("pending", "pending-held", "processing", "processing-stopped")
 FINAL_STATES = ("completed", "canceled", "aborted")
 LEDGER_KINDS = ("refill", "pick", "printed", "spoiled")
+# chip.md, Custody: what a blank that did not become a valid card is, officially.
+INVALID_CATEGORIES = ("gagal-encode", "gagal-cetak", "rusak", "perubahan-elemen-data")
+DECIDED_BY_STATION = ("gagal-encode", "gagal-cetak")  # a person declares the other two
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,21 @@ class Job:
     payload: bytes | None
     detail: str
     pick_counts: dict | None = None
+    chip_uid: str | None = None  # the chip of the blank committed to the job (chip.md)
+
+
+@dataclass(frozen=True)
+class BlankRow:
+    """One row of the station's register of blanks (chip.md, Custody): no personal data."""
+
+    id: int
+    at: float
+    uid: str | None  # upper-case hex; None where the station has no encoder
+    record_id: str | None
+    document: str
+    outcome: str  # printed | invalid
+    category: str | None  # when invalid: one of INVALID_CATEGORIES
+    detail: str
 
 
 @dataclass(frozen=True)
@@ -90,6 +108,20 @@ class Store(Protocol):
              detail: str = "") -> None: ...
 
     def ledger(self) -> Ledger: ...
+
+    # -- the register of blanks (one row per blank taken, by its chip where it has one)
+    def register_blank(self, uid: str | None, record_id: str | None, document: str,
+                       outcome: str, category: str | None, detail: str) -> BlankRow: ...
+
+    def declare_invalid(self, row_id: int, category: str, detail: str) -> BlankRow:
+        """A printed blank declared invalid afterwards (rusak, perubahan-elemen-data)."""
+
+    def blanks(self, *, uid: str | None = None, record_id: str | None = None,
+               limit: int = -1) -> list[BlankRow]:
+        """Rows with this UID or record_id (or all), newest first."""
+
+    def register_counts(self) -> dict[str, int]:
+        """``printed`` and each invalid category: how many rows are so now."""
 
     # -- the outbox
     def enqueue(self, topic: str, payload: bytes, response: bytes | None = None) -> OutboxItem:
