@@ -22,6 +22,7 @@ import random
 import socket
 import struct
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,6 +80,9 @@ class Chip:
     selected: int | None = None
     writes: int = 0  # write commands received (a test checks nothing was written)
     gone: bool = False  # the card left the field in the middle of a command
+    # Called with each command APDU as it arrives, before the chip acts on it (a test may
+    # kill the host at a chosen step of the personalizer).
+    on_apdu: Callable[[bytes], None] | None = None
 
     def __post_init__(self) -> None:
         if self.fault is not None and self.fault not in FAULTS:
@@ -98,6 +102,8 @@ class Chip:
 
     def answer(self, apdu: bytes) -> bytes | None:
         """The response APDU to *apdu*; None when the card has just left the field."""
+        if self.on_apdu is not None:
+            self.on_apdu(apdu)
         if self.fault == "garbage":
             return b"\x3f"
         if len(apdu) < 4:

@@ -201,6 +201,7 @@ class PrinterSimulator:
         self.printed = self.picked = self.rejected = 0
         self.rejected_cards: list[PrintedCard] = []
         self.chips: list[Chip] = []  # every blank's chip, in the order picked
+        self.on_apdu: Callable[[bytes], None] | None = None  # given to every chip (Chip)
         self.encoder_port = encoder_port
         self._uids = deque(uids or ())
         self._uid_seed = uid_seed
@@ -499,7 +500,7 @@ class PrinterSimulator:
             self._uid_seed += 1
             self._uids.extend(seeded_uids(self._uid_seed, 64))
         fault = self._chip_faults.popleft() if self._chip_faults else None
-        chip = Chip(self._uids.popleft(), fault=fault)
+        chip = Chip(self._uids.popleft(), fault=fault, on_apdu=self.on_apdu)
         self.chips.append(chip)
         return chip
 

@@ -15,7 +15,8 @@ through that interface, and every card booking goes through its ledger.
 
 Once per request (mqtt.md): a command that changes anything is identified by its
 ResponseTopic and CorrelationData, or by a ``request_id`` member of its payload. The
-spool remembers each one carried out with its reply; the same request again (the
+spool remembers each one carried out with its reply (by its ``request_id`` when it has
+one, which outlives a resend with new CorrelationData); the same request again (the
 broker redelivering after a lost PUBACK, a district tool resending after a timeout) is
 answered with that reply, audited as a repeat, and changes nothing. Without an
 identifier such a command is refused with ``no-request-id``. Commands at the device
@@ -96,13 +97,15 @@ def _request_key(name: str, request_id: object, response_topic: str | None,
     """What identifies this request (None: a read-only command, safe to repeat)."""
     if name in READ_ONLY:
         return None
-    if correlation:
-        return f"c:{name}:{response_topic or ''}:{correlation.hex()}"
+    # A request_id names the request itself: a tool that resends after a timeout may do
+    # so with new CorrelationData, and it must still take effect once.
     if isinstance(request_id, str) and 0 < len(request_id) <= MAX_REQUEST_ID:
         return f"r:{name}:{request_id}"
     if request_id is not None:
         raise CommandError("bad-arguments",
                            f"request_id must be a string of 1..{MAX_REQUEST_ID} characters")
+    if correlation:
+        return f"c:{name}:{response_topic or ''}:{correlation.hex()}"
     raise CommandError("no-request-id", f"{name} changes the station: send it with"
                        " CorrelationData or a request_id, so that it takes effect once")
 

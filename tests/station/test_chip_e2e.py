@@ -1,0 +1,125 @@
+"""The chip inline, end to end (chip.md): a real Mosquitto, the station, the Evolis
+simulator on a pty whose blanks carry chips laid on a private pcscd's vpcd reader, the
+demo personalizer. Every printed card's chip holds its own record, a failing chip is
+rejected and counted gagal-encode while its job prints on the next blank, and every
+``blank`` event names the chip the simulator saw.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from kiosk.devices.encoder.personalizers import demo_content
+from kiosk.sim.printer import PrinterSimulator
+from kiosk.station.spool import Spool
+from tests.conftest import STATION, StationThread
+from tests.sim.test_chip import pcsc, pcsc_parts  # noqa: F401  (fixtures)
+
+UIDS = [bytes.fromhex(f"04C1D2E3F400{n:02X}") for n in range(1, 12)]
+ENCODER = {"mode": "inline", "reader": "Kiosk Encoder", "personalizer": "demo",
+           "timeout_s": 5.0, "card_wait_s": 5.0}
+
+
+@pytest.fixture
+def chip_printer(tmp_path, pcsc):  # noqa: F811
+    sim = PrinterSimulator(str(tmp_path / "chip-printer"), card_seconds=0.02,
+                           receive_timeout=0.8, uids=list(UIDS),
+                           encoder_port=pcsc.reader("Kiosk Encoder").port)
+    sim.start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
+def chip_settings(station_settings, chip_printer):
+    station_settings["printer"]["port"] = chip_printer.path
+    station_settings["encoder"] = dict(ENCODER)
+    return station_settings
+
+
+def blanks(district):
+    return district.events_of("blank")
+
+
+def completed(district, record_ids, timeout=60.0):
+    return district.wait_for(
+        lambda: all(district.final_state(rid) == "completed" for rid in record_ids), timeout)
+
+
+def test_five_records_each_on_its_own_chip_and_a_failing_chip_is_gagal_encode(
+        chip_settings, chip_printer, district, signed):
+    records = [signed(i) for i in range(1, 6)]
+    ids = [r["record_id"] for r in records]
+    chip_printer.fail_next_chip("write-fails")  # the first blank: its write fails
+    with StationThread(chip_settings, district):
+        for record in records:
+            district.publish_record(STATION, record)
+        assert completed(district, ids)
+        assert district.wait_for(lambda: len(blanks(district)) == 6, 10), blanks(district)
+        assert district.wait_for(lambda: district.states[STATION]["counters"]["invalid"]
+                                 ["gagal-encode"] == 1, 10)
+    assert (chip_printer.printed, chip_printer.rejected) == (5, 1)
+    for card, record in zip(chip_printer.cards, records, strict=True):
+        assert card.chip.content() == demo_content(record)  # its own record, nobody else's
+    events = blanks(district)
+    rejected = chip_printer.rejected_cards[0]
+    assert events[0]["uid"] == rejected.uid and events[0]["record_id"] == ids[0]
+    assert (events[0]["outcome"], events[0]["category"]) == ("invalid", "gagal-encode")
+    printed = [e for e in events if e["outcome"] == "printed"]
+    assert [(e["uid"], e["record_id"]) for e in printed] == [
+        (card.uid, rid) for card, rid in zip(chip_printer.cards, ids, strict=True)]
+    assert all(e["document"] == "ektp" for e in events)
+    # The job events name the chip of the card they are about.
+    done = [e for e in district.job_events(ids[0]) if e["job_state"] == "completed"]
+    assert done[0]["chip_uid"] == chip_printer.cards[0].uid
+    # The station's own register holds the same rows, without personal data.
+    spool = Spool(chip_settings["station"]["spool"])
+    try:
+        rows = list(reversed(spool.blanks()))
+        assert [(r.uid, r.outcome, r.category) for r in rows] == [
+            (e["uid"], e["outcome"], e["category"]) for e in events]
+        ledger = spool.ledger()
+        assert (ledger.picks, ledger.printed, ledger.spoiled) == (6, 5, 1)
+    finally:
+        spool.close()
+
+
+def test_a_chip_that_answers_garbage_is_rejected_with_its_reason_and_nothing_written(
+        chip_settings, chip_printer, district, signed):
+    record = signed(1)
+    chip_printer.fail_next_chip("garbage")
+    with StationThread(chip_settings, district):
+        district.publish_record(STATION, record)
+        assert completed(district, [record["record_id"]])
+        assert district.wait_for(lambda: len(blanks(district)) == 2, 10)
+    first = blanks(district)[0]
+    assert (first["outcome"], first["category"], first["uid"]) == (
+        "invalid", "gagal-encode", None)  # no UID could be read from it
+    assert "not an APDU response" in first["detail"]
+    failed = [e for e in district.job_events(record["record_id"])
+              if "chip step failed" in e["detail"]]
+    assert failed and "not an APDU response" in failed[0]["detail"]
+    assert chip_printer.rejected_cards[0].chip.writes == 0
+
+
+def test_invalidate_by_the_district_declares_a_printed_card_and_is_carried_out_once(
+        chip_settings, chip_printer, district, signed):
+    record = signed(1)
+    with StationThread(chip_settings, district):
+        district.publish_record(STATION, record)
+        assert completed(district, [record["record_id"]])
+        uid = chip_printer.cards[0].uid
+        args = {"uid": uid, "category": "perubahan-elemen-data", "reason": "alamat berubah",
+                "request_id": "inv-1"}
+        reply = district.command(STATION, "invalidate", args)
+        again = district.command(STATION, "invalidate", args)
+        assert reply == again and reply["ok"], reply
+        other = district.command(STATION, "invalidate", {**args, "request_id": "inv-2"})
+        assert (other["ok"], other["error"]) == (False, "already-invalid")
+        assert district.wait_for(lambda: district.states[STATION]["counters"]["invalid"]
+                                 ["perubahan-elemen-data"] == 1, 10)
+        state = district.states[STATION]["counters"]
+    declared = [e for e in blanks(district) if e["outcome"] == "invalid"]
+    assert [(e["uid"], e["category"], e["record_id"]) for e in declared] == [
+        (uid, "perubahan-elemen-data", record["record_id"])]
+    assert (state["printed"], state["spoiled"]) == (1, 0)  # the card was made: counted so
