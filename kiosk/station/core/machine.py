@@ -720,6 +720,8 @@ class StationCore:
             reasons.add(Reason.CONNECTING)
         if self.state.spool_full:
             reasons.add(Reason.SPOOL_FULL)
+        if self.foreign_blanks():  # a warning: it never stops a card
+            reasons.add(Reason.FOREIGN_BLANK)
         if self.state.paused:
             reasons.add(Reason.PAUSED)
         if self.state.printer is PrinterCondition.BUSY:
