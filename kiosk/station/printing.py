@@ -31,14 +31,21 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from kiosk.devices.encoder.facts import CardPresent, ChipState, Personalized, why_not
-from kiosk.devices.printer.base import CardError, CardPrinter, PrinterError
+from kiosk.devices.encoder.facts import (
+    CardPresent,
+    ChipState,
+    Personalized,
+    ReaderGone,
+    why_not,
+)
+from kiosk.devices.printer.base import CardError, CardPrinter, HoldCard, PrinterError
 from kiosk.station.core import events as ev
 
 log = logging.getLogger(__name__)
 
 Renderer = Callable[[bytes], Any]  # spooled record → the driver's document
 PICK_ANSWER_TIMEOUT = 30.0
+READER_GONE = "chip-reader-error"  # the encoder's PC/SC reader is not listed (docs/chip.md)
 PROBE = ev.ProbePrinter()
 
 
@@ -236,6 +243,17 @@ class PrintWorker:
             self._unresolved = self._unresolved[1:]
             self.emit(ev.CardFate(record_id, verdict, how))
 
+    def _encoder_reasons(self) -> tuple[str, ...]:
+        """No card is started while the encoder's reader is gone: it would be picked for
+        nothing."""
+        if self.encoder is None:
+            return ()
+        seen = self.encoder.check()
+        if isinstance(seen, ReaderGone):
+            log.warning("chip encoder: %s", seen.reason)
+            return (READER_GONE,)
+        return ()
+
     def _identify_card_inside(self) -> None:
         """After a (re)start, a card inside the printer is carried to the encoder and told
         by its chip (chip.md, "A crash"): untouched, it stays there for the next card;
@@ -279,7 +297,7 @@ class PrintWorker:
     def _check(self) -> None:
         try:
             with self._step(self.step_budget_s):
-                reasons = self.printer.check()
+                reasons = self.printer.check() + self._encoder_reasons()
         except PrinterError as error:
             self._lost(error)
             return
@@ -406,6 +424,8 @@ class PrintWorker:
         box) with the reason kept on *card* for the core (``gagal-encode``)."""
         try:
             return self._chip_step(card)
+        except HoldCard:
+            raise
         except Exception as exc:  # a personalizer or reader fault we did not foresee
             log.exception("the chip step of %s failed", card.record_id)
             return card.chip_failed(f"encoder error: {type(exc).__name__}: {exc}")
@@ -416,6 +436,8 @@ class PrintWorker:
     def _chip_step(self, card: _Card) -> bool:
         encoder = self.encoder
         seen = encoder.read_card()
+        if isinstance(seen, ReaderGone):  # nothing was written: the card waits inside
+            raise HoldCard((READER_GONE,), f"the chip encoder is gone: {seen.reason}")
         if not isinstance(seen, CardPresent):
             return card.chip_failed(why_not(seen))
         card.uid = seen.uid

@@ -123,3 +123,36 @@ def test_invalidate_by_the_district_declares_a_printed_card_and_is_carried_out_o
     assert [(e["uid"], e["category"], e["record_id"]) for e in declared] == [
         (uid, "perubahan-elemen-data", record["record_id"])]
     assert (state["printed"], state["spoiled"]) == (1, 0)  # the card was made: counted so
+
+
+def test_the_reader_unplugged_stops_the_printer_and_no_blank_is_lost_or_invalid(
+        chip_settings, chip_printer, district, signed, pcsc):  # noqa: F811
+    """The reader goes away as the blank reaches the encoder (the printer's hook unplugs
+    it while ``Sic`` is in the printer): the card waits inside, untouched, the station
+    says chip-reader-error and takes no other card; plugged back, the same blank prints."""
+    records = [signed(1), signed(2)]
+    ids = [r["record_id"] for r in records]
+
+    def unplug_at_first_sic(text: str) -> None:
+        if text == "Sic" and chip_printer.picked == 0:
+            pcsc.unplug("Kiosk Encoder")
+
+    chip_printer.on_command = unplug_at_first_sic
+    with StationThread(chip_settings, district):
+        for record in records:
+            district.publish_record(STATION, record)
+        assert district.wait_for(lambda: "chip-reader-error" in district.states.get(
+            STATION, {}).get("printer_state_reasons", []), 20)
+        assert chip_printer.picked == 1 and chip_printer.printed == 0
+        held = district.job_events(ids[0])[-1]
+        assert held["job_state"] == "processing-stopped" and "chip encoder" in held["detail"]
+        pcsc.plug("Kiosk Encoder")
+        assert completed(district, ids)
+    assert (chip_printer.picked, chip_printer.printed, chip_printer.rejected) == (2, 2, 0)
+    assert [e["outcome"] for e in blanks(district)] == ["printed", "printed"]
+    spool = Spool(chip_settings["station"]["spool"])
+    try:
+        ledger = spool.ledger()
+        assert (ledger.picks, ledger.printed, ledger.spoiled) == (2, 2, 0)
+    finally:
+        spool.close()

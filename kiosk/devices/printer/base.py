@@ -11,7 +11,8 @@ The fate of the blank when a card fails is one of the `BLANK_*` facts of
 * ``untouched``   no blank was taken (the printer refused before the pick);
 * ``maybe-taken`` the pick was asked for and the printer never confirmed it;
 * ``gone``        a blank was taken and will not come out printed;
-* ``unknown``     the card may have come out printed: nobody here can tell.
+* ``unknown``     the card may have come out printed: nobody here can tell;
+* ``inside``      a blank was taken and lies untouched in the printer (`HoldCard`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,16 @@ class CardError(PrinterError):
     def __init__(self, cause: PrinterError, *, blank: str = BLANK_UNTOUCHED):
         super().__init__(cause.reasons, cause.detail, link_lost=cause.link_lost)
         self.blank = blank
+
+
+class HoldCard(Exception):
+    """Raised by a smart-card step that could not start (the encoder's reader is gone): the
+    card stays inside the printer, untouched, for the next card; ``reasons`` say why."""
+
+    def __init__(self, reasons: tuple[str, ...], detail: str) -> None:
+        super().__init__(detail)
+        self.reasons = reasons
+        self.detail = detail
 
 
 class CardHooks(Protocol):

@@ -67,6 +67,9 @@ BLANK_UNTOUCHED = "untouched"  # no blank was taken
 BLANK_MAYBE_TAKEN = "maybe-taken"  # the pick was asked for and never confirmed
 BLANK_GONE = "gone"  # a blank was taken and will not come out printed
 BLANK_UNKNOWN = "unknown"  # the card may have come out printed; nobody here can tell
+# A blank was taken and lies untouched in the printer (its chip could not be reached):
+# the next card takes it (Evolis ``Sic`` with a card inside picks nothing).
+BLANK_INSIDE = "inside"
 
 
 @dataclass(frozen=True)

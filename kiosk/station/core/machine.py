@@ -346,6 +346,8 @@ class StationCore:
         if event.blank == ev.BLANK_UNKNOWN:
             self.set_job(rid, JobState.PROCESSING_STOPPED, (Reason.UNCERTAIN,), event.detail)
             return []
+        if event.blank == ev.BLANK_INSIDE:
+            return self._held_inside(job, event)
         taken = event.blank in (ev.BLANK_MAYBE_TAKEN, ev.BLANK_GONE)
         if event.chip:
             event = _chip_failure(event)
@@ -459,6 +461,18 @@ class StationCore:
             job = self._with_uid(job, event.uid)
         self._settle(job, "spoiled", how=f"found in the printer after a restart and rejected"
                      f" (Ser): {event.detail}", category="gagal-encode")
+        return []
+
+    def _held_inside(self, job: Job, event: ev.CardFailed) -> list:
+        """The card waits untouched inside the printer until its fault clears; the job goes
+        first then, and its ``Sic`` takes that card: its pick is booked back now."""
+        rid = job.record_id
+        if job.phase == Phase.PICKED:
+            self.ledger.unpicked(Blank(rid, f"untouched blank left in the printer: {event.detail}"))
+        self.set_job(rid, JobState.PROCESSING_STOPPED, event.reasons,
+                     f"{event.detail}; the blank waits in the printer for this card",
+                     job=job, **CLEARED)
+        self.state.current = rid
         return []
 
     def _card_inside(self, uid: str | None) -> Job | None:

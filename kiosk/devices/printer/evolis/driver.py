@@ -31,11 +31,18 @@ from typing import Any
 import serial
 
 from kiosk.card.render import CardImages
-from kiosk.devices.printer.base import CardError, CardHooks, CardPrinter, PrinterError
+from kiosk.devices.printer.base import (
+    CardError,
+    CardHooks,
+    CardPrinter,
+    HoldCard,
+    PrinterError,
+)
 from kiosk.devices.printer.evolis import protocol as evolis
 from kiosk.devices.printer.evolis.panels import PanelData, encode_card
 from kiosk.station.core.events import (
     BLANK_GONE,
+    BLANK_INSIDE,
     BLANK_MAYBE_TAKEN,
     BLANK_UNKNOWN,
     BLANK_UNTOUCHED,
@@ -156,13 +163,17 @@ class EvolisPrinter:
         """One card with its chip encoded inline: as `print_card`, but the blank is picked
         to the contactless encoder (``Sic``) and *encode()* runs there; True prints the
         surface on that card, False ejects it to the reject box (``Ser``) and raises
-        CardError (blank ``gone``, detail "chip step failed"). An exception from
-        *encode* also rejects the card, then propagates."""
+        CardError (blank ``gone``, detail "chip step failed"). `HoldCard` from *encode*
+        leaves the card at the encoder (blank ``inside``: the next ``Sic`` takes it); any
+        other exception rejects the card, then propagates."""
         panels = self._prepare_job(hooks)
         self._pick(command="Sic")
         hooks.picked()
         try:
             go_on = encode()
+        except HoldCard as held:
+            self._end_quietly()
+            raise CardError(PrinterError(held.reasons, held.detail), blank=BLANK_INSIDE) from held
         except BaseException:
             self._reject_quietly()
             raise
