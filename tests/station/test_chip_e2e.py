@@ -156,3 +156,68 @@ def test_the_reader_unplugged_stops_the_printer_and_no_blank_is_lost_or_invalid(
         assert (ledger.picks, ledger.printed, ledger.spoiled) == (2, 2, 0)
     finally:
         spool.close()
+
+
+PLUGIN = '''
+"""A personalizer package as the authority's would be installed: found by entry point."""
+import time
+
+from kiosk.devices.encoder.personalizers import DemoPersonalizer
+
+CALLS = {"n": 0}
+
+
+class FirstCallFails(DemoPersonalizer):
+    def personalize(self, card, record):
+        CALLS["n"] += 1
+        if CALLS["n"] == 1:
+            raise RuntimeError("SAM refused the session")
+        return super().personalize(card, record)
+
+
+class FirstCallHangs(DemoPersonalizer):
+    def personalize(self, card, record):
+        CALLS["n"] += 1
+        if CALLS["n"] == 1:
+            time.sleep(3)
+        return super().personalize(card, record)
+'''
+
+
+@pytest.fixture
+def plugin(tmp_path, monkeypatch):
+    """Installs the package above on sys.path, with its entry points (a dist-info)."""
+    root = tmp_path / "site"
+    (root / "faulty_personalizers-1.0.dist-info").mkdir(parents=True)
+    (root / "faulty_personalizers-1.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: faulty-personalizers\nVersion: 1.0\n")
+    (root / "faulty_personalizers-1.0.dist-info" / "entry_points.txt").write_text(
+        "[kiosk.personalizers]\nfails-once = faulty_plugin:FirstCallFails\n"
+        "hangs-once = faulty_plugin:FirstCallHangs\n")
+    (root / "faulty_plugin.py").write_text(PLUGIN)
+    monkeypatch.syspath_prepend(str(root))
+    yield
+    import sys
+    sys.modules.pop("faulty_plugin", None)
+
+
+@pytest.mark.parametrize(("name", "reason"), [
+    ("fails-once", "fails-once failed: RuntimeError: SAM refused the session"),
+    ("hangs-once", "hangs-once did not finish within timeout_s = 1 s"),
+])
+def test_a_personalizer_that_raises_or_hangs_costs_one_blank_and_the_job_prints(
+        name, reason, plugin, chip_settings, chip_printer, district, signed):
+    chip_settings["encoder"].update(personalizer=name, timeout_s=1.0)
+    records = [signed(1), signed(2)]
+    ids = [r["record_id"] for r in records]
+    with StationThread(chip_settings, district):
+        for record in records:
+            district.publish_record(STATION, record)
+        assert completed(district, ids)
+        assert district.wait_for(lambda: len(blanks(district)) == 3, 10)
+    first = blanks(district)[0]
+    assert (first["category"], first["record_id"]) == ("gagal-encode", ids[0])
+    assert reason in first["detail"]
+    assert first["uid"] == chip_printer.rejected_cards[0].uid
+    for card, record in zip(chip_printer.cards, records, strict=True):
+        assert card.chip.content() == demo_content(record)

@@ -193,7 +193,7 @@ class PcscEncoder:
 
     def _run(self, work: Any, seen: CardPresent) -> tuple[Any, str | None]:
         """*work(link)* on its own thread within ``timeout_s``: (its result, None) or
-        (None, why it failed). A timeout revokes the link and resets the card."""
+        (None, why it failed). A timeout revokes the link: a late write is refused."""
         link = _Link(self, seen.uid, seen.reader)
         name = self.personalizer_name
         finished, result, error = self._within(lambda: work(link), "personalizer")
@@ -231,15 +231,17 @@ class PcscEncoder:
     def _abandon(self) -> None:
         """Drop the card and the PC/SC context of a call that overran. pcscd serves one
         request at a time per context and stays in the silent chip's call until the card
-        leaves: the next steps use a new context, and the old one is reset and closed on a
-        thread of its own whenever pcscd gets to it."""
+        leaves: the next steps use a new context, and the old one is closed on a thread of its
+        own whenever pcscd gets to it. The card is left, not reset: that late reset would
+        land on whatever card lies on the reader by then (the next blank), which then went
+        unseen; the revoked link already refuses the overrunning call's writes."""
         held, self._held = self._held, None
         context, self._context = self._context, None
         scard = self.scard
 
         def close() -> None:
             if held is not None:
-                scard.SCardDisconnect(held[1], scard.SCARD_RESET_CARD)
+                scard.SCardDisconnect(held[1], scard.SCARD_LEAVE_CARD)
             if context is not None:
                 scard.SCardReleaseContext(context)
 
