@@ -198,16 +198,11 @@ def test_encoder_defaults_and_the_card_wait_by_mode():
     assert (chosen.encoder.wait_s, chosen.encoder.reader) == (30, "OMNIKEY 5022")
 
 
-def test_a_station_told_to_encode_chips_does_not_start_until_the_core_encodes(tmp_path):
-    """Printing surfaces on blank chips is what issue 26 forbids: `kiosk run` with
-    `[encoder] mode = "inline"` exits 2 naming the key, not print as if it were "none"."""
-    import subprocess
-    import sys
-
-    config = tmp_path / "station.toml"
-    config.write_text('[station]\ndistrict = "3210"\nid = "st-1"\n'
-                      f'spool = "{tmp_path / "spool.db"}"\n[encoder]\nmode = "inline"\n')
-    result = subprocess.run([sys.executable, "-m", "kiosk", "run", "--config", str(config)],
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2, result.stderr
-    assert "encoder.mode" in result.stderr and "not wired" in result.stderr
+def test_inline_encoding_needs_a_printer_that_stops_the_card_at_its_encoder():
+    """Only the Evolis driver can hold a card at the contactless encoder (chip.md): inline
+    with a print queue is refused at start-up, naming the key; desk mode is the way there."""
+    with pytest.raises(ConfigError) as refused:
+        from_dict({"station": dict(IDENTITY), "encoder": {"mode": "inline"},
+                   "printer": {"driver": "ipp", "uri": "ipp://localhost/printers/card"}})
+    assert "encoder.mode" in str(refused.value) and "evolis" in str(refused.value)
+    assert from_dict({"station": dict(IDENTITY), "encoder": {"mode": "inline"}})
