@@ -84,10 +84,12 @@ def test_five_records_each_on_its_own_chip_and_a_failing_chip_is_gagal_encode(
         spool.close()
 
 
+@pytest.mark.parametrize(("fault", "reason"), [
+    ("garbage", "not an APDU response"), ("bad-uid", "impossible UID length")])
 def test_a_chip_that_answers_garbage_is_rejected_with_its_reason_and_nothing_written(
-        chip_settings, chip_printer, district, signed):
+        fault, reason, chip_settings, chip_printer, district, signed):
     record = signed(1)
-    chip_printer.fail_next_chip("garbage")
+    chip_printer.fail_next_chip(fault)
     with StationThread(chip_settings, district):
         district.publish_record(STATION, record)
         assert completed(district, [record["record_id"]])
@@ -95,10 +97,10 @@ def test_a_chip_that_answers_garbage_is_rejected_with_its_reason_and_nothing_wri
     first = blanks(district)[0]
     assert (first["outcome"], first["category"], first["uid"]) == (
         "invalid", "gagal-encode", None)  # no UID could be read from it
-    assert "not an APDU response" in first["detail"]
+    assert reason in first["detail"]
     failed = [e for e in district.job_events(record["record_id"])
               if "chip step failed" in e["detail"]]
-    assert failed and "not an APDU response" in failed[0]["detail"]
+    assert failed and reason in failed[0]["detail"]
     assert chip_printer.rejected_cards[0].chip.writes == 0
 
 
