@@ -77,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
 
     for name, module, text in (
         ("install", install, "put user, directories, config, unit and udev rules in place"),
-        ("doctor", doctor, "check config, devices, broker, clock, spool and GPIO"),
+        ("doctor", doctor, "check config, devices, chip reader, broker, clock, spool, GPIO"),
         ("pki", pki, "certificates for mutual TLS and the broker's ACL (docs/security.md)"),
     ):
         command = sub.add_parser(name, help=text)
