@@ -11,6 +11,8 @@ credentials), and the gpiozero pin factory. Exit status 1 if any check FAILs.
 
 Access checks are for the user running the doctor: run it as the service's user
 (``sudo -u kiosk kiosk doctor --config ...``) to see what the service will see.
+The chip check holds a card on the reader for the moment it reads its UID (PC/SC
+exclusive): pause the station first (``pause`` command) if it may be encoding a card.
 """
 
 from __future__ import annotations
