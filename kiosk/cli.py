@@ -58,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--faults", action="store_true", help="a jam and an empty feeder on the way")
     demo.add_argument("--printer", choices=("evolis", "ipp"), default="evolis",
                       help="the Evolis simulator on a pty, or a private CUPS queue (IPP)")
+    demo.add_argument("--encoder", choices=("none", "inline"), default="none",
+                      help="inline: every blank has a chip, written at the printer's encoder"
+                           " (a private pcscd with a virtual reader; needs --printer evolis)")
     demo.set_defaults(handler=_demo)
 
     sim = sub.add_parser("sim", help="one device simulator (a pty, or a private CUPS queue)")
@@ -77,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
 
     for name, module, text in (
         ("install", install, "put user, directories, config, unit and udev rules in place"),
-        ("doctor", doctor, "check config, devices, broker, clock, spool and GPIO"),
+        ("doctor", doctor, "check config, devices, chip reader, broker, clock, spool, GPIO"),
         ("pki", pki, "certificates for mutual TLS and the broker's ACL (docs/security.md)"),
     ):
         command = sub.add_parser(name, help=text)
@@ -134,7 +137,7 @@ def _demo(args: argparse.Namespace) -> int:
     from kiosk.sim.demo import run_demo
 
     return run_demo(cards=args.cards, card_seconds=args.card_seconds, faults=args.faults,
-                    printer=args.printer, kia_cards=args.kia)
+                    printer=args.printer, kia_cards=args.kia, encoder=args.encoder)
 
 
 def _render(args: argparse.Namespace) -> int:

@@ -3,12 +3,16 @@
 Each line is ``OK``, ``WARN`` or ``FAIL``, the check's name and what was found:
 the user running the checks, the config, the trusted keys, each device path
 (what it points to, owner, mode, access), an IPP printer (kiosk/ops/ippcheck.py),
-the spool, the clock, the broker
+the chip encoder where ``[encoder] mode`` is not ``none`` (the personalizer named is
+installed, pcscd lists the reader, a card lying on it answers: no card is a warning;
+kiosk/devices/encoder/findings.py; nothing is written to a chip), the spool, the clock, the broker
 (reached, and the login accepted: MQTT 5 with the config's URL, TLS files and
 credentials), and the gpiozero pin factory. Exit status 1 if any check FAILs.
 
 Access checks are for the user running the doctor: run it as the service's user
 (``sudo -u kiosk kiosk doctor --config ...``) to see what the service will see.
+The chip check holds a card on the reader for the moment it reads its UID (PC/SC
+exclusive): pause the station first (``pause`` command) if it may be encoding a card.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from kiosk.station.config import Config, ConfigError, load
+from kiosk.station.config import Config, ConfigError, EncoderSection, load
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 SERVICE_USER = "kiosk"
@@ -77,6 +81,7 @@ def diagnose(config_path: str, *, timeout: float = 5.0) -> Iterator[Check]:
         yield check_device(name, port)
     if config.printer.driver == "ipp":
         yield from check_ipp_printer(config.printer.uri, config.printer.media, timeout)
+    yield from check_encoder(config.encoder)
     yield check_spool(config.station.spool)
     yield check_clock()
     yield check_broker(config, timeout)
@@ -125,6 +130,24 @@ def check_ipp_printer(uri: str, media: str, timeout: float = 5.0) -> Iterator[Ch
     from kiosk.ops.ippcheck import ipp_findings  # pycups only where the ipp driver is used
 
     for status, name, detail in ipp_findings(uri, media, timeout):
+        yield Check({"ok": OK, "warn": WARN, "fail": FAIL}[status], name, detail)
+
+
+def check_encoder(settings: EncoderSection) -> Iterator[Check]:
+    """The ``[encoder]`` section's findings, as lines; a plug-in that breaks while it is
+    loaded (half installed, or raising) is a FAIL, not the doctor's own end."""
+    from kiosk.devices.encoder.findings import encoder_findings
+
+    findings = encoder_findings(settings)
+    while True:
+        try:
+            status, name, detail = next(findings)
+        except StopIteration:
+            return
+        except Exception as error:  # a personalizer's package may raise anything on load
+            yield Check(FAIL, "encoder", f"personalizer {settings.personalizer!r} could not be"
+                        f" loaded: {type(error).__name__}: {error}")
+            return
         yield Check({"ok": OK, "warn": WARN, "fail": FAIL}[status], name, detail)
 
 

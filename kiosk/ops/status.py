@@ -1,7 +1,9 @@
 """``kiosk status``: what the local spool holds, for the technician at the device.
 
-Reads the spool only; prints the queue, the blank-card ledger and the events
-still waiting for the broker. No personal data: record ids and masked NIKs.
+Reads the spool only; prints the queue, the blank-card ledger, the register of
+blanks (chip.md, Custody: printed and each invalid category), the foreign blanks
+the district named, and the events still waiting for the broker. No personal
+data: record ids, masked NIKs and chip UIDs.
 Plain text, so the station's Pi needs no terminal library for it.
 """
 
@@ -12,6 +14,7 @@ import sys
 from typing import TextIO
 
 from kiosk.station.config import Config
+from kiosk.station.core.store import INVALID_CATEGORIES
 from kiosk.station.spool import Spool
 
 QUEUE_COLUMNS = ("record", "NIK", "state", "reasons", "priority")
@@ -23,6 +26,8 @@ def print_status(config: Config, out: TextIO | None = None) -> None:
     try:
         _queue(out, spool)
         _ledger(out, spool)
+        _register(out, spool)
+        _foreign(out, spool)
         _outbox(out, spool)
     finally:
         spool.close()
@@ -56,6 +61,28 @@ def _ledger(out: TextIO, spool: Spool) -> None:
     if failures != "0":
         print(f"Broker: {failures} failed connection attempts; last: "
               f"{spool.get_meta('link_error')}", file=out)
+
+
+def _register(out: TextIO, spool: Spool) -> None:
+    counts = spool.register_counts()
+    invalid = ", ".join(f"{category} {counts.get(category, 0)}"
+                        for category in INVALID_CATEGORIES)
+    print(f"Register of blanks: printed {counts.get('printed', 0)}; invalid: {invalid}",
+          file=out)
+
+
+def _foreign(out: TextIO, spool: Spool) -> None:
+    """The blanks the district found in none of its manifests (meta ``foreign_blanks``,
+    uid → what it said): each stands as ``foreign-blank-warning`` until declared."""
+    raw = spool.get_meta("foreign_blanks", "{}")
+    try:
+        foreign = json.loads(raw)
+    except ValueError:
+        print(f"Foreign blanks: unreadable in the spool ({raw[:60]!r})", file=out)
+        return
+    print(f"Foreign blanks named by the district: {len(foreign)}", file=out)
+    for uid, said in sorted(foreign.items()):
+        print(f"  {uid}  {said}", file=out)
 
 
 def _outbox(out: TextIO, spool: Spool) -> None:

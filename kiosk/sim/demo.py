@@ -5,7 +5,16 @@ simulators on pseudo-terminals, the real station, and a district that books
 a refill and then feeds the sample records (seeds/records.jsonl, then
 generated ones), signed with a demo key, at about the pace the printer takes
 them. A progress bar counts cards out; the end is a summary with the time per
-card and the latency from publish to the printer's first byte.
+card, the latency from publish to the printer's first byte and the register of
+blanks (chip.md, Custody: printed and each invalid category).
+
+``--encoder inline`` gives every blank a chip (kiosk/sim/chip.py) laid on the virtual
+reader of a private pcscd (kiosk/sim/pcscd.py) when the printer holds it at its
+encoder; the station writes it with the ``demo`` personalizer. Each blank's UID is
+shown as the district hears of it (mqtt.md ``blank`` events), the first blank's chip
+fails its write (gagal-encode) so its job goes on the next blank, and the summary lists
+the UIDs of the invalid blanks. libpcsclite reads ``PCSCLITE_CSOCK_NAME`` once per
+process: the demo sets it to a socket of its own before any PC/SC call.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ import json
 import logging
 import os
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -22,17 +32,23 @@ from typing import Any
 
 from kiosk.contract.signing import generate_key_pair, load_private_key, sign_record
 from kiosk.district.client import DistrictClient
+from kiosk.extras import MissingExtra, require
 from kiosk.sim.broker import Broker, MosquittoMissing
 from kiosk.sim.cups import CupsMissing, CupsServer
+from kiosk.sim.pcscd import PcscdMissing, PcscServer, find_pcscd
 from kiosk.sim.printer import PrinterSimulator
 from kiosk.sim.samples import make_kia_record, make_record
 from kiosk.sim.tray import TraySimulator
 from kiosk.station.config import from_dict
+from kiosk.station.core.store import INVALID_CATEGORIES, BlankRow
 from kiosk.station.loop import Station
+from kiosk.station.spool import Spool
 
 STATION, DISTRICT = "demo-01", "3210"
 KIA_STATION = "demo-kia"  # the children's card, on an Evolis of its own (issue 28)
 SEEDS = Path(__file__).resolve().parents[2] / "seeds" / "records.jsonl"
+READER = "Kiosk Encoder"  # the private pcscd's vpcd reader: the printer's built-in encoder
+CHIP_FAULT = "write-fails"  # the first blank's chip: its UID reads, its write fails
 
 
 def sample_records(count: int) -> list[dict]:
@@ -47,16 +63,38 @@ def sample_records(count: int) -> list[dict]:
     return records[:count]
 
 
+def private_pcscd(workdir: Path) -> PcscServer:
+    """A pcscd of the demo's own with the printer's encoder reader (not started); raises
+    PcscdMissing or MissingExtra, each saying how to install what is missing."""
+    find_pcscd()
+    if "smartcard.scard" not in sys.modules:  # libpcsclite has not read the variable yet
+        os.environ["PCSCLITE_CSOCK_NAME"] = str(workdir / "pcscd.comm")
+    require("smartcard.scard", "chip", "kiosk demo --encoder inline")
+    return PcscServer(workdir / "pcscd", (READER,))
+
+
+def blank_line(event: dict) -> str:
+    """One blank event (mqtt.md) as the demo shows it: its UID, what became of it."""
+    record = event.get("record_id") or "no record"
+    if event.get("outcome") == "printed":
+        return f"blank {event['uid']}: printed {record}"
+    return f"blank {event['uid']}: invalid {event.get('category')} ({record}: " \
+           f"{event.get('detail') or 'no detail'})"
+
+
 class Demo:
     """Owns the simulated world; `run` plays it and returns the figures."""
 
     def __init__(self, workdir: Path, cards: int, card_seconds: float,
-                 printer: str = "evolis", kia_cards: int = 2) -> None:
+                 printer: str = "evolis", kia_cards: int = 2, encoder: str = "none") -> None:
         self.workdir = workdir
         self.cards = cards
         self.kia_cards = kia_cards
         self.card_seconds = card_seconds
         self.broker = Broker(workdir / "broker")  # raises MosquittoMissing before anything runs
+        self.pcscd = private_pcscd(workdir) if encoder == "inline" else None
+        self.on_blank: Any = None  # called with each blank event of a chip (inline)
+        self._blanks_shown = 0
         self.station: Station | None = None
         self.district: DistrictClient | None = None
         self.web = None  # the district's page, once started
@@ -64,8 +102,10 @@ class Demo:
         self.cups = None
         if printer == "ipp":  # a private CUPS whose queue ends in the card-printer simulator
             self.cups = CupsServer(workdir / "cups", card_seconds=card_seconds)
+        port = self.pcscd.reader(READER).port if self.pcscd is not None else None
         self.printer = PrinterSimulator(str(workdir / "printer"), card_seconds=card_seconds,
-                                        feeder=cards + 40, on_pick=self.tray.take_card)
+                                        feeder=cards + 40, on_pick=self.tray.take_card,
+                                        encoder_port=port)
         (workdir / "keys").mkdir()
         private, public = generate_key_pair(workdir / "keys")
         self.key = load_private_key(private)
@@ -78,6 +118,9 @@ class Demo:
             "panel": {"lcd": "terminal"},
             "security": {"trusted_keys": [str(public)]},
         }
+        if self.pcscd is not None:
+            self.settings["encoder"] = {"mode": "inline", "reader": READER,
+                                        "personalizer": "demo"}
         if self.cups is not None:
             self.settings["printer"] = {"driver": "ipp", "uri": self.cups.uri, "poll_s": 0.1}
             self.settings["tray"]["enabled"] = False  # the tray board sits by an Evolis here
@@ -100,6 +143,9 @@ class Demo:
         self.broker.start()
         self.web = start_page(self.broker.url)
         self.tray.start()
+        if self.pcscd is not None:
+            self.pcscd.start()
+            self.printer.fail_next_chip(CHIP_FAULT)  # the first blank's chip
         self.printer.start()
         if self.cups is not None:
             self.cups.start()
@@ -133,6 +179,8 @@ class Demo:
         if self.district is not None:
             self.district.close()
         self.printer.stop()
+        if self.pcscd is not None:
+            self.pcscd.stop()
         if self.cups is not None:
             self.cups.stop()
         self.tray.stop()
@@ -192,31 +240,60 @@ class Demo:
             self.district.publish_record(KIA_STATION, record)
         while not self._done(ids):
             self._wait(progress, task, ids, pause=0.2)
+        # The last blank's event came before its job's completion (one topic, in order).
+        self.show_blanks()
         progress.update(task, completed=self.cards + self.kia_cards)
         return sent
 
     def _wait(self, progress: Any, task, ids: list[str], pause: float) -> None:
         time.sleep(pause)
+        self.show_blanks()
         done = sum(1 for rid in ids if self.district.final_state(rid) == "completed")
         progress.update(task, completed=done)
 
     def _done(self, ids: list[str]) -> bool:
         return all(self.district.final_state(rid) in ("completed", "aborted") for rid in ids)
 
+    def show_blanks(self) -> None:
+        """Each new blank event of a chip (the E-KTP station's, inline) to `on_blank`."""
+        blanks = [event for event in self.district.events_of("blank")
+                  if event["station"] == STATION and event.get("uid")]
+        for event in blanks[self._blanks_shown:]:
+            if self.on_blank is not None:
+                self.on_blank(blank_line(event))
+        self._blanks_shown = len(blanks)
+
+    def register(self) -> tuple[dict[str, int], list[BlankRow]]:
+        """The E-KTP station's register of blanks: counts, and every row (newest first),
+        read on a connection of its own (the station's is its thread's)."""
+        spool = Spool(self.settings["station"]["spool"])
+        try:
+            return spool.register_counts(), spool.blanks()
+        finally:
+            spool.close()
+
 
 def run_demo(*, cards: int = 12, card_seconds: float = 0.5, faults: bool = False,
-             printer: str = "evolis", kia_cards: int = 2) -> int:
+             printer: str = "evolis", kia_cards: int = 2, encoder: str = "none") -> int:
     screen = _Screen.make()
+    if encoder == "inline" and printer != "evolis":
+        screen.say("--encoder inline needs --printer evolis: a CUPS queue cannot stop the"
+                   " card at an encoder (chip.md)")
+        return 2
     workdir = Path(tempfile.mkdtemp(prefix="kiosk-demo-"))
     _log_to(workdir / "demo.log")
     try:
-        demo = Demo(workdir, cards, card_seconds, printer, kia_cards)
-    except (MosquittoMissing, CupsMissing) as missing:
+        demo = Demo(workdir, cards, card_seconds, printer, kia_cards, encoder)
+    except (MosquittoMissing, CupsMissing, PcscdMissing, MissingExtra) as missing:
         screen.say(str(missing))
         return 1
     where = demo.cups.uri if demo.cups else demo.printer.path
     screen.say(f"kiosk demo: broker {demo.broker.url}, printer {where},"
                f" tray {demo.tray.path}, log {workdir / 'demo.log'}")
+    if demo.pcscd is not None:
+        screen.say(f"chip encoder: {READER} on a private pcscd ({demo.pcscd.socket_path}),"
+                   f" personalizer demo; the first blank's chip fails its write")
+        demo.on_blank = screen.say
     started = time.monotonic()
     try:
         demo.start()
@@ -284,7 +361,8 @@ class _RichScreen(_Screen):
         self.console = Console()
 
     def say(self, text: str) -> None:
-        self.console.print(text, markup=False, highlight=False)
+        # soft_wrap: a blank's line stays one line (the terminal folds it, not rich)
+        self.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
     def run(self, feed: Any, lcd: Any) -> list[float]:
         from rich.console import Group
@@ -362,6 +440,7 @@ def summary(demo: Demo, sent: list[float], elapsed: float, ledger) -> list[tuple
         kia = demo.kia_station.spool.ledger()
         rows += [(f"KIA cards printed ({KIA_STATION})", str(kia.printed)),
                  ("KIA ledger balanced", "yes" if kia.balanced else "NO")]
+    rows += register_rows(demo)
     rows.append(("run time", f"{elapsed:.1f} s"))
     if per_card:
         rows.append(("time per card, picked → out (median)",
@@ -369,4 +448,17 @@ def summary(demo: Demo, sent: list[float], elapsed: float, ledger) -> list[tuple
     if latencies:
         rows.append(("publish → first printer byte (median)",
                      f"{statistics.median(latencies) * 1000:.1f} ms"))
+    return rows
+
+
+def register_rows(demo: Demo) -> list[tuple[str, str]]:
+    """The register of blanks: printed, each invalid category, and (with chips) the UIDs of
+    the invalid blanks."""
+    counts, blanks = demo.register()
+    rows = [(f"register: {name}", str(counts.get(name, 0)))
+            for name in ("printed", *INVALID_CATEGORIES)]
+    if demo.pcscd is not None:
+        invalid = [f"{row.uid} {row.category}" for row in reversed(blanks)
+                   if row.outcome == "invalid"]
+        rows.append(("invalid blanks (UID)", ", ".join(invalid) or "none"))
     return rows

@@ -1,4 +1,5 @@
-"""``kiosk doctor`` against real parts: pty devices, a Mosquitto with and without logins."""
+"""``kiosk doctor`` against real parts: pty devices, a Mosquitto with and without logins, a
+private pcscd with Debian's virtual reader and the chip emulator."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pwd
 import re
 import shutil
 import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -21,7 +23,9 @@ from gpiozero.pins.mock import MockFactory
 
 from kiosk.ops import doctor
 from kiosk.sim.broker import Broker, free_port
+from kiosk.sim.chip import Chip, VirtualCard
 from tests.conftest import to_toml
+from tests.sim.test_chip import pcsc, pcsc_parts, wait_card  # noqa: F401  (fixtures)
 
 LINE = re.compile(r"(OK  |WARN|FAIL) (\w+): .+")
 
@@ -42,8 +46,10 @@ def run_doctor(settings: dict, tmp_path, capsys) -> tuple[int, dict[str, str]]:
 def test_a_ready_station(station_settings, tmp_path, capsys, printer_sim, tray_sim):
     status, lines = run_doctor(station_settings, tmp_path, capsys)
     assert status == 0
-    assert list(lines) == ["user", "config", "keys", "printer", "tray", "spool", "clock",
-                           "broker", "gpio"]
+    assert list(lines) == ["user", "config", "keys", "printer", "tray", "encoder", "spool",
+                           "clock", "broker", "gpio"]
+    assert lines["encoder"] == ("OK   encoder: mode none: no chip step (blanks counted, "
+                                "not identified)")
     assert lines["config"].startswith("OK   config: ")
     assert lines["keys"] == "OK   keys: 1 trusted district key(s); unsigned jobs refused"
     real = os.path.realpath(printer_sim.path)
@@ -91,6 +97,106 @@ def test_a_bad_config_stops_after_naming_the_key(tmp_path, capsys):
     assert status == 1
     assert list(lines) == ["user", "config"]
     assert lines["config"] == "FAIL config: station.colour: unknown key"
+
+
+# -- the chip encoder ([encoder] mode inline) --------------------------------------------------
+
+CHIP_UID = "04A1B2C3D4E5F6"
+
+
+@pytest.fixture
+def pcscd(pcsc):  # noqa: F811
+    """A private pcscd with the readers "Kiosk Encoder" and "Kiosk Desk" (tests/sim)."""
+    return pcsc
+
+
+def inline(settings: dict, **encoder) -> dict:
+    return {**settings, "encoder": {"mode": "inline", "reader": "Kiosk Encoder",
+                                    "personalizer": "demo", **encoder}}
+
+
+def test_the_encoder_reader_present_with_and_without_a_card(station_settings, pcscd, tmp_path,
+                                                           capsys):
+    status, lines = run_doctor(inline(station_settings), tmp_path, capsys)
+    assert status == 0  # no card on the reader is a note, not a failure
+    assert list(lines)[5:9] == ["personalizer", "reader", "chip", "spool"]
+    assert lines["personalizer"] == "OK   personalizer: 'demo' is installed"
+    assert lines["reader"] == "OK   reader: Kiosk Encoder 00 (inline)"
+    assert lines["chip"] == ("WARN chip: no card on the reader: lay a blank on it to check "
+                             "its chip answers")
+    encoder = pcscd.reader("Kiosk Encoder")
+    with VirtualCard(Chip(bytes.fromhex(CHIP_UID)), encoder.port):
+        assert wait_card(encoder.slot(0), present=True)
+        status, lines = run_doctor(inline(station_settings), tmp_path, capsys)
+    assert status == 0
+    assert lines["chip"] == f"OK   chip: a card answers on {encoder.slot(0)}: UID {CHIP_UID}"
+
+
+def test_a_card_whose_chip_gives_garbage_fails(station_settings, pcscd, tmp_path, capsys):
+    encoder = pcscd.reader("Kiosk Encoder")
+    with VirtualCard(Chip(bytes.fromhex(CHIP_UID), fault="garbage"), encoder.port):
+        assert wait_card(encoder.slot(0), present=True)
+        status, lines = run_doctor(inline(station_settings), tmp_path, capsys)
+    assert status == 1
+    assert lines["chip"].startswith("FAIL chip: "), lines["chip"]
+    assert "no status word" in lines["chip"]
+
+
+def test_the_encoder_reader_not_listed_by_pcscd(station_settings, pcscd, tmp_path, capsys):
+    """pcscd runs, but without the reader (unplugged): FAIL, naming what it does list."""
+    pcscd.unplug("Kiosk Encoder")
+    status, lines = run_doctor(inline(station_settings), tmp_path, capsys)
+    assert status == 1
+    assert lines["personalizer"].startswith("OK   personalizer: ")
+    assert lines["reader"] == ("FAIL reader: pcscd lists no reader 'Kiosk Encoder' (listed: "
+                               "Kiosk Desk 00 00, Kiosk Desk 00 01)")
+    assert "chip" not in lines
+    assert lines["spool"].startswith("OK   spool: ")  # the other checks go on
+
+
+def test_pcscd_not_running(station_settings, pcscd, tmp_path, capsys):
+    pcscd.stop()
+    status, lines = run_doctor(inline(station_settings), tmp_path, capsys)
+    assert status == 1
+    assert re.fullmatch(r"FAIL reader: pcscd is not running \(.+\)", lines["reader"]), lines
+
+
+def test_a_personalizer_that_is_not_installed(station_settings, tmp_path, capsys):
+    """The config names the authority's package, not installed here: refused as `kiosk run`
+    refuses it, with the names that are installed."""
+    status, lines = run_doctor(inline(station_settings, personalizer="dukcapil"), tmp_path,
+                               capsys)
+    assert status == 1
+    assert list(lines) == ["user", "config"]
+    assert lines["config"] == ("FAIL config: encoder.personalizer: must name an installed "
+                               "personalizer (demo, none), got 'dukcapil'")
+
+
+def test_without_pyscard_the_encoder_fails_naming_the_extra(station_settings, tmp_path,
+                                                            capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "smartcard.scard", None)  # as if `chip` were not installed
+    status, lines = run_doctor(inline(station_settings), tmp_path, capsys)
+    assert status == 1
+    assert lines["encoder"].startswith("FAIL encoder: the chip encoder ([encoder] mode) needs "
+                                       "the 'chip' extra: pip install 'kiosk[chip]'")
+    assert "reader" not in lines
+
+
+def test_a_personalizer_half_installed_fails_without_ending_the_doctor(
+        station_settings, tmp_path, capsys, monkeypatch):
+    """Its entry point is there, its module is gone (a package removed by hand)."""
+    dist = tmp_path / "site" / "dukcapil_ektp-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: dukcapil-ektp\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[kiosk.personalizers]\ndukcapil = dukcapil_ektp.station:Personalizer\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    status, lines = run_doctor(inline(station_settings, personalizer="dukcapil"), tmp_path,
+                               capsys)
+    assert status == 1
+    assert lines["encoder"] == ("FAIL encoder: personalizer 'dukcapil' could not be loaded: "
+                                "ModuleNotFoundError: No module named 'dukcapil_ektp'")
+    assert lines["gpio"]  # the checks after it ran
 
 
 def test_a_device_without_access_for_the_user():
