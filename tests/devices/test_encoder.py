@@ -330,3 +330,19 @@ def test_what_the_doctor_can_say(pcsc):  # noqa: F811
     with card(pcsc, Chip(UID, fault="garbage")):
         assert wait_card("Kiosk Encoder 00 00", present=True)
         assert list(encoder_findings(Section()))[-1][:2] == ("fail", "chip")
+
+
+def test_a_card_another_program_holds_for_a_moment_is_waited_for_not_spoiled(
+        pcsc, encoder):  # noqa: F811
+    """kiosk doctor looks at the reader (it holds the card exclusively for a moment): the
+    station's read meanwhile waits for the card, as for one not seen yet."""
+    other = PcscEncoder("Kiosk Encoder", card_wait_s=5)
+    with card(pcsc, Chip(UID)):
+        assert isinstance(other.read_card(), CardPresent)  # held by the other program
+        released = threading.Timer(0.8, other.release)
+        released.start()
+        try:
+            assert encoder.read_card() == CardPresent("Kiosk Encoder 00 00", "04A1B2C3D4E5F6")
+        finally:
+            released.join()
+            other.close()

@@ -322,6 +322,10 @@ class PcscEncoder:
             raise CardGone(f"{step}: {message}") from None
         if code in {_code(getattr(scard, name)) for name in _REMOVED_CODES}:
             raise CardGone(f"the card left the reader ({step}: {message})")
+        if code == _code(scard.SCARD_E_SHARING_VIOLATION):
+            # Another program holds the card for a moment (kiosk doctor's look at the
+            # reader): a card being read is waited for like one not seen yet, not spoiled.
+            raise CardGone(f"another program holds the card ({step}: {message})")
         raise ChipError(f"{step}: {message}")
 
     def _disconnect(self, *, reset: bool) -> None:
