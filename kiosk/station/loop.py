@@ -24,6 +24,7 @@ from kiosk.card.render import render_card
 from kiosk.contract.documents import DOCUMENTS, parse_job
 from kiosk.contract.signing import Verifier
 from kiosk.devices.encoder import make_encoder
+from kiosk.devices.encoder.personalizer import UnknownPersonalizer
 from kiosk.devices.panel.buttons import DevicePanel, PanelTiming
 from kiosk.devices.panel.lcd import open_lcd
 from kiosk.devices.printer import make_printer
@@ -124,6 +125,15 @@ def refuse_unwired_encoder(config: Config) -> None:
                           " with an Evolis encoder, or 'none'")
 
 
+def _encoder(config: Config) -> object | None:
+    """The chip encoder; a personalizer that cannot be loaded is a configuration error
+    (exit 2, the key named), not a traceback at start-up."""
+    try:
+        return make_encoder(config.encoder)
+    except UnknownPersonalizer as error:
+        raise ConfigError("encoder.personalizer", str(error)) from error
+
+
 class Station:
     """One print station: build it from a config, then ``run()`` until ``stop()``."""
 
@@ -147,7 +157,7 @@ class Station:
                                   poll_s=config.printer.poll_s,
                                   resync_s=config.printer.resync_s,
                                   card_budget_s=card_budget_s(config),
-                                  encoder=make_encoder(config.encoder))
+                                  encoder=_encoder(config))
         self.tray = TrayLink(config.tray.port, self.events.put) if config.tray.enabled else None
         self.receipt = self._receipt(config)
         self.panel = self._panel(config)

@@ -11,6 +11,8 @@ import pytest
 
 from kiosk.devices.encoder.personalizers import demo_content
 from kiosk.sim.printer import PrinterSimulator
+from kiosk.station.config import ConfigError, from_dict
+from kiosk.station.loop import Station
 from kiosk.station.spool import Spool
 from tests.conftest import STATION, StationThread
 from tests.sim.test_chip import pcsc, pcsc_parts  # noqa: F401  (fixtures)
@@ -223,3 +225,21 @@ def test_a_personalizer_that_raises_or_hangs_costs_one_blank_and_the_job_prints(
     assert first["uid"] == chip_printer.rejected_cards[0].uid
     for card, record in zip(chip_printer.cards, records, strict=True):
         assert card.chip.content() == demo_content(record)
+
+
+def test_a_half_installed_personalizer_stops_the_start_with_the_key_named(
+        tmp_path, monkeypatch, chip_settings):
+    """Its entry point is there, its module is not: a configuration error, not a trace."""
+    root = tmp_path / "broken-site"
+    info = root / "broken_personalizer-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-personalizer\n"
+                                   "Version: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[kiosk.personalizers]\nbroken = no_such_module:Personalizer\n")
+    monkeypatch.syspath_prepend(str(root))
+    chip_settings["encoder"]["personalizer"] = "broken"
+    with pytest.raises(ConfigError) as refused:
+        Station(from_dict(chip_settings))
+    assert "encoder.personalizer" in str(refused.value)
+    assert "ModuleNotFoundError" in str(refused.value)

@@ -84,8 +84,11 @@ def load_personalizer(name: str) -> Personalizer:
     if not found:
         names = ", ".join(installed()) or "none"
         raise UnknownPersonalizer(f"no personalizer {name!r} is installed (installed: {names})")
-    factory = found[0].load()
-    personalizer = factory()
+    try:
+        personalizer = found[0].load()()
+    except Exception as exc:  # a half-installed package: its import or factory fails
+        raise UnknownPersonalizer(f"personalizer {name!r} ({found[0].value}) cannot be"
+                                  f" loaded: {type(exc).__name__}: {exc}") from exc
     if not isinstance(personalizer, Personalizer):
         raise UnknownPersonalizer(
             f"personalizer {name!r} ({found[0].value}) has no personalize/untouched methods")
