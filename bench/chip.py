@@ -7,7 +7,10 @@ personalize (the demo personalizer: SELECT/CREATE, UPDATE BINARY, READ BINARY) �
 again → Ss … Se. Two clients do exactly these steps on the same parts, alternating card by
 card:
 
-* the project's layers: `EvolisPrinter.print_encoded_card` with `PcscEncoder` + demo;
+* the station's own chip step: `EvolisPrinter.print_encoded_card` running the print
+  worker's chip step (`PrintWorker._encode`: UID read, the UID committed to the job through
+  the core's handshake, here a durable commit to a real spool, personalize, UID again) with
+  `PcscEncoder` + demo;
 * the baseline: bare pyserial writes of the same Evolis commands and bare pyscard calls
   (SCardGetStatusChange, SCardConnect, SCardTransmit) with the same APDUs.
 
@@ -38,7 +41,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kiosk.card.render import render_card
 from kiosk.contract.record import parse_record
-from kiosk.devices.encoder.facts import CardPresent, Personalized
 from kiosk.devices.encoder.pcsc import PcscEncoder
 from kiosk.devices.encoder.personalizers import DemoPersonalizer, demo_content
 from kiosk.devices.printer.evolis import protocol as evolis
@@ -47,6 +49,9 @@ from kiosk.devices.printer.evolis.panels import encode_card
 from kiosk.sim.pcscd import PcscServer
 from kiosk.sim.printer import PrinterSimulator
 from kiosk.sim.samples import make_record
+from kiosk.station.core import events as ev
+from kiosk.station.printing import PrintWorker, _Card
+from kiosk.station.spool import Spool
 
 READER = "Kiosk Encoder"
 
@@ -82,26 +87,40 @@ class Hooks:
         pass
 
 
-def layered_card(printer: EvolisPrinter, encoder: PcscEncoder, record: dict,
-                 panels) -> tuple[float, float]:
-    """(card, chip step) seconds through the project's layers."""
-    marks: dict[str, float] = {}
+class StationStep:
+    """The print worker's chip step with the core's part played by a real spool: each
+    ChipSeen is one durable commit of the UID to its job, then the answer (AnswerPick)."""
 
-    def encode() -> bool:
-        marks["sic"] = time.perf_counter()  # Sic has just been answered OK
-        seen = encoder.read_card()
-        assert isinstance(seen, CardPresent), seen
-        done = encoder.personalize(record, seen.uid)
-        assert isinstance(done, Personalized), done
-        again = encoder.read_card(wait_s=0)
-        encoder.release()
-        marks["encoded"] = time.perf_counter()
-        return again == seen
+    def __init__(self, encoder: PcscEncoder, spool: Spool) -> None:
+        self.spool = spool
+        self.worker = PrintWorker(None, lambda payload: None, self.emit,  # type: ignore[arg-type]
+                                  encoder=encoder)
 
-    start = time.perf_counter()
-    printer.print_encoded_card(Hooks(panels), encode)
-    printer.finish()
-    return time.perf_counter() - start, marks["encoded"] - marks["sic"]
+    def emit(self, event: object) -> None:
+        if isinstance(event, ev.ChipSeen):
+            with self.spool.transaction():
+                self.spool.update_job(event.record_id, chip_uid=event.uid)
+            self.worker.answer_pick(ev.AnswerPick(event.record_id, True, event.token))
+
+    def card(self, printer: EvolisPrinter, record: dict, panels) -> tuple[float, float]:
+        """(card, chip step) seconds through the station's own code."""
+        payload = json.dumps(record).encode()
+        with self.spool.transaction():
+            self.spool.add_job(record["record_id"], 0, "", payload)
+        card = _Card(self.worker, ev.StartCard(record["record_id"], payload))
+        marks: dict[str, float] = {}
+
+        def encode() -> bool:
+            marks["sic"] = time.perf_counter()  # Sic has just been answered OK
+            done = self.worker._encode(card)  # the station's chip step, as it runs
+            marks["encoded"] = time.perf_counter()
+            assert done, card.chip_failure
+            return done
+
+        start = time.perf_counter()
+        printer.print_encoded_card(Hooks(panels), encode)
+        printer.finish()
+        return time.perf_counter() - start, marks["encoded"] - marks["sic"]
 
 
 class Bare:
@@ -199,11 +218,12 @@ def main() -> None:
         encoder = PcscEncoder(READER, personalizer=demo, timeout_s=10, card_wait_s=10)
         printer = EvolisPrinter(sim.path, ribbon="k", print_seconds=args.card_s + 1)
         printer.connect()
+        station = StationStep(encoder, Spool(Path(home) / "spool.db"))
         layered: list[tuple[float, float]] = []
         bare_runs: list[tuple[float, float]] = []
         bare_work: list[float] = []
         for record, card_panels in zip(records, panels, strict=True):
-            layered.append(layered_card(printer, encoder, record, card_panels))
+            layered.append(station.card(printer, record, card_panels))
             wait_empty(encoder)
             printer.close()
             bare = Bare(sim.path)
@@ -231,7 +251,7 @@ def wait_empty(encoder: PcscEncoder) -> None:
 def report(layered, layered_work, bare, bare_work) -> None:
     table = Table(title="The chip step per card (median, mean), one run, alternating clients")
     table.add_column("")
-    table.add_column("project's layers")
+    table.add_column("the station's chip step")
     table.add_column("bare pyserial + pyscard")
     rest_layered = [step - work for (_, step), work in zip(layered, layered_work, strict=True)]
     rest_bare = [step - work for (_, step), work in zip(bare, bare_work, strict=True)]
@@ -244,7 +264,8 @@ def report(layered, layered_work, bare, bare_work) -> None:
                   summary(rest_bare))
     Console(width=120).print(table)
     gap = statistics.median(rest_layered) - statistics.median(rest_bare)
-    print(f"the encoder layer adds {gap * 1000:.1f} ms per card (median) above the bare client")
+    print(f"the station's chip step adds {gap * 1000:.1f} ms per card (median) above the bare"
+          " client")
 
 
 if __name__ == "__main__":
