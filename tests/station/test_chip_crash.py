@@ -26,21 +26,25 @@ SELECT, READ_BINARY = 0xA4, 0xB0
 
 
 class ChipKiller:
-    """SIGKILLs the station once: at the first APDU with instruction *ins*, or at the
+    """SIGKILLs the station once: at the *nth* APDU with instruction *ins*, or at the
     first printer command *step*, whichever is armed."""
 
-    def __init__(self, sim, *, ins: int | None = None, step: str | None = None) -> None:
-        self.ins, self.step, self.pid = ins, step, None
+    def __init__(self, sim, *, ins: int | None = None, nth: int = 1,
+                 step: str | None = None) -> None:
+        self.ins, self.nth, self.step, self.pid = ins, nth, step, None
+        self.seen = 0
         self.landed = threading.Event()
         sim.on_apdu = self._on_apdu
         sim.on_command = self._on_command
 
     def _on_apdu(self, apdu: bytes) -> None:
-        if self.ins is not None and len(apdu) > 1 and apdu[0] == 0x00 and apdu[1] == self.ins:
-            self._kill()
+        if self.ins is not None and len(apdu) > 1 and apdu[1] == self.ins:
+            self.seen += 1
+            if self.seen == self.nth:
+                self._kill()
 
     def _on_command(self, text: str) -> None:
-        if self.step is not None and text == self.step:
+        if self.step is not None and (text == self.step or text.startswith(self.step + ";")):
             self._kill()
 
     def _kill(self) -> None:
@@ -85,38 +89,59 @@ def _books(spool_path: str):
         spool.close()
 
 
-def test_killed_before_the_chip_is_written_the_untouched_blank_is_used_again(
-        tmp_path, station_settings, district, signed, chip_printer):  # noqa: F811
-    killer = ChipKiller(chip_printer, ins=SELECT)  # the personalizer's first command
+GET_DATA, CREATE, UPDATE_BINARY = 0xCA, 0xE0, 0xD6
+
+# Each moment of a card's life with a chip, and what the blank then was: "untouched" (used
+# again for the same job), "written" (rejected, gagal-encode, the job on a new blank) or
+# "out" (the printer finished it: its counters say printed). A moment is an APDU reaching
+# the chip (instruction, which one of them) or a printer command arriving; the chip and the
+# printer act on it after the kill.
+MOMENTS = [
+    ("Sic", None, "untouched"),
+    ((GET_DATA, 1), None, "untouched"),  # the UID read
+    ((GET_DATA, 2), None, "untouched"),  # read again before the personalizer runs
+    ((SELECT, 1), None, "untouched"),
+    ((CREATE, 1), None, "untouched"),  # a file of zeros holds no record
+    ((UPDATE_BINARY, 1), None, "written"),
+    ((READ_BINARY, 1), None, "written"),  # the personalizer's verify
+    ((GET_DATA, 3), None, "written"),  # the UID read again before printing
+    ("Ss", None, "written"),
+    ("Sr", None, "written"),
+    ("Dbc;k", None, "written"),
+    ("Se", None, "out"),
+]
+
+
+def _killer(sim, moment) -> ChipKiller:
+    if isinstance(moment, tuple):
+        return ChipKiller(sim, ins=moment[0], nth=moment[1])
+    return ChipKiller(sim, step=moment)
+
+
+@pytest.mark.parametrize(("moment", "_", "blank"), MOMENTS,
+                         ids=[str(m[0]) for m in MOMENTS])
+def test_kill_9_at_each_step_of_the_chip_prints_once_and_books_every_blank(
+        moment, _, blank, tmp_path, station_settings, district, signed,
+        chip_printer):  # noqa: F811
     record, events = _run_with_kill(tmp_path, station_settings, district, signed,
-                                    chip_printer, killer)
-    assert (chip_printer.picked, chip_printer.rejected, chip_printer.printed) == (1, 0, 1)
+                                    chip_printer, _killer(chip_printer, moment))
     card = chip_printer.cards[0]
-    assert card.chip.content() == demo_content(record)
-    assert [(e["uid"], e["outcome"]) for e in events] == [(card.uid, "printed")]
+    assert chip_printer.printed == 1 and card.chip.content() == demo_content(record)
     ledger, rows = _books(station_settings["station"]["spool"])
-    assert (ledger.picks, ledger.printed, ledger.spoiled) == (1, 1, 0)
-    assert [(r.uid, r.outcome) for r in rows] == [(card.uid, "printed")]
-    details = [e["detail"] for e in district.job_events(record["record_id"])]
-    assert any("untouched" in d for d in details), details
-
-
-@pytest.mark.parametrize("moment", ["verify", "print"])
-def test_killed_after_the_chip_is_written_the_blank_is_rejected_as_gagal_encode(
-        moment, tmp_path, station_settings, district, signed, chip_printer):  # noqa: F811
-    if moment == "verify":  # the write is done; the personalizer reads it back
-        killer = ChipKiller(chip_printer, ins=READ_BINARY)
-    else:  # the card is at the print position, its surface about to be printed
-        killer = ChipKiller(chip_printer, step="Sr")
-    record, events = _run_with_kill(tmp_path, station_settings, district, signed,
-                                    chip_printer, killer)
-    assert (chip_printer.picked, chip_printer.rejected, chip_printer.printed) == (2, 1, 1)
-    spoiled, card = chip_printer.rejected_cards[0], chip_printer.cards[0]
-    assert card.chip.content() == demo_content(record)
-    assert [(e["uid"], e["outcome"], e["category"]) for e in events] == [
-        (spoiled.uid, "invalid", "gagal-encode"), (card.uid, "printed", None)]
-    assert "found in the printer after a restart" in events[0]["detail"]
-    ledger, rows = _books(station_settings["station"]["spool"])
-    assert (ledger.picks, ledger.printed, ledger.spoiled) == (2, 1, 1)
-    assert [(r.uid, r.category) for r in rows] == [(spoiled.uid, "gagal-encode"),
-                                                    (card.uid, None)]
+    if blank == "written":
+        spoiled = chip_printer.rejected_cards[0]
+        assert (chip_printer.picked, chip_printer.rejected) == (2, 1)
+        assert [(e["uid"], e["outcome"], e["category"]) for e in events] == [
+            (spoiled.uid, "invalid", "gagal-encode"), (card.uid, "printed", None)]
+        assert "found in the printer after a restart" in events[0]["detail"]
+        assert (ledger.picks, ledger.printed, ledger.spoiled) == (2, 1, 1)
+    else:
+        assert (chip_printer.picked, chip_printer.rejected) == (1, 0)
+        assert [(e["uid"], e["outcome"]) for e in events] == [(card.uid, "printed")]
+        assert (ledger.picks, ledger.printed, ledger.spoiled) == (1, 1, 0)
+    assert [(r.uid, r.outcome) for r in rows] == [(e["uid"], e["outcome"]) for e in events]
+    details = " ".join(e["detail"] for e in district.job_events(record["record_id"]))
+    if blank == "untouched":
+        assert "untouched" in details
+    if blank == "out":
+        assert "decided by the printer's counters" in details

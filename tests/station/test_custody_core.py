@@ -205,3 +205,11 @@ def test_an_untouched_card_found_after_a_restart_books_its_pick_back():
     assert h.events("blank") == []
     assert h.store.ledger().picks == 0  # the next card's pick of it is its only one
     assert h.store.job(rid).state in (JobState.PENDING, JobState.PROCESSING)
+
+
+def test_a_blank_declared_before_the_district_calls_it_foreign_raises_no_warning():
+    h = Harness()
+    assert invalidate(h, uid=UID_B, category="rusak", reason="retak di baki")["ok"]
+    reply = foreign(h, UID_B)
+    assert reply["ok"] is True and reply["detail"].startswith("nothing raised")
+    assert "foreign-blank-warning" not in h.core.state_document()["printer_state_reasons"]

@@ -314,7 +314,8 @@ def foreign_blank(core: CoreAccess, uid: object, record_id: object = None,
         raise CommandError("bad-arguments", "record_id must be a string")
     text = detail if isinstance(detail, str) else ""
     new = core.foreign_blank(uid, record_id, text[:MAX_REASON])
-    return Reply({"detail": "foreign-blank-warning raised" if new else "already raised"})
+    return Reply({"detail": "foreign-blank-warning raised" if new else
+                  "nothing raised: told before, or the blank is declared invalid already"})
 
 
 # name → (the command, the arguments it takes)

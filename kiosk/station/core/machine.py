@@ -442,9 +442,11 @@ class StationCore:
         invalid ``gagal-encode``. Either way its job prints again."""
         job = self._card_inside(event.uid)
         if job is None:
-            log.warning("a card was found in the printer (chip %s, %s) and no job of this"
-                        " station was printing it: %s", event.uid or "unreadable",
-                        "untouched" if event.untouched else "rejected", event.detail)
+            log.warning("a card was found in the printer (chip %s, %s): no job waits for it"
+                        " (a card whose end was booked already, or none of this station's): %s",
+                        event.uid or "unreadable",
+                        "left for the next card" if event.untouched else "rejected",
+                        event.detail)
             return []
         rid = job.record_id
         self._doubts.discard(rid)
@@ -509,10 +511,12 @@ class StationCore:
     def foreign_blank(self, uid: str, record_id: str | None, detail: str) -> bool:
         """The district says *uid* is in none of its shipment manifests: raised as
         ``foreign-blank-warning`` until the blank is declared (``invalidate``). False if it
-        was known already."""
+        was known already, or a person has declared it invalid already."""
         foreign = self.foreign_blanks()
-        if uid in foreign:
-            return False
+        declared = self.store.blanks(uid=uid, limit=1)
+        if uid in foreign or (declared and declared[0].outcome == "invalid"
+                              and declared[0].category in ("rusak", "perubahan-elemen-data")):
+            return False  # told before, or a person declared it already: nothing stands
         foreign[uid] = f"{record_id or 'no record'}: {detail}"[:200]
         self.store.set_meta("foreign_blanks", json.dumps(foreign))
         log.warning("foreign-blank-warning: the district received no blank %s (%s)", uid,
