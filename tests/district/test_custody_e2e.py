@@ -119,11 +119,15 @@ def test_a_day_of_two_chip_stations_with_faults_gives_the_berita_acara_and_a_bal
     notes = NoteWatcher(broker.url)
     try:
         with keeper_running(broker.url, db):
-            run_the_day(district, signed, st1, st2, notes)
+            run_the_day(district, signed, st1, st2, notes, db)
             events = blank_events(district)
             wait_until(lambda: kept_events(db) == len(events), 10, what="every event kept")
             the_foreign_warning_stays_cleared(district, db, st2)
-            # Only that blank, once: every other UID used is in the manifest.
+            with sqlite3.connect(db) as connection:  # its declaration is foreign too
+                assert connection.execute("SELECT uid, outcome FROM blanks WHERE foreign_uid"
+                                          " = 1 ORDER BY id").fetchall() == [
+                    (FOREIGN, "printed"), (FOREIGN, "invalid")]
+            # Only that blank, told once: every other UID used is in the manifest.
             assert [n["uid"] for n in notes.of("foreign-blank-warning")] == [FOREIGN]
             assert not notes.of("duplicate-uid")
             ledgers = {s.name: s.station.spool.ledger() for s in (st1, st2)}
@@ -149,8 +153,8 @@ def test_a_day_of_two_chip_stations_with_faults_gives_the_berita_acara_and_a_bal
     the_month_balances(tmp_path, db, events, received, (st1, st2), ledgers, last_day)
 
 
-def run_the_day(district, signed, st1: ChipStation, st2: ChipStation,
-                notes: NoteWatcher) -> None:
+def run_the_day(district, signed, st1: ChipStation, st2: ChipStation, notes: NoteWatcher,
+                db) -> None:
     """Records at both stations with the faults at their moments, the foreign blank
     flagged, then one printed card and the foreign blank declared rusak by the district."""
     st1.sim.fail_next_chip("write-fails")  # st-1's first blank: gagal-encode
@@ -172,7 +176,7 @@ def run_the_day(district, signed, st1: ChipStation, st2: ChipStation,
                30, what="st-1 jammed")
     st1.sim.clear_jam()  # the operator pulls the card out
     completed(district, a + b)
-    the_foreign_blank_is_flagged_within_seconds(district, notes)
+    the_foreign_blank_is_flagged_within_seconds(district, notes, db)
 
     reply = district.command("st-1", "invalidate", {
         "category": "rusak", "reason": "dropped at the desk", "record_id": a[2]["record_id"]})
@@ -185,13 +189,16 @@ def run_the_day(district, signed, st1: ChipStation, st2: ChipStation,
                10, what="st-2's warning cleared once the blank is declared")
 
 
-def the_foreign_blank_is_flagged_within_seconds(district, notes: NoteWatcher) -> None:
+def the_foreign_blank_is_flagged_within_seconds(district, notes: NoteWatcher, db) -> None:
     wait_until(lambda: any(e["uid"] == FOREIGN for e in blank_events(district)), 30,
                what="st-2's blank event of the foreign UID")
     told_at = time.monotonic()
     note = wait_until(lambda: notes.of("foreign-blank-warning"), FLAG_WITHIN_S,
                       what="the keeper's note on _custody/events")[0]
     assert (note["uid"], note["station"]) == (FOREIGN, "st-2")
+    with sqlite3.connect(db) as connection:  # the note is sent after the commit
+        assert connection.execute("SELECT station, uid, outcome FROM blanks WHERE foreign_uid"
+                                  " = 1").fetchall() == [("st-2", FOREIGN, "printed")]
     wait_until(lambda: any(a["station"] == "st-2" and a["reason"] == "foreign-blank-warning"
                            and not a.get("cleared") for a in district.events_of("alert")),
                FLAG_WITHIN_S, what="st-2's foreign-blank-warning alert event")
@@ -264,3 +271,65 @@ def the_month_balances(tmp_path, db, events, received, stations, ledgers, last_d
         assert ledger.refills == FEEDER
         assert ledger.refills == ledger.remaining + len(own)
         assert ledger.remaining == station.sim.feeder
+
+
+# -- the station's side of a foreign blank, one station --------------------------------------
+
+
+@pytest.fixture
+def one_station(tmp_path, broker, district_key, pcsc):  # noqa: F811
+    """st-1 whose first blank is foreign; the rest are in the manifest it returns."""
+    uids = [bytes.fromhex(FOREIGN), *seeded_uids(404, 5)]
+    station = ChipStation("st-1", tmp_path / "st-1", broker_url=broker.url,
+                          public_key=str(district_key[1]), reader="Kiosk Encoder",
+                          encoder_port=pcsc.reader("Kiosk Encoder").port, uids=uids,
+                          feeder=len(uids))
+    manifest = tmp_path / "kiriman.txt"
+    manifest.write_text("".join(f"{uid}\n" for uid in station.uids[1:]))
+    yield station, manifest
+    station.stop()
+
+
+def test_a_foreign_blank_stands_in_the_stations_retained_state_within_seconds(
+        tmp_path, broker, district, signed, one_station):
+    """The brief of issue 27: flagged at the station in its alert event and in its retained
+    state's printer_state_reasons (where the district page and every watcher read what
+    stands at a station)."""
+    station, manifest = one_station
+    db = tmp_path / "custody.db"
+    custody("receive", "--db", str(db), str(manifest))
+    with keeper_running(broker.url, db):
+        station.start(district)
+        record = signed(1)
+        district.publish_record("st-1", record)
+        completed(district, [record])
+        wait_until(lambda: any(e["uid"] == FOREIGN for e in blank_events(district)), 10,
+                   what="the foreign blank's event")
+        told_at = time.monotonic()
+        wait_until(lambda: any(a["reason"] == "foreign-blank-warning"
+                               for a in district.events_of("alert")), FLAG_WITHIN_S,
+                   what="the alert event")
+        wait_until(lambda: "foreign-blank-warning" in district.states["st-1"][
+            "printer_state_reasons"], FLAG_WITHIN_S - (time.monotonic() - told_at),
+            what="foreign-blank-warning in st-1's retained printer_state_reasons")
+
+
+def test_a_foreign_blank_declared_before_the_district_says_so_leaves_no_warning_standing(
+        tmp_path, broker, district, one_station):
+    """A damaged blank found in the tray is declared by its UID (``invalidate``, never
+    taken); its UID is in no manifest, so the keeper tells the station it is foreign. The
+    warning must not stand for ever: the blank is declared already, and declaring it again
+    is refused (already-invalid), so nothing could clear it."""
+    station, manifest = one_station
+    db = tmp_path / "custody.db"
+    custody("receive", "--db", str(db), str(manifest))
+    with keeper_running(broker.url, db):
+        station.start(district)
+        args = {"category": "rusak", "reason": "found cracked in the tray", "uid": FOREIGN}
+        assert district.command("st-1", "invalidate", args)["ok"] is True
+        wait_until(lambda: notices(db) == (1, 0), 10, what="the keeper's notice answered")
+        again = district.command("st-1", "invalidate", args)
+        assert (again["ok"], again.get("error")) == (False, "already-invalid")
+        assert json.loads(station.meta("foreign_blanks", "{}")) == {}, (
+            "foreign-blank-warning stands for a blank the station has declared invalid,"
+            " and declaring it again is refused: nothing can clear it")
