@@ -11,7 +11,10 @@ acknowledged, its reason written to the journal, and nothing else is affected.
 A blank whose UID is in no manifest raises ``foreign-blank-warning``: in the journal, on
 ``{root}/{d}/_custody/events`` (for the pages) and at the station, as the command
 ``foreign-blank`` (request/response with a request id, owed in the register until the
-station answers, sent again on every new connection). A UID used twice raises
+station answers, sent again on every new connection), once per station and UID: the
+later events of that blank (the station declaring it invalid) are flagged foreign in the
+register without telling the station again, which would raise a warning that nothing
+could clear. A UID used twice raises
 ``duplicate-uid`` in the journal and on ``_custody/events``.
 """
 
@@ -133,7 +136,7 @@ class Keeper(DistrictService):
             return
         self._journal.flush()
         where = f"{blank.uid} at {station} ({blank.outcome}, record {blank.record_id or '-'})"
-        if kept.foreign and blank.uid:
+        if kept.foreign and blank.uid and not self.register.noticed(station, blank.uid):
             log.warning("foreign-blank-warning: %s is in no manifest the district received",
                         where)
             request_id = self.register.owe_notice(station, blank.uid, blank.record_id)

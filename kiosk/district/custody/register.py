@@ -64,6 +64,7 @@ CREATE TABLE IF NOT EXISTS notices (
     answered_at REAL,
     reply TEXT
 );
+CREATE INDEX IF NOT EXISTS notices_uid ON notices(uid, station);
 """
 
 
@@ -163,6 +164,11 @@ class Register:
                          " VALUES (?, ?, ?, ?, ?)",
                          (request_id, station, uid, record_id, time.time()))
         return request_id
+
+    def noticed(self, station: str, uid: str) -> bool:
+        """Was *station* told (or is it owed) that *uid* is foreign?"""
+        return self._db.execute("SELECT 1 FROM notices WHERE station = ? AND uid = ?",
+                                (station, uid)).fetchone() is not None
 
     def unanswered(self) -> list[tuple[str, str, str, str | None]]:
         """(request_id, station, uid, record_id) of every notice no station answered yet."""
