@@ -90,6 +90,8 @@ class PanelMenu:
                 self.screen = "fault"
             elif set(view.uncertain) - old_uncertain:
                 self.screen = "uncertain"
+            elif view.chip_prompt and view.chip_prompt != (before and before.chip_prompt):
+                self.screen = "chip"  # desk mode: the operator is asked to do something
         available = screens.available(view)
         if self.screen not in available:
             self.screen = "uncertain" if "uncertain" in available else "status"
