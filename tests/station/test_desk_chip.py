@@ -158,3 +158,39 @@ def test_the_manual_slot_of_the_simulator_and_the_driver(printer_sim):
         assert printer_sim.cards[-1].uid == hex_of(5) and printer_sim.feeder == feeder
     finally:
         printer.close()
+
+
+def test_the_reader_unplugged_stops_the_desk_and_a_used_card_is_never_written(
+        desk_settings, district, signed, printer_sim, pcsc):  # noqa: F811
+    first, second = signed(1), signed(2)
+    with StationThread(desk_settings, district) as station:
+        operator = Operator(station, pcsc, printer_sim)
+        pcsc.unplug(READER)
+        assert district.wait_for(lambda: "chip-reader-missing-error" in district.states[
+            STATION]["printer_state_reasons"], 15)
+        wait_until(lambda: operator.lcd().startswith("PEMBACA CHIP HILANG"), 10,
+                   what="the reader's fault screen")
+        district.publish_record(STATION, first)
+        assert district.wait_for(lambda: district.states[STATION]["queue"]["pending"] == 1
+                                 and "chip-reader-missing-error" in district.states[STATION][
+                                     "printer_state_reasons"], 5)  # spooled, not started
+        assert district.job_states(first["record_id"]) == ["pending"]
+        pcsc.plug(READER)
+        made = Chip(uid(6))
+        operator.encode(made)  # the job starts once the reader is back
+        assert printer_sim.wait_for_cards(1, PROMPT_S)
+        operator.scan_printed(made, "KARTU COCOK")
+        written = made.content()
+        district.publish_record(STATION, second)
+        operator.sees("LETAKKAN BLANKO")
+        operator.lay(made)  # a card the register knows, laid as if it were a blank
+        operator.sees("BUKAN BLANKO BARU")
+        operator.lift()
+        operator.encode(Chip(uid(7)))
+        assert printer_sim.wait_for_cards(2, PROMPT_S)
+        operator.scan_printed(printer_sim.cards[1].chip, "KARTU COCOK")
+        assert district.wait_for(lambda: district.final_state(second["record_id"]) == "completed",
+                                 10)
+    assert made.content() == written == demo_content(first)  # nothing written to it again
+    assert [(e["uid"], e["outcome"]) for e in district.events_of("blank")] == [
+        (hex_of(6), "printed"), (hex_of(7), "printed")]
