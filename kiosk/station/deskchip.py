@@ -109,6 +109,9 @@ class DeskChip:
         """Encode a blank at the desk for *card*, then print it from the manual slot."""
         try:
             self.encode(card)
+        except CardError:
+            self._prompt(None, None)  # the card is put aside already, or none was taken
+            raise
         finally:
             self.encoder.release()
         try:
