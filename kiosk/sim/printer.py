@@ -37,6 +37,12 @@ take the chip off the reader. ``Ser`` ejects the card inside to the reject box
 (``cards[i].chip``, ``rejected_cards``); ``fail_next_chip`` gives the next blank a chip
 fault (garbage, impossible UID, a write that fails, the card leaving mid-write).
 
+Manual feed (chip.md, desk mode): ``Pmi;M`` makes ``Ss`` take the card from the manual
+slot instead of the feeder (``Pmi;F`` goes back to the feeder). `feed_manual(chip)` is
+the operator feeding a card (with the chip it carries, e.g. one encoded at the desk) into
+that slot; ``Ss`` with the slot empty answers FEEDER EMPTY and takes nothing. A card
+taken from the slot counts as inserted (``Rco;c``) and keeps its chip.
+
 Everything runs on one serving thread, which is also where ``on_pick`` is called, and
 ``on_command`` (with each command's name and parameters, e.g. ``"Pem;2"``, as it
 arrives and before it is acted on; it may block, delaying the reply); a print (``Se``)
@@ -207,6 +213,8 @@ class PrinterSimulator:
         self._uid_seed = uid_seed
         self._chip_faults: deque[str] = deque()
         self._in_reader: VirtualCard | None = None
+        self._manual = False  # Pmi;M: cards come from the manual slot
+        self._manual_slot: deque[Chip | None] = deque()
         # The printer's own counters (Rco;c, Rco;p) live in the printer, not the host:
         # with a state file they survive any crash of the process that drives it.
         self.state_file = Path(state_file) if state_file else None
@@ -310,6 +318,16 @@ class PrinterSimulator:
         Chip(b"\0\0\0\0", fault=fault)  # checks the name
         with self._lock:
             self._chip_faults.append(fault)
+
+    def feed_manual(self, chip: Chip | None = None) -> None:
+        """The operator feeds a card carrying *chip* into the manual slot."""
+        with self._lock:
+            self._manual_slot.append(chip)
+
+    @property
+    def manual_slot(self) -> int:
+        """Cards waiting in the manual slot."""
+        return len(self._manual_slot)
 
     def add_uids(self, uids: list[bytes]) -> None:
         """The chips of the next blanks picked (before the seeded ones)."""
@@ -588,7 +606,11 @@ class PrinterSimulator:
         return OK
 
     def _cmd_Pmi(self, cmd: Command) -> str:
-        return OK if cmd.params and cmd.params[0] else BAD
+        if not cmd.params or not cmd.params[0]:
+            return BAD
+        if cmd.params[0] in ("F", "M"):
+            self._manual = cmd.params[0] == "M"
+        return OK
 
     def _setting(self, cmd: Command) -> str:
         return OK
@@ -606,9 +628,21 @@ class PrinterSimulator:
             return OK
         if self._card is not None:
             self._reject_card()
+        if self._manual:
+            return self._pick_manual()
         if self._feeder <= 0:
             return "FEEDER EMPTY"
         self._pick()
+        return OK
+
+    def _pick_manual(self) -> str:
+        if not self._manual_slot:
+            return "FEEDER EMPTY"
+        self.picked += 1
+        self._save_counters()
+        self._card = PrintedCard(self.geometry, picked_at=time.monotonic(),
+                                 chip=self._manual_slot.popleft())
+        self._back = False
         return OK
 
     def _cmd_Sic(self, cmd: Command) -> str:

@@ -37,6 +37,7 @@ from kiosk.ops.update.command import accept as accept_update
 from kiosk.station.config import Config, ConfigError
 from kiosk.station.core import events as ev
 from kiosk.station.core.machine import StationCore
+from kiosk.station.deskchip import DeskChip
 from kiosk.station.mqttlink import MqttLink
 from kiosk.station.printing import PICK_ANSWER_TIMEOUT, PrintWorker
 from kiosk.station.spool import Spool
@@ -49,7 +50,8 @@ log = logging.getLogger(__name__)
 TICK_S = 1.0
 MAX_BATCH = 32  # events per commit: bounds how long the printer's next answer can wait
 PRINTER_EVENTS = (ev.PrinterCounters, ev.CardFate, ev.PickRequested, ev.CardPicked, ev.CardPrinted,
-                  ev.CardFailed, ev.PrinterReady, ev.PrinterFault)
+                  ev.CardFailed, ev.PrinterReady, ev.PrinterFault, ev.ChipSeen, ev.ChipFound,
+                  ev.DeskPrompt, ev.HandoverMismatch, ev.PickAheadRequested)
 
 
 def make_renderer(printer: CardPrinter) -> Callable[[bytes], Any]:
@@ -70,8 +72,9 @@ def card_budget_s(config: Config) -> float:
     downloads = 6 * printer.download_timeout_s  # five panels and the overlay, at worst
     settings = 10 * printer.setting_timeout_s
     encoder = config.encoder  # two card waits, the personalizer, the chip's commit
+    waits = {"none": 0, "inline": 2, "desk": 5}[encoder.mode]  # desk: clear, lay, feed, scan, off
     chip = 0.0 if encoder.mode == "none" else (
-        2 * encoder.wait_s + encoder.timeout_s + PICK_ANSWER_TIMEOUT)
+        waits * encoder.wait_s + encoder.timeout_s + PICK_ANSWER_TIMEOUT)
     return downloads + settings + printer.print_seconds + 10 + PICK_ANSWER_TIMEOUT + 60 + chip
 
 
@@ -115,14 +118,15 @@ class EventQueue:
         return self._queue.get_nowait()[2]
 
 
-def refuse_unwired_encoder(config: Config) -> None:
-    """A station told to encode at a desk reader must not print surfaces on blank chips:
-    until desk mode is wired (docs/chip.md), ``desk`` stops the start-up with exit 2, as
-    any impossible setting does."""
-    if config.encoder.mode == "desk":
-        raise ConfigError("encoder.mode", "'desk' is not wired into this release's station"
-                          " yet (docs/chip.md): it would print on blank chips; use 'inline'"
-                          " with an Evolis encoder, or 'none'")
+def make_chip_parts(config: Config, printer: CardPrinter,
+                    emit: Callable[[object], None]) -> tuple[Any | None, DeskChip | None]:
+    """The print worker's chip parts for ``[encoder] mode``: (inline encoder, desk step).
+    In desk mode the printer takes every card from its manual slot."""
+    encoder = _encoder(config)
+    if config.encoder.mode != "desk":
+        return encoder, None
+    printer.use_manual_feed(config.encoder.wait_s)  # type: ignore[attr-defined]
+    return None, DeskChip(encoder, emit, wait_s=config.encoder.wait_s)
 
 
 def _encoder(config: Config) -> object | None:
@@ -140,7 +144,6 @@ class Station:
     def __init__(self, config: Config, *, notify: Callable[[str], None] | None = None,
                  config_path: str = DEFAULT_CONFIG,
                  update_launcher: Launcher | None = None) -> None:
-        refuse_unwired_encoder(config)
         self.config = config
         self.config_path = config_path  # what the updater it starts reads (kiosk update)
         self.update_launcher = update_launcher or systemd_run
@@ -153,11 +156,12 @@ class Station:
         keep_jobs = getattr(printer, "keep_jobs", None)
         if keep_jobs is not None:  # a print server's job-ids, durable beside the spool
             keep_jobs(f"{config.station.spool}.ipp-jobs.json")
+        encoder, desk = make_chip_parts(config, printer, self.events.put)
         self.worker = PrintWorker(printer, make_renderer(printer), self.events.put,
                                   poll_s=config.printer.poll_s,
                                   resync_s=config.printer.resync_s,
                                   card_budget_s=card_budget_s(config),
-                                  encoder=_encoder(config))
+                                  encoder=encoder, desk=desk)
         self.tray = TrayLink(config.tray.port, self.events.put) if config.tray.enabled else None
         self.receipt = self._receipt(config)
         self.panel = self._panel(config)

@@ -45,7 +45,6 @@ log = logging.getLogger(__name__)
 
 Renderer = Callable[[bytes], Any]  # spooled record → the driver's document
 PICK_ANSWER_TIMEOUT = 30.0
-READER_GONE = "chip-reader-error"  # the encoder's PC/SC reader is not listed (docs/chip.md)
 PROBE = ev.ProbePrinter()
 
 
@@ -83,11 +82,15 @@ class PrintWorker:
         card_budget_s: float = 600.0,
         step_budget_s: float = 60.0,
         encoder: Any | None = None,
+        desk: Any | None = None,
     ) -> None:
         self.printer = printer
         # Inline encoding (chip.md): the chip of each card is read, committed and
         # personalized at the printer's encoder before its surface is printed.
         self.encoder = encoder
+        # Desk mode (kiosk/station/deskchip.py): the chip encoded on a reader on the desk,
+        # the card fed by hand into the manual slot, and a handover scan after the print.
+        self.desk = desk
         self.render = render
         self.emit = emit
         self.poll_s = poll_s
@@ -137,6 +140,8 @@ class PrintWorker:
         self.printer.close()
         if self.encoder is not None:
             self.encoder.close()
+        if self.desk is not None:
+            self.desk.close()
 
     def start_card(self, record_id: str, payload: bytes) -> None:
         self._jobs.put(ev.StartCard(record_id, payload))
@@ -251,7 +256,7 @@ class PrintWorker:
         seen = self.encoder.check()
         if isinstance(seen, ReaderGone):
             log.warning("chip encoder: %s", seen.reason)
-            return (READER_GONE,)
+            return (ev.READER_MISSING,)
         return ()
 
     def _identify_card_inside(self) -> None:
@@ -298,6 +303,8 @@ class PrintWorker:
         try:
             with self._step(self.step_budget_s):
                 reasons = self.printer.check() + self._encoder_reasons()
+                if self.desk is not None:
+                    reasons += self.desk.check()
         except PrinterError as error:
             self._lost(error)
             return
@@ -347,7 +354,9 @@ class PrintWorker:
             self._refuse(job)
             return None
         try:
-            if self.encoder is None:
+            if self.desk is not None:
+                how = self.desk.make(self.printer, card)
+            elif self.encoder is None:
                 how = self.printer.print_card(card)
             else:
                 how = self.printer.print_encoded_card(  # type: ignore[attr-defined]
@@ -370,7 +379,23 @@ class PrintWorker:
                 self.emit(ev.CardFailed(job.record_id, ("other-error",),
                                         f"driver error: {exc}", blank=blank))
             return None
+        if self.desk is not None:
+            return self._hand_over(card, how or "")
         return self._card_out(job, how or "")
+
+    def _hand_over(self, card: _Card, how: str) -> None:
+        """Desk mode: the card is out; the handover scan decides its end (chip.md)."""
+        self._report_supplies()
+        self.printer.finish()
+        try:
+            verdict = self.desk.handover(card, how)
+        except Exception as exc:  # a reader fault we did not foresee: nobody checked the card
+            log.exception("the handover scan of %s failed", card.record_id)
+            verdict = ev.HandoverMismatch(card.record_id, None, card.uid,
+                                          f"handover scan failed: {type(exc).__name__}: {exc}")
+        self.emit(verdict)
+        with contextlib.suppress(Exception):
+            self.desk.after(verdict)
 
     def _card_out(self, job: ev.StartCard, how: str) -> _Card | None:
         """Report the card printed; with it, ask to pick the next one if it is rendered
@@ -437,7 +462,7 @@ class PrintWorker:
         encoder = self.encoder
         seen = encoder.read_card()
         if isinstance(seen, ReaderGone):  # nothing was written: the card waits inside
-            raise HoldCard((READER_GONE,), f"the chip encoder is gone: {seen.reason}")
+            raise HoldCard((ev.READER_MISSING,), f"the chip encoder is gone: {seen.reason}")
         if not isinstance(seen, CardPresent):
             return card.chip_failed(why_not(seen))
         card.uid = seen.uid
@@ -508,7 +533,7 @@ class PrintWorker:
         with self._lock:
             ahead = self._ahead
         if (ahead is None or ahead.job.record_id == record_id or self._reasons
-                or self._stop.is_set()):
+                or self._stop.is_set() or self.desk is not None):  # desk: one card at a time
             return None
         return _AheadCard(self, ahead)
 
@@ -569,6 +594,8 @@ class _Card:
         return self._answer
 
     def picked(self, marks: dict | None = None) -> None:
+        if self.was_picked:  # desk mode: booked when the blank was laid on the desk reader
+            return
         self.was_picked = True
         self.worker.emit(ev.CardPicked(self.record_id, marks))
 

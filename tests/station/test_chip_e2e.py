@@ -133,7 +133,7 @@ def test_the_reader_unplugged_stops_the_printer_and_no_blank_is_lost_or_invalid(
         chip_settings, chip_printer, district, signed, pcsc):  # noqa: F811
     """The reader goes away as the blank reaches the encoder (the printer's hook unplugs
     it while ``Sic`` is in the printer): the card waits inside, untouched, the station
-    says chip-reader-error and takes no other card; plugged back, the same blank prints."""
+    says chip-reader-missing-error and takes no other card; plugged back, the same blank prints."""
     records = [signed(1), signed(2)]
     ids = [r["record_id"] for r in records]
 
@@ -145,7 +145,7 @@ def test_the_reader_unplugged_stops_the_printer_and_no_blank_is_lost_or_invalid(
     with StationThread(chip_settings, district):
         for record in records:
             district.publish_record(STATION, record)
-        assert district.wait_for(lambda: "chip-reader-error" in district.states.get(
+        assert district.wait_for(lambda: "chip-reader-missing-error" in district.states.get(
             STATION, {}).get("printer_state_reasons", []), 20)
         assert chip_printer.picked == 1 and chip_printer.printed == 0
         held = district.job_events(ids[0])[-1]

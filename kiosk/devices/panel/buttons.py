@@ -88,6 +88,8 @@ class PanelMenu:
         if self.refill is None:  # refill entry is not interrupted: the tray is open anyway
             if _errors(view.reasons) - old_errors:
                 self.screen = "fault"
+            elif view.chip_prompt and view.chip_prompt != (before and before.chip_prompt):
+                self.screen = "chip"  # desk mode: the operator is asked to do something now
             elif set(view.uncertain) - old_uncertain:
                 self.screen = "uncertain"
         available = screens.available(view)

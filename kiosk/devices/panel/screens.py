@@ -5,9 +5,11 @@ of severity of the printer's reasons (which fault the fault screen explains
 first), and the rule that every line is exactly 20 plain ASCII characters: the
 HD44780 character ROM has no accented letters, so names are folded to ASCII.
 
-Screens: "fault" (only while an alert is active), "uncertain" (only while a card
-waits for a person's decision), "status", "job", "network"; plus the refill-entry
-screen, the splash shown before the first view, and one-line notices.
+Screens: "chip" (desk mode, only while the operator is asked to do something with a
+card: `DESK_TEXTS`), "fault" (only while an alert is active), "uncertain" (only while a
+card waits for a person's decision; a card held after its handover scan has its own
+text), "status", "job", "network"; plus the refill-entry screen, the splash shown before
+the first view, and one-line notices.
 Buttons are named as on their caps: JEDA/PAUSE, OK, MENU, ULANG/EXTRA.
 """
 
@@ -74,12 +76,61 @@ FAULT_TEXTS: dict[str, dict[str, Lines]] = {
     "media-low-warning": {
         "id": ("KARTU BLANKO MENIPIS", "Sisa {n} kartu.", "Siapkan kartu baru", "untuk diisi."),
         "en": ("BLANK CARDS LOW", "{n} cards left.", "Get new blanks", "ready to refill.")},
+    "chip-reader-missing-error": {
+        "id": ("PEMBACA CHIP HILANG", "Colokkan pembaca", "chip di meja (USB),", "tunggu sebentar"),
+        "en": ("CHIP READER MISSING", "Plug in the desk", "chip reader (USB),", "wait a moment")},
+    "handover-mismatch-warning": {
+        "id": ("CHIP KARTU TAK COCOK", "Kartu jadi ditahan:",
+               "chip bukan untuk", "datanya. Lapor."),
+        "en": ("CARD CHIP MISMATCH", "Printed card held:", "its chip is not", "its record's.")},
     "cleaner-life-almost-over-warning": {
         "id": ("PERLU PEMBERSIHAN", "Bersihkan printer",
                "dgn kartu pembersih", "setelah shift ini."),
         "en": ("CLEANING NEEDED", "Clean the printer",
                "with a cleaning card", "after this shift.")},
 }
+
+# Desk mode (chip.md): what the operator is asked to do with the card, by prompt
+# (kiosk/station/deskchip.py names them).
+DESK_TEXTS: dict[str, dict[str, Lines]] = {
+    "clear-reader": {
+        "id": ("ANGKAT KARTU", "Angkat kartu dari", "pembaca chip dulu.", ""),
+        "en": ("TAKE THE CARD OFF", "Take the card off", "the chip reader", "first.")},
+    "lay-blank": {
+        "id": ("LETAKKAN BLANKO", "Letakkan 1 kartu", "blanko di pembaca", "chip di meja."),
+        "en": ("LAY A BLANK", "Lay one blank card", "on the desk chip", "reader.")},
+    "second-card": {
+        "id": ("ADA 2 KARTU", "Di pembaca ada 2", "kartu: angkat satu.", ""),
+        "en": ("TWO CARDS", "Two cards on the", "reader: take one", "off.")},
+    "encoding": {
+        "id": ("MENULIS CHIP", "Jangan angkat kartu", "dari pembaca.", ""),
+        "en": ("WRITING THE CHIP", "Do not lift the", "card off the reader.", "")},
+    "not-blank": {
+        "id": ("BUKAN BLANKO BARU", "Kartu ini sudah", "tercatat. Angkat,", "pakai blanko baru."),
+        "en": ("NOT A NEW BLANK", "This card is known.", "Take it off, use", "a new blank.")},
+    "encode-failed": {
+        "id": ("GAGAL ENCODE", "Kartu ini tidak sah:", "angkat, sisihkan.", "Pakai blanko baru."),
+        "en": ("ENCODE FAILED", "This card is void:", "take it off, set it", "aside. New blank.")},
+    "to-printer": {
+        "id": ("MASUKKAN KE PRINTER", "Chip sudah ditulis.",
+               "Masukkan kartu ke", "slot manual printer"),
+        "en": ("FEED THE PRINTER", "Chip written. Feed",
+               "the card into the", "printer's hand slot")},
+    "print-failed": {
+        "id": ("GAGAL CETAK", "Kartu ini tidak sah:", "sisihkan.", "Tunggu kartu baru."),
+        "en": ("PRINT FAILED", "This card is void:", "set it aside.", "Wait for the next.")},
+    "handover": {
+        "id": ("SCAN SERAH TERIMA", "Letakkan kartu jadi", "di pembaca chip", "untuk dicek."),
+        "en": ("HANDOVER SCAN", "Lay the printed", "card on the chip", "reader to check it.")},
+    "hand-over": {
+        "id": ("KARTU COCOK", "Angkat kartu dan", "serahkan ke", "pemiliknya."),
+        "en": ("CARD MATCHES", "Take the card off", "and hand it to its", "owner.")},
+    "mismatch": {
+        "id": ("KARTU TAK COCOK", "Jangan diserahkan!", "Angkat, sisihkan,", "lapor ke atasan."),
+        "en": ("CARD DOES NOT MATCH", "Do not hand it out!",
+               "Take it off, set it", "aside, report it.")},
+}
+
 UNKNOWN_FAULT = {
     "id": ("GANGGUAN", "{reason}", "Periksa printer,", "lalu tekan OK"),
     "en": ("FAULT", "{reason}", "Check the printer,", "then press OK"),
@@ -99,6 +150,8 @@ TEXT: dict[str, dict[str, str]] = {
         "tray": "Sensor baki: {s}", "tray-ok": "OK", "tray-off": "MATI",
         "uncertain": "KARTU TAK PASTI", "came-out": "Kartu jadi: tahan OK",
         "not-out": "Tidak: tahan ULANG",
+        "held": "CHIP TAK COCOK", "card-right": "Kartu benar:tahan OK",
+        "card-wrong": "Ulang: tahan ULANG",
         "refill": "ISI KARTU BLANKO", "count": "Jumlah: {n}", "tens": "JEDA -10  MENU +10",
         "save": "ULANG +1  OK simpan", "cancel": "ULANG +1  OK batal",
         "splash": "KIOS CETAK E-KTP", "starting": "Memulai...",
@@ -118,6 +171,8 @@ TEXT: dict[str, dict[str, str]] = {
         "tray": "Tray sensor: {s}", "tray-ok": "OK", "tray-off": "OFF",
         "uncertain": "UNCERTAIN CARD", "came-out": "Came out: hold OK",
         "not-out": "Did not: hold EXTRA",
+        "held": "CHIP MISMATCH", "card-right": "Card right: hold OK",
+        "card-wrong": "Reprint: hold EXTRA",
         "refill": "REFILL BLANK CARDS", "count": "Count: {n}", "tens": "PAUSE -10 MENU +10",
         "save": "EXTRA +1  OK save", "cancel": "EXTRA +1  OK cancel",
         "splash": "E-KTP PRINT STATION", "starting": "Starting...",
@@ -168,7 +223,9 @@ def alerts(reasons: tuple[str, ...]) -> tuple[str, ...]:
 
 def available(view: PanelView) -> tuple[str, ...]:
     """The screens MENU steps through for *view*, in order."""
-    screens = ["fault"] if alerts(view.reasons) else []
+    screens = ["chip"] if view.chip_prompt in DESK_TEXTS else []
+    if alerts(view.reasons):
+        screens.append("fault")
     if view.uncertain:
         screens.append("uncertain")
     return (*screens, "status", "job", "network")
@@ -177,7 +234,7 @@ def available(view: PanelView) -> tuple[str, ...]:
 def render(view: PanelView, screen: str, language: str = "id", *, ip: str | None = None) -> Lines:
     """The four lines of *screen* for *view* (*ip*: for the network screen)."""
     makers = {"status": _status, "job": _job, "fault": _fault, "uncertain": _uncertain,
-              "network": partial(_network, ip=ip)}
+              "chip": _chip, "network": partial(_network, ip=ip)}
     if screen not in makers:
         raise ValueError(f"unknown screen {screen!r}")
     return makers[screen](view, language)
@@ -265,8 +322,19 @@ def _uncertain(view: PanelView, language: str) -> Lines:
     if not view.uncertain:
         return _status(view, language)
     text, count = _text(language), len(view.uncertain)
+    first = view.uncertain[0]
+    if first in view.handover:  # printed, but its handover scan showed another chip
+        title = corner(text["held"], f"1/{count}" if count > 1 else "")
+        return _lines(title, tail(first), text["card-right"], text["card-wrong"])
     title = corner(text["uncertain"], f"1/{count}" if count > 1 else "")
-    return _lines(title, tail(view.uncertain[0]), text["came-out"], text["not-out"])
+    return _lines(title, tail(first), text["came-out"], text["not-out"])
+
+
+def _chip(view: PanelView, language: str) -> Lines:
+    texts = DESK_TEXTS.get(view.chip_prompt or "")
+    if texts is None:
+        return _status(view, language)
+    return _lines(*texts[_language(language)])
 
 
 def _network(view: PanelView, language: str, ip: str | None) -> Lines:

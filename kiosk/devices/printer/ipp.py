@@ -21,6 +21,10 @@ written to a file. The client is pycups (libcups): Create-Job, Send-Document,
 Get-Job-Attributes, Get-Printer-Attributes, CUPS-Add-Modify-Printer, Resume-Printer,
 CUPS-Accept-Jobs and Cancel-Job with purge-job, all synchronous. libcups keeps the
 server, port and user per thread: set again before each job.
+
+Manual feed (chip.md, desk mode): after `use_manual_feed` every job asks for
+``media-source`` = ``manual`` (the queue must list it in ``media-source-supported``, which
+``kiosk doctor`` checks), so the printer takes the card the operator feeds by hand.
 """
 
 from __future__ import annotations
@@ -136,6 +140,19 @@ class IppPrinter:
         # while the card before it printed (job-id None: allowed, but not sent).
         self._ahead: tuple[str, int | None] | None = None
         self._previous_failed = False
+        self.media_source: str | None = None  # "manual" in desk mode
+
+    def use_manual_feed(self, wait_s: float) -> None:
+        """Every job takes its card from the manual slot (``media-source`` = ``manual``);
+        how long the printer waits for it is the printer's, within ``job_timeout_s``."""
+        self.media_source = "manual"
+
+    def job_options(self) -> dict[str, str]:
+        """The job template attributes each Create-Job carries."""
+        options = {"media": self.media}
+        if self.media_source is not None:
+            options["media-source"] = self.media_source
+        return options
 
     def keep_jobs(self, path: str) -> None:
         """Keep the job-ids of the jobs sent to the server durably in *path* (a crash
@@ -488,7 +505,7 @@ class IppPrinter:
         try:
             self._use_server()
             job = self._call("Create-Job", "createJob", self.queue, record_id,
-                             {"media": self.media})
+                             self.job_options())
             try:
                 self.jobs.put(record_id, job)  # durable before the document goes
                 self._send_document(job, fmt, data)

@@ -40,6 +40,7 @@ class Desk:
         self.receipt_reasons: dict[str, str] = {}
         self._names: dict[str, str] = {}
         self._last_view: ev.PanelView | None = None
+        self.chip_prompt: str | None = None  # desk mode: what the operator is asked now
 
     # -- operator intents ----------------------------------------------------------------
 
@@ -68,6 +69,29 @@ class Desk:
     def uncertain(self) -> list[str]:
         jobs = self.core.jobs(JobState.PROCESSING_STOPPED)
         return [job.record_id for job in jobs if is_uncertain(job.state, job.reasons)]
+
+    # -- desk mode (kiosk/station/deskchip.py) ---------------------------------------------
+
+    def on_prompt(self, event: ev.DeskPrompt) -> list:
+        """The printer thread's prompt for the operator; shown with the next view."""
+        self.chip_prompt = event.prompt
+        return []
+
+    def held_handovers(self) -> list[str]:
+        """Jobs held because their card's handover scan did not match (a person decides)."""
+        if self.core.config.encoder.mode != "desk":
+            return []
+        jobs = self.core.jobs(JobState.PROCESSING_STOPPED)
+        return [job.record_id for job in jobs if ev.HANDOVER_MISMATCH in job.reasons]
+
+    def handover_alerts(self) -> dict[str, str]:
+        """``handover-mismatch-warning`` while any card is held for it."""
+        held = self.held_handovers()
+        if not held:
+            return {}
+        detail = (f"{len(held)} printed cards held: their handover scan did not show the"
+                  f" chip encoded for them ({', '.join(held[:5])}); confirm or reprint")
+        return {ev.HANDOVER_MISMATCH: detail[:400]}
 
     # -- receipt printer -------------------------------------------------------------------
 
@@ -117,6 +141,8 @@ class Desk:
             tray_online=core.tray_online(),
             printed=state["counters"]["printed"],
             spoiled=state["counters"]["spoiled"],
+            chip_prompt=self.chip_prompt,
+            handover=tuple(self.held_handovers()),
         )
 
     def _masked_name(self, record_id: str | None) -> str | None:

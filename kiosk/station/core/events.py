@@ -195,6 +195,36 @@ class ChipFound:
     detail: str = ""
 
 
+# -- events: desk mode (chip.md, ``[encoder] mode = "desk"``) -------------------------
+
+# The desk reader is not listed by pcscd (unplugged): no card can be encoded, none starts.
+READER_MISSING = "chip-reader-missing-error"
+# A printed card's handover scan did not show the chip encoded for its record: the job
+# is held (processing-stopped, with ``uncertain``) until a person confirms or reprints.
+HANDOVER_MISMATCH = "handover-mismatch-warning"
+
+
+@dataclass(frozen=True)
+class DeskPrompt:
+    """What the LCD asks of the operator now in desk mode (a key of the panel's desk
+    texts, kiosk/devices/panel/screens.py), for *record_id*; None: nothing is asked."""
+
+    record_id: str | None
+    prompt: str | None
+
+
+@dataclass(frozen=True)
+class HandoverMismatch:
+    """The card of *record_id* came out printed, but the chip laid on the desk reader for
+    its handover scan is *seen* (None: no chip answered), not *expected*, the chip encoded
+    for it: the card is held until a person decides."""
+
+    record_id: str
+    seen: str | None
+    expected: str | None
+    detail: str = ""
+
+
 # -- events: the blank-card tray's sensor board (the tray driver makes these) ----------
 
 
@@ -392,6 +422,8 @@ class PanelView:
     tray_online: bool | None = None
     printed: int = 0
     spoiled: int = 0
+    chip_prompt: str | None = None  # desk mode: what the operator is asked to do now
+    handover: tuple[str, ...] = ()  # record ids held after a handover scan that did not match
 
 
 class Intent(StrEnum):

@@ -175,6 +175,8 @@ class StationCore:
             ev.CardFailed: self._on_card_failed,
             ev.ChipSeen: self._on_chip_seen,
             ev.ChipFound: self._on_chip_found,
+            ev.DeskPrompt: self.desk.on_prompt,
+            ev.HandoverMismatch: self._on_handover_mismatch,
             ev.Tick: self._on_tick,
             ev.UpdateOutcomes: self._on_update_outcomes,
             ev.PurgeDone: self._on_purge_done,
@@ -477,6 +479,23 @@ class StationCore:
         self.state.current = rid
         return []
 
+    # -- desk mode: the handover scan (chip.md; kiosk/station/deskchip.py) ----------------
+
+    def _on_handover_mismatch(self, event: ev.HandoverMismatch) -> list:
+        """The card came out printed, but its handover scan did not show the chip encoded
+        for its record: the job is held, processing-stopped with ``uncertain`` and
+        ``handover-mismatch-warning`` (an alert while it stands), until a person confirms
+        (the card is right) or reprints (it is spoiled). Its card is out of the printer:
+        the counters kept at its pick must not decide it after a restart."""
+        job = self.store.job(event.record_id)
+        self._release_printer(event.record_id)
+        if job is None or job.state != JobState.PROCESSING:
+            return []
+        self.set_job(job.record_id, JobState.PROCESSING_STOPPED,
+                     (Reason.UNCERTAIN, ev.HANDOVER_MISMATCH), event.detail, job=job,
+                     pick_counts=None)
+        return []
+
     def _card_inside(self, uid: str | None) -> Job | None:
         """The job whose card is in the printer: by its committed chip, else the one job
         that was picking (only one card is ever in the printer)."""
@@ -709,6 +728,7 @@ class StationCore:
         active.update(self.stock.reasons())
         active.update(supply_reasons(self.state.supplies))
         active.update(self.desk.receipt_reasons)
+        active.update(self.desk.handover_alerts())
         if self.state.spool_full:
             active[Reason.SPOOL_FULL] = "the spool's disk is nearly full: records wait"
         held = self.store.queue_counts()["held"]
@@ -733,6 +753,7 @@ class StationCore:
         """The state of mqtt.md without schema/boot_id/seq/ts."""
         reasons = set(self.state.printer_reasons) | set(self.stock.reasons())
         reasons |= set(self.desk.receipt_reasons)  # warnings only: they never stop a card
+        reasons |= set(self.desk.handover_alerts())
         reasons |= set(supply_reasons(self.state.supplies))
         if self.state.printer is PrinterCondition.CONNECTING:
             reasons.add(Reason.CONNECTING)

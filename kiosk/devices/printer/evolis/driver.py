@@ -18,6 +18,13 @@ picks with ``Sic`` (the blank stops at the contactless encoder), lets the caller
 on hardware) or, when *encode* says no, ejects it to the reject box (``Ser``). The pieces
 are there on their own too: `pick_to_encoder`, `reject_card`, `card_inside`. The driver
 reports facts; what a rejected blank means is the station's to decide.
+
+Manual feed (chip.md, desk mode): after `use_manual_feed`, every card is taken from the
+manual slot (``Pmi;M`` instead of ``Pmi;F``), where the operator feeds the card encoded
+at the desk; the feeder's state is no longer a fault. ``Ss`` answered FEEDER EMPTY means
+no card is in the slot yet: it is sent again until one is, for up to ``manual_wait_s``.
+Whether a real printer answers so, or holds its reply to ``Ss`` until a card is fed
+(each ``Ss`` is given the time left to wait, so both work), is to be checked on hardware.
 """
 
 from __future__ import annotations
@@ -55,6 +62,7 @@ SETTING_TIMEOUT = 2.0
 DOWNLOAD_TIMEOUT = 30.0
 PRINT_MARGIN = 10.0
 FEEDER_EMPTY_CODES = ("1", "2", "3")
+MANUAL_POLL_S = 0.3  # how often Ss is sent again while the manual slot is empty
 
 
 class EvolisPrinter:
@@ -82,6 +90,7 @@ class EvolisPrinter:
         self.setting_timeout = setting_timeout
         self.download_timeout = download_timeout
         self.after_encode = after_encode
+        self.manual_wait_s: float | None = None  # manual feed (desk mode) when set
         self._port: serial.SerialBase | None = None
 
     @classmethod
@@ -92,6 +101,11 @@ class EvolisPrinter:
                    print_seconds=settings.print_seconds,
                    setting_timeout=settings.setting_timeout_s,
                    download_timeout=settings.download_timeout_s)
+
+    def use_manual_feed(self, wait_s: float) -> None:
+        """Take every card from the manual slot (``Pmi;M``), waiting up to *wait_s* for
+        the operator to feed it."""
+        self.manual_wait_s = wait_s
 
     def prepare(self, card: CardImages) -> Sequence[PanelData]:
         """The rendered card as the panels this printer's ribbon takes."""
@@ -135,6 +149,8 @@ class EvolisPrinter:
             if error.link_lost:
                 raise
             return error.reasons
+        if self.manual_wait_s is not None:  # the cards come by hand, not from the feeder
+            return ()
         feeder = self._ask("Sk", "f")
         return ("media-empty-error",) if feeder in FEEDER_EMPTY_CODES else ()
 
@@ -212,7 +228,7 @@ class EvolisPrinter:
         try:
             self._ok("Pem", 2)
             self._ok("Pr", self.ribbon)
-            self._ok("Pmi", "F")
+            self._ok("Pmi", "F" if self.manual_wait_s is None else "M")
             hooks.ask_pick()  # the station commits its picking mark while the card renders
         except PrinterError as error:
             self._end_quietly()
@@ -241,12 +257,32 @@ class EvolisPrinter:
 
     def _pick(self, command: str = "Ss") -> None:
         try:
-            self._ok(command)
+            if command == "Ss" and self.manual_wait_s is not None:
+                self._pick_manual(self.manual_wait_s)
+            else:
+                self._ok(command)
         except PrinterError as error:
             # An error reply (FEEDER EMPTY, HOPPER FULL) took no blank; no reply might have.
             self._end_quietly()
             raise CardError(error, blank=BLANK_MAYBE_TAKEN if error.link_lost
                             else BLANK_UNTOUCHED) from error
+
+    def _pick_manual(self, wait_s: float) -> None:
+        """``Ss`` until the card fed into the manual slot is taken (FEEDER EMPTY: not yet)."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                self._ok("Ss", timeout=max(left, self.setting_timeout))
+                return
+            except PrinterError as error:
+                if error.link_lost or error.detail != "Ss: FEEDER EMPTY":
+                    raise
+                if time.monotonic() + MANUAL_POLL_S > deadline:
+                    # Not the feeder's fault: the operator did not feed the card.
+                    raise PrinterError((), f"no card was fed into the manual slot within"
+                                       f" {wait_s:g} s") from error
+            time.sleep(MANUAL_POLL_S)
 
     def _end_card(self) -> None:
         try:
