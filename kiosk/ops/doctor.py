@@ -80,7 +80,8 @@ def diagnose(config_path: str, *, timeout: float = 5.0) -> Iterator[Check]:
     for name, port in device_ports(config):
         yield check_device(name, port)
     if config.printer.driver == "ipp":
-        yield from check_ipp_printer(config.printer.uri, config.printer.media, timeout)
+        yield from check_ipp_printer(config.printer.uri, config.printer.media, timeout,
+                                     manual_feed=config.encoder.mode == "desk")
     yield from check_encoder(config.encoder)
     yield check_spool(config.station.spool)
     yield check_clock()
@@ -124,12 +125,13 @@ def device_ports(config: Config) -> list[tuple[str, str]]:
     return ports
 
 
-def check_ipp_printer(uri: str, media: str, timeout: float = 5.0) -> Iterator[Check]:
+def check_ipp_printer(uri: str, media: str, timeout: float = 5.0, *,
+                      manual_feed: bool = False) -> Iterator[Check]:
     """An IPP printer (card-printer.md, Printer drivers): reachable, card media, a format
     the station writes, accepting jobs, ``abort-job`` policy, no job files kept."""
     from kiosk.ops.ippcheck import ipp_findings  # pycups only where the ipp driver is used
 
-    for status, name, detail in ipp_findings(uri, media, timeout):
+    for status, name, detail in ipp_findings(uri, media, timeout, manual_feed=manual_feed):
         yield Check({"ok": OK, "warn": WARN, "fail": FAIL}[status], name, detail)
 
 

@@ -51,7 +51,10 @@ def id1_bleed(media: str) -> tuple[float, float] | None:
     return (over[0], over[1]) if all(-TOLERANCE_MM <= o <= BLEED_MM for o in over) else None
 
 
-def ipp_findings(uri: str, media: str, timeout: float = 5.0) -> Iterator[Finding]:
+def ipp_findings(uri: str, media: str, timeout: float = 5.0, *,
+                 manual_feed: bool = False) -> Iterator[Finding]:
+    """What the doctor says of the queue at *uri*; *manual_feed*: the station feeds every
+    card by hand (``[encoder] mode = "desk"``), so the queue must offer the manual slot."""
     try:
         import cups
     except ImportError:
@@ -76,6 +79,8 @@ def ipp_findings(uri: str, media: str, timeout: float = 5.0) -> Iterator[Finding
     yield (("ok", "ipp_formats", ", ".join(formats)) if formats else
            ("fail", "ipp_formats", f"none of {', '.join(WRITABLE)} supported"))
     yield _accepting(attributes)
+    if manual_feed:
+        yield _manual(attributes, queue)
     policy = attributes.get("printer-error-policy")
     if policy is None:
         yield "warn", "ipp_policy", "not reported (not CUPS?): check it never retries"
@@ -125,6 +130,16 @@ def _media(attributes: dict, media: str) -> Iterator[Finding]:
         yield ("fail", "ipp_media", f"no ID-1 card size among {sizes}: ID-1 is"
                f" {ID1_MM[0]:g} × {ID1_MM[1]:g} mm (±{TOLERANCE_MM:g} mm, or up to"
                f" {BLEED_MM:g} mm larger with a driver's bleed)")
+
+
+def _manual(attributes: dict, queue: str) -> Finding:
+    sources = attributes.get("media-source-supported", [])
+    sources = [sources] if isinstance(sources, str) else list(sources)
+    if "manual" in sources:
+        return "ok", "ipp_manual", "media-source manual (desk mode feeds each card by hand)"
+    return ("fail", "ipp_manual", f"the queue offers no manual feed (media-source-supported:"
+            f" {', '.join(sources) or 'none'}); desk mode prints every card from the manual"
+            f" slot: install the printer's own driver for {queue}, which names its manual slot")
 
 
 def _accepting(attributes: dict) -> Finding:

@@ -138,11 +138,12 @@ class CupsServer:
                  error_policy: str = "abort-job", preserve_job_files: bool = False,
                  formats: tuple[str, ...] = FORMATS, system_filters: bool = False,
                  ppd: str | None = None, model: str | None = None,
-                 subscriptions: bool = True) -> None:
+                 subscriptions: bool = True, manual_slot: bool = False) -> None:
         """*system_filters*: run the machine's CUPS filters (cups-filters, gutenprint) for
         conversions, else none, so the queue takes exactly its PPD's *formats* whatever
         else the machine has. *ppd* (a file) or *model* (an ``lpadmin -m`` driver name)
-        replaces the simulated printer's own PPD; the backend stays the simulator."""
+        replaces the simulated printer's own PPD; the backend stays the simulator.
+        *manual_slot*: the PPD offers a manual feed slot (IPP ``media-source`` manual)."""
         self.root = Path(root)
         self.system_filters = system_filters
         self.ppd, self.model = ppd, model
@@ -151,6 +152,7 @@ class CupsServer:
         self.error_policy = error_policy
         self.preserve_job_files = preserve_job_files
         self.formats = formats
+        self.manual_slot = manual_slot
         self.cupsd, self.lpadmin = find_cups()
         self.port = free_port()
         self.printer = CardPrinterSim(self.root / "printer", card_seconds=card_seconds)
@@ -316,7 +318,7 @@ MaxJobTime 0
         else:
             ppd = Path(self.ppd) if self.ppd else self.root / "card.ppd"
             if not self.ppd:
-                ppd.write_text(card_ppd(self.formats))
+                ppd.write_text(card_ppd(self.formats, manual_slot=self.manual_slot))
             driver = ["-P", str(ppd)]
         self.lp("lpadmin", "-p", self.queue, "-E", "-v", f"{BACKEND}:{self.printer.home}",
                 *driver, "-o", f"printer-error-policy={self.error_policy}")
@@ -324,12 +326,16 @@ MaxJobTime 0
         self.lp("cupsaccept", self.queue)
 
 
-def card_ppd(formats: tuple[str, ...] = FORMATS) -> str:
+def card_ppd(formats: tuple[str, ...] = FORMATS, *, manual_slot: bool = False) -> str:
     """A PPD for an ID-1 card printer that takes PNG, PWG raster and PDF as they are
     (the vendor's driver, here the backend, separates the panels). CUPS names the size
     from the PPD (``om_cr80_53.98x85.6mm``); a job's ``iso_id-1_53.98x85.6mm`` matches
     it by its dimensions, as it would a Fargo or Magicard PPD's card size."""
     filters = "\n".join(f'*cupsFilter2: "{fmt} {fmt} 0 -"' for fmt in formats)
+    # CUPS tells a PPD's InputSlot as IPP media-source (Manual: "manual"), as desk mode needs.
+    slots = ("*OpenUI *InputSlot/Card Source: PickOne\n*OrderDependency: 20 AnySetup *InputSlot\n"
+             "*DefaultInputSlot: Auto\n*InputSlot Auto/Feeder: \"\"\n"
+             "*InputSlot Manual/Manual slot: \"\"\n*CloseUI: *InputSlot\n") if manual_slot else ""
     return f"""*PPD-Adobe: "4.3"
 *FormatVersion: "4.3"
 *FileVersion: "1.0"
@@ -364,7 +370,7 @@ def card_ppd(formats: tuple[str, ...] = FORMATS) -> str:
 *ImageableArea CR80/ID-1 card (CR80): "0 0 153.01 242.65"
 *DefaultPaperDimension: CR80
 *PaperDimension CR80/ID-1 card (CR80): "153.01 242.65"
-"""
+{slots}"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -66,3 +66,15 @@ def test_doctor_says_whether_a_queue_gets_notifications_or_polling(cups_server, 
     with CupsServer(tmp_path / "nosubs", subscriptions=False) as server:
         status, detail = findings(server)["ipp_events"]
     assert status == "warn" and detail.startswith("polling every poll_s")
+
+
+@pytest.mark.parametrize("manual_slot", [True, False])
+def test_desk_mode_needs_a_queue_with_a_manual_slot(manual_slot, tmp_path, cupsd_present):
+    with CupsServer(tmp_path / "cups", manual_slot=manual_slot) as server:
+        found = {name: (status, detail) for status, name, detail
+                 in ipp_findings(server.uri, MEDIA, manual_feed=True)}
+        plain = {name for _, name, _ in ipp_findings(server.uri, MEDIA)}
+    assert found["ipp_manual"][0] == ("ok" if manual_slot else "fail"), found["ipp_manual"]
+    if not manual_slot:
+        assert "no manual feed" in found["ipp_manual"][1]
+    assert "ipp_manual" not in plain  # asked only where the station feeds by hand
