@@ -126,3 +126,28 @@ def test_receipt_paper_out_is_an_alert_and_never_stops_the_card_printer(
     raised = [a.get("cleared", False) for a in district.events_of("alert")
               if a["reason"] == "receipt-paper-empty-warning"]
     assert raised == [False, True]
+
+
+def test_holding_extra_on_the_last_card_declares_it_damaged(panel_settings, district,
+                                                             signed):
+    """chip.md, Custody: a person declares a card rusak at the panel's menu: the blank
+    event, the register's counter, once (the screen goes once it is declared)."""
+    record = signed(1)
+    with StationThread(panel_settings, district) as station:
+        district.publish_record(STATION, record)
+        assert district.wait_for(lambda: district.final_state(record["record_id"])
+                                 == "completed", 30)
+        for _ in range(6):  # MENU steps through the screens to "made"
+            if station.panel.screen == "made":
+                break
+            press("menu")
+        assert wait_until(lambda: "KARTU TERAKHIR" in lcd_text(station), 3), lcd_text(station)
+        hold("extra")
+        assert district.wait_for(lambda: district.states[STATION]["counters"]["invalid"]
+                                 ["rusak"] == 1, 10)
+        assert wait_until(lambda: station.panel.screen != "made", 3)
+    declared = [e for e in district.events_of("blank") if e["outcome"] == "invalid"]
+    assert [(e["record_id"], e["category"]) for e in declared] == [
+        (record["record_id"], "rusak")]
+    audits = [(e["name"], e["source"], e["ok"]) for e in district.events_of("command")]
+    assert audits == [("invalidate", "device", True)]

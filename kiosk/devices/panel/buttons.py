@@ -119,6 +119,10 @@ class PanelMenu:
         if button == "extra" and waiting:
             self.emit(OperatorIntent(Intent.REPRINT_UNCERTAIN, record_id=waiting[0]))
             return screens.notice("reprint", self.language)
+        made = self.view.last_made if self.view and self.screen == "made" else None
+        if button == "extra" and made:
+            self.emit(OperatorIntent(Intent.DECLARE_DAMAGED, record_id=made))
+            return screens.notice("declared", self.language)
         if button == "extra":
             self.refill = 0
             return None

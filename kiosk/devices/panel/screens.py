@@ -8,7 +8,8 @@ HD44780 character ROM has no accented letters, so names are folded to ASCII.
 Screens: "chip" (desk mode, only while the operator is asked to do something with a
 card: `DESK_TEXTS`), "fault" (only while an alert is active), "uncertain" (only while a
 card waits for a person's decision; a card held after its handover scan has its own
-text), "status", "job", "network"; plus the refill-entry screen, the splash shown before
+text), "status", "job", "made" (the last card printed, until it is declared damaged),
+"network"; plus the refill-entry screen, the splash shown before
 the first view, and one-line notices.
 Buttons are named as on their caps: JEDA/PAUSE, OK, MENU, ULANG/EXTRA.
 """
@@ -158,6 +159,8 @@ TEXT: dict[str, dict[str, str]] = {
         "hold-hint": "Tahan tombol 3 detik", "confirmed": "Dicatat: kartu jadi",
         "reprint": "Cetak ulang diminta", "refilled": "Dicatat +{n} kartu",
         "refill-cancelled": "Isi dibatalkan", "report": "Mencetak laporan...",
+        "made": "KARTU TERAKHIR", "damaged": "Rusak? tahan ULANG",
+        "declared": "Dicatat: kartu rusak",
     },
     "en": {
         "fault": "FAULT", "connecting": "CONNECTING", "check": "CHECK CARD", "paused": "PAUSED",
@@ -179,6 +182,8 @@ TEXT: dict[str, dict[str, str]] = {
         "hold-hint": "Hold button for 3 s", "confirmed": "Marked as printed",
         "reprint": "Reprint requested", "refilled": "Booked +{n} cards",
         "refill-cancelled": "Refill cancelled", "report": "Printing report...",
+        "made": "LAST CARD MADE", "damaged": "Damaged? hold EXTRA",
+        "declared": "Marked damaged",
     },
 }
 
@@ -228,13 +233,14 @@ def available(view: PanelView) -> tuple[str, ...]:
         screens.append("fault")
     if view.uncertain:
         screens.append("uncertain")
-    return (*screens, "status", "job", "network")
+    made = ("made",) if view.last_made else ()
+    return (*screens, "status", "job", *made, "network")
 
 
 def render(view: PanelView, screen: str, language: str = "id", *, ip: str | None = None) -> Lines:
     """The four lines of *screen* for *view* (*ip*: for the network screen)."""
     makers = {"status": _status, "job": _job, "fault": _fault, "uncertain": _uncertain,
-              "chip": _chip, "network": partial(_network, ip=ip)}
+              "chip": _chip, "made": _made, "network": partial(_network, ip=ip)}
     if screen not in makers:
         raise ValueError(f"unknown screen {screen!r}")
     return makers[screen](view, language)
@@ -328,6 +334,14 @@ def _uncertain(view: PanelView, language: str) -> Lines:
         return _lines(title, tail(first), text["card-right"], text["card-wrong"])
     title = corner(text["uncertain"], f"1/{count}" if count > 1 else "")
     return _lines(title, tail(first), text["came-out"], text["not-out"])
+
+
+def _made(view: PanelView, language: str) -> Lines:
+    """The last card made here: holding ULANG/EXTRA declares it damaged (rusak)."""
+    if not view.last_made:
+        return _status(view, language)
+    text = _text(language)
+    return _lines(text["made"], tail(view.last_made), "", text["damaged"])
 
 
 def _chip(view: PanelView, language: str) -> Lines:

@@ -19,6 +19,7 @@ from kiosk.station.core.parts import CoreAccess
 from kiosk.station.core.state import JobState, is_uncertain
 
 INTENT_COMMANDS = {
+    Intent.DECLARE_DAMAGED: "invalidate",
     Intent.CONFIRM_UNCERTAIN: "confirm",
     Intent.REPRINT_UNCERTAIN: "reprint",
     Intent.REFILL: "refill",
@@ -41,6 +42,7 @@ class Desk:
         self._names: dict[str, str] = {}
         self._last_view: ev.PanelView | None = None
         self.chip_prompt: str | None = None  # desk mode: what the operator is asked now
+        self.last_made: str | None = None  # the last card printed, for the panel's "made"
 
     # -- operator intents ----------------------------------------------------------------
 
@@ -64,6 +66,11 @@ class Desk:
             return {"record_id": record_id, "reason": "no card came out (checked at the device)"}
         if intent.kind is Intent.REFILL:
             return {"count": intent.count}
+        if intent.kind is Intent.DECLARE_DAMAGED:
+            if intent.record_id == self.last_made:
+                self.last_made = None  # declared: the screen goes
+            return {"record_id": intent.record_id, "category": "rusak",
+                    "reason": "declared damaged at the station's panel"}
         return {}
 
     def uncertain(self) -> list[str]:
@@ -101,6 +108,7 @@ class Desk:
 
     def slip(self, record_id: str) -> list:
         """A handover slip for a printed card, when a receipt printer is configured."""
+        self.last_made = record_id
         if not self.core.config.receipt.enabled:
             return []
         job = self.core.job(record_id)
@@ -143,6 +151,7 @@ class Desk:
             spoiled=state["counters"]["spoiled"],
             chip_prompt=self.chip_prompt,
             handover=tuple(self.held_handovers()),
+            last_made=self.last_made,
         )
 
     def _masked_name(self, record_id: str | None) -> str | None:

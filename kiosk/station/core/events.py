@@ -424,6 +424,7 @@ class PanelView:
     spoiled: int = 0
     chip_prompt: str | None = None  # desk mode: what the operator is asked to do now
     handover: tuple[str, ...] = ()  # record ids held after a handover scan that did not match
+    last_made: str | None = None  # the last card printed here, until it is declared damaged
 
 
 class Intent(StrEnum):
@@ -436,6 +437,7 @@ class Intent(StrEnum):
     REPRINT_UNCERTAIN = "reprint-uncertain"
     REFILL = "refill"
     SHIFT_REPORT = "shift-report"
+    DECLARE_DAMAGED = "declare-damaged"  # the last card made is rusak (chip.md, Custody)
 
 
 @dataclass(frozen=True)
