@@ -194,8 +194,9 @@ def test_a_personalizer_half_installed_fails_without_ending_the_doctor(
     status, lines = run_doctor(inline(station_settings, personalizer="dukcapil"), tmp_path,
                                capsys)
     assert status == 1
-    assert lines["encoder"] == ("FAIL encoder: personalizer 'dukcapil' could not be loaded: "
-                                "ModuleNotFoundError: No module named 'dukcapil_ektp'")
+    assert lines["personalizer"] == (
+        "FAIL personalizer: personalizer 'dukcapil' (dukcapil_ektp.station:Personalizer)"
+        " cannot be loaded: ModuleNotFoundError: No module named 'dukcapil_ektp'")
     assert lines["gpio"]  # the checks after it ran
 
 
