@@ -133,6 +133,8 @@ class Spool:
         # Likewise the ledger's totals: read on every step, summing a ledger that grows by
         # two rows a card would slow the station down year by year.
         self._totals: dict[str, int] | None = None
+        # And the register's counts (the state's counters.invalid), for the same reason.
+        self._register: dict[str, int] | None = None
         self._db.executescript(SCHEMA)
         self._migrate()
 
@@ -155,7 +157,7 @@ class Spool:
             yield
         except BaseException:
             self._db.execute("ROLLBACK")
-            self._counts = self._totals = None
+            self._counts = self._totals = self._register = None
             raise
         else:
             self._db.execute("COMMIT")
@@ -358,10 +360,16 @@ class Spool:
             "INSERT INTO blanks (at, uid, record_id, document, outcome, category, detail)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)", (at, uid, record_id, document, outcome, category,
                                               detail))
+        self._count_blank(outcome, category, 1)
         return BlankRow(int(cursor.lastrowid or 0), at, uid, record_id, document, outcome,
                         category, detail)
 
     def declare_invalid(self, row_id: int, category: str, detail: str) -> BlankRow:
+        before = self._db.execute("SELECT outcome, category FROM blanks WHERE id = ?",
+                                  (row_id,)).fetchone()
+        if before is not None:
+            self._count_blank(before[0], before[1], -1)
+            self._count_blank("invalid", category, 1)
         self._db.execute("UPDATE blanks SET outcome = 'invalid', category = ?, detail = ?,"
                          " at = ? WHERE id = ?", (category, detail, self.clock(), row_id))
         return BlankRow(*self._db.execute(_BLANK_SELECT + " WHERE id = ?", (row_id,)).fetchone())
@@ -378,6 +386,15 @@ class Spool:
         return [BlankRow(*row) for row in rows]
 
     def register_counts(self) -> dict[str, int]:
+        if self._register is None:
+            self._register = self._count_register()
+        return dict(self._register)
+
+    def _count_blank(self, outcome: str, category: str | None, by: int) -> None:
+        if self._register is not None:
+            self._register[category if outcome == "invalid" and category else "printed"] += by
+
+    def _count_register(self) -> dict[str, int]:
         counts = dict.fromkeys(("printed", *INVALID_CATEGORIES), 0)
         rows = self._db.execute("SELECT outcome, category, COUNT(*) FROM blanks"
                                 " GROUP BY outcome, category")

@@ -99,3 +99,31 @@ def test_requests_and_meta(store, clock):
     assert store.get_meta("x", "d") == "d"
     store.set_meta("x", "1")
     assert store.bump("x", 2) == 3 and store.get_meta("x") == "3"
+
+
+def test_the_register_counts_follow_every_row_and_its_declarations(store):
+    printed = store.register_blank("04A1B2C3", "r-1", "ektp", "printed", None, "")
+    store.register_blank(None, "r-2", "ektp", "invalid", "gagal-cetak", "jam")
+    assert store.register_counts() == {"printed": 1, "gagal-encode": 0, "gagal-cetak": 1,
+                                       "rusak": 0, "perubahan-elemen-data": 0}
+    declared = store.declare_invalid(printed.id, "perubahan-elemen-data", "NIK baru")
+    assert (declared.uid, declared.outcome, declared.category) == (
+        "04A1B2C3", "invalid", "perubahan-elemen-data")
+    assert store.register_counts()["printed"] == 0
+    assert store.register_counts()["perubahan-elemen-data"] == 1
+    assert [row.record_id for row in store.blanks()] == ["r-2", "r-1"]  # newest first
+    assert [row.id for row in store.blanks(uid="04A1B2C3")] == [printed.id]
+    assert [row.uid for row in store.blanks(record_id="r-2")] == [None]
+
+
+def test_a_register_row_in_a_rolled_back_step_is_not_counted(tmp_path):
+    from kiosk.station.spool import Spool
+
+    spool = Spool(tmp_path / "spool.db")
+    assert spool.register_counts()["printed"] == 0  # counted, then kept up to date
+    with pytest.raises(RuntimeError), spool.transaction():
+        spool.register_blank("04A1B2C3", "r-1", "ektp", "printed", None, "")
+        raise RuntimeError("the step failed")
+    assert spool.register_counts()["printed"] == 0
+    assert spool.blanks() == []
+    spool.close()
