@@ -122,6 +122,10 @@ class CardPrinterSim:
     def documents(self) -> list[Path]:
         return sorted((self.home / "documents").iterdir())
 
+    def job_options(self) -> list[str]:
+        """The options cupsd gave the backend with each card printed, in order."""
+        return [path.read_text() for path in sorted((self.home / "options").iterdir())]
+
     def wait_for_cards(self, count: int, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while self.printed < count:

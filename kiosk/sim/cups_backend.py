@@ -101,8 +101,11 @@ def stamp(home: Path, job: str, **moments: float) -> None:
         handle.write(json.dumps({"job": job, **moments}) + "\n")
 
 
-def print_card(home: Path, job: str, title: str, document: str | None) -> int:
-    """One card; *document* is the job's file, or None: the filters' output on stdin."""
+def print_card(home: Path, job: str, title: str, document: str | None,
+               options: str = "") -> int:
+    """One card; *document* is the job's file, or None: the filters' output on stdin.
+    *options*: the job's options as cupsd hands them over (kept beside the card, for
+    tests: e.g. the manual slot a desk-mode card asked for)."""
     started = time.monotonic()
     kill_if_planned(home, title, "start")
     control = read_json(home / "control.json", {})
@@ -144,6 +147,9 @@ def print_card(home: Path, job: str, title: str, document: str | None) -> int:
             shutil.copyfileobj(sys.stdin.buffer, out)
     else:
         shutil.copyfile(document, target)
+    kept = home / "options"
+    kept.mkdir(exist_ok=True)
+    (kept / target.name).write_text(options)
     state["printed"] += 1
     write_json(state_path, state)
     stamp(home, job, start=started, picked=picked, end=time.monotonic())
@@ -160,7 +166,7 @@ def main(argv: list[str]) -> int:
         report("ERROR: usage: kiosksim job user title copies options [file]")
         return BACKEND_FAILED
     home = Path(os.environ.get("DEVICE_URI", "").partition(":")[2])
-    return print_card(home, argv[1], argv[3], argv[6] if len(argv) > 6 else None)
+    return print_card(home, argv[1], argv[3], argv[6] if len(argv) > 6 else None, argv[5])
 
 
 if __name__ == "__main__":

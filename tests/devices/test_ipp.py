@@ -198,3 +198,21 @@ def test_the_first_format_the_queue_takes_is_sent(tmp_path, cupsd_present, forma
         # What reaches the backend is a format of the queue's own (converted by CUPS
         # where the station's was not one).
         assert document.read_bytes()[:4] in {MAGIC[f] for f in formats}
+
+
+def test_manual_feed_asks_the_queue_for_its_manual_slot(tmp_path, cupsd_present):
+    """Desk mode (chip.md): every card from the manual slot; cupsd hands the backend (the
+    vendor's driver, on a real queue) the job's media-source."""
+    from kiosk.sim.cups import CupsServer
+
+    with CupsServer(tmp_path / "cups", manual_slot=True) as server:
+        printer = connected(server)
+        printer.use_manual_feed(30)
+        printer.print_card(Hooks(printer))
+        printer.finish()
+        plain = connected(server)
+        plain.print_card(Hooks(plain, "rec-2"))
+        plain.finish()
+        manual, feeder = server.printer.job_options()
+    assert "media-source=manual" in manual.split(), manual
+    assert "media-source=manual" not in feeder.split(), feeder
