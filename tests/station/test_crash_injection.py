@@ -63,10 +63,19 @@ def killed_at_commit(command: list[str], commit: int, trace: Path) -> list[str]:
 
 
 def commits_before_kill(trace: Path) -> int:
-    """How many commits the traced station entered; the last one never returned."""
-    lines = [line for line in trace.read_text().splitlines() if "fdatasync(" in line]
-    assert lines and lines[-1].endswith("= ?"), f"the last commit returned: {lines[-1:]}"
-    return len(lines)
+    """How many commits the killed thread entered (strace counts per thread, and another
+    thread's sync may be under way at that moment, printed as ``<unfinished ...>``); the
+    last one never returned (``= ?``, on its line or on its ``resumed`` line)."""
+    entered: Counter[str] = Counter()
+    killed = []
+    for line in trace.read_text().splitlines():
+        tid, _, call = line.partition(" ")
+        if call.startswith("fdatasync("):
+            entered[tid] += 1
+        if "fdatasync" in call and call.rstrip().endswith("= ?"):
+            killed.append(tid)
+    assert len(killed) == 1, f"not exactly one commit cut short: {killed}\n{trace.read_text()}"
+    return entered[killed[0]]
 
 
 class Killer:
