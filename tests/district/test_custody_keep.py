@@ -15,7 +15,6 @@ import sys
 import threading
 import time
 import uuid
-from contextlib import contextmanager
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -24,6 +23,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from kiosk.district.custody.keep import EVENT_SCHEMA, FOREIGN_COMMAND, Keeper
 from kiosk.district.custody.register import Register
 from tests.conftest import DISTRICT, ServiceProcess, wait_until
+from tests.support.custody import keeping
 
 PREFIX = f"ektp/v1/{DISTRICT}"
 UID_A, UID_B, UID_C = "04A1B2C3D4E5F6", "04A1B2C3D4E5F7", "0422334455667788990A"
@@ -73,30 +73,6 @@ class StationSim:
                        properties=props)
 
 
-@contextmanager
-def keeping(broker, db: Path, keeper_class=Keeper, **options):
-    """A keeper on a thread of the test, stopped (and joined) at the end."""
-    keeper = keeper_class(broker.url, str(db), district=DISTRICT, **options)
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            keeper.run()
-        except BaseException as error:  # the test looks at it
-            failure.append(error)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    keeper.failure = failure
-    try:
-        assert wait_until(lambda: keeper._connected or failure, 10), "keeper never connected"
-        yield keeper
-    finally:
-        keeper.stop()
-        thread.join(20)
-        assert not thread.is_alive(), "the keeper did not stop"
-
-
 def kept(db: Path) -> int:
     with sqlite3.connect(db) as connection:
         return connection.execute("SELECT COUNT(*) FROM blanks").fetchone()[0]
@@ -129,12 +105,12 @@ class CountsAgain(Keeper):
 def test_an_event_delivered_again_after_a_crash_before_its_ack_is_kept_once(broker, tmp_path):
     db, station = tmp_path / "custody.db", StationSim(broker, "st-1")
     try:
-        with keeping(broker, db, NeverAcks, client_id="custody-once"):
+        with keeping(broker.url, db, NeverAcks, client_id="custody-once"):
             for n in range(20):
                 station.send(station.blank(f"04A1B2C3D4{n:04X}", record_id=f"R-{n}"))
             assert wait_until(lambda: kept(db) == 20, 20)
         CountsAgain.again = 0
-        with keeping(broker, db, CountsAgain, client_id="custody-once"):
+        with keeping(broker.url, db, CountsAgain, client_id="custody-once"):
             assert wait_until(lambda: CountsAgain.again == 20, 20), \
                 f"the broker delivered {CountsAgain.again} of 20 unacknowledged events again"
         assert kept(db) == 20
@@ -155,12 +131,12 @@ def test_nothing_is_acknowledged_before_its_commit(broker, tmp_path):
             self.register.add = full  # the batch's transaction rolls back, run() ends
 
     try:
-        with keeping(broker, db, DiskFull, client_id="custody-disk") as keeper:
+        with keeping(broker.url, db, DiskFull, client_id="custody-disk") as keeper:
             for n in range(5):
                 station.send(station.blank(f"04A1B2C3D4{n:04X}", record_id=f"R-{n}"))
             assert wait_until(lambda: keeper.failure, 10), "the failing commit was never tried"
         assert kept(db) == 0
-        with keeping(broker, db, client_id="custody-disk"):
+        with keeping(broker.url, db, client_id="custody-disk"):
             assert wait_until(lambda: kept(db) == 5, 20), f"{kept(db)} of 5 events kept"
     finally:
         station.close()
@@ -170,11 +146,11 @@ def test_events_sent_while_the_keeper_is_away_or_the_broker_restarts_are_kept(
         broker, tmp_path):
     db, station = tmp_path / "custody.db", StationSim(broker, "st-1")
     try:
-        with keeping(broker, db):  # the persistent session is made
+        with keeping(broker.url, db):  # the persistent session is made
             pass
         for n in range(3):  # the keeper is stopped: the broker keeps them for its session
             station.send(station.blank(f"04A1B2C3D4{n:04X}", record_id=f"R-{n}"))
-        with keeping(broker, db) as keeper:
+        with keeping(broker.url, db) as keeper:
             assert wait_until(lambda: kept(db) == 3, 20)
             station.close()
             broker.restart()
@@ -200,14 +176,14 @@ def test_bad_station_input_is_rejected_with_a_reason_and_the_next_event_is_kept(
     }
     caplog.set_level(logging.WARNING, logger="kiosk.district.custody.keep")
     try:
-        with keeping(broker, db) as keeper:
+        with keeping(broker.url, db) as keeper:
             for payload in bad:
                 station.send(payload)
             station.send(station.blank(None, "invalid", "gagal-cetak", record_id="R-9"))
             station.send({"schema": "ektp.event/1", "type": "job", "record_id": "R-9"})
             assert wait_until(lambda: kept(db) == 1, 20)
             assert wait_until(lambda: keeper.rejected == len(bad), 5)
-        with keeping(broker, db) as again:  # acknowledged: the session gives none back
+        with keeping(broker.url, db) as again:  # acknowledged: the session gives none back
             station.send(station.blank(UID_B, record_id="R-10"))
             assert wait_until(lambda: kept(db) == 2, 20)
             assert again.rejected == 0
@@ -227,7 +203,7 @@ def test_a_foreign_blank_is_flagged_at_the_district_and_the_station_told_in_seco
     register.close()
     station = StationSim(broker, "st-1")
     try:
-        with keeping(broker, db):
+        with keeping(broker.url, db):
             station.send(station.blank(UID_A, record_id="R-1"))
             station.send(station.blank(UID_C, record_id="R-2"))
             assert wait_until(lambda: station.commands, 5), "the station was not told"
@@ -256,10 +232,10 @@ def test_a_foreign_blank_notice_unanswered_is_sent_again_with_the_same_request_i
     station.client.on_message = lambda c, u, m: station.commands.append(
         (m.topic, json.loads(m.payload), m.properties.CorrelationData))  # never answers
     try:
-        with keeping(broker, db):
+        with keeping(broker.url, db):
             station.send(station.blank(UID_C, record_id="R-2"))
             assert wait_until(lambda: len(station.commands) == 1, 5)
-        with keeping(broker, db):
+        with keeping(broker.url, db):
             assert wait_until(lambda: len(station.commands) == 2, 5), "not sent again"
         assert station.commands[0][1] == station.commands[1][1]
     finally:
@@ -271,7 +247,7 @@ def test_a_uid_used_twice_is_flagged_and_a_card_declared_invalid_after_print_is_
     db = tmp_path / "custody.db"
     one, two = StationSim(broker, "st-1"), StationSim(broker, "st-2")
     try:
-        with keeping(broker, db):
+        with keeping(broker.url, db):
             one.send(one.blank(UID_A, record_id="R-1"))
             one.send(one.blank(UID_A, "invalid", "perubahan-elemen-data", record_id="R-1"))
             one.send(one.blank(UID_B, record_id="R-2"))
@@ -326,7 +302,7 @@ def test_the_berita_acara_lists_exactly_the_invalid_blanks_the_stations_reported
     categories = ("gagal-encode", "gagal-cetak", "rusak", "perubahan-elemen-data")
     reported = set()
     try:
-        with keeping(broker, db):
+        with keeping(broker.url, db):
             for n in range(60):
                 station = stations[n % 2]
                 invalid = n % 6 == 5

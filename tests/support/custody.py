@@ -87,9 +87,10 @@ class ChipStation:
 
 
 @contextmanager
-def keeper_running(broker_url: str, db: Path):
-    """The custody keeper on a thread, connected; stopped and joined at the end."""
-    keeper = Keeper(broker_url, str(db), district=DISTRICT)
+def keeping(broker_url: str, db: Path, keeper_class=Keeper, **options):
+    """A keeper on a thread of the test, connected, stopped (and joined) at the end; what
+    ended its run() early is in ``keeper.failure``."""
+    keeper = keeper_class(broker_url, str(db), district=DISTRICT, **options)
     failure: list[BaseException] = []
 
     def run() -> None:
@@ -100,15 +101,23 @@ def keeper_running(broker_url: str, db: Path):
 
     thread = threading.Thread(target=run, name="custody-keeper", daemon=True)
     thread.start()
+    keeper.failure = failure
     try:
-        wait_until(lambda: keeper._connected or failure, 10, what="the keeper connected")
-        assert not failure, failure
+        assert wait_until(lambda: keeper._connected or failure, 10), "keeper never connected"
         yield keeper
     finally:
         keeper.stop()
         thread.join(20)
         assert not thread.is_alive(), "the keeper did not stop"
-        assert not failure, failure
+
+
+@contextmanager
+def keeper_running(broker_url: str, db: Path):
+    """`keeping`, and nothing may have ended the keeper's run early."""
+    with keeping(broker_url, db) as keeper:
+        assert not keeper.failure, keeper.failure
+        yield keeper
+    assert not keeper.failure, keeper.failure
 
 
 class NoteWatcher:
