@@ -13,8 +13,8 @@ import json
 import sys
 from typing import TextIO
 
+from kiosk.contract.custody import INVALID_CATEGORIES
 from kiosk.station.config import Config
-from kiosk.station.core.store import INVALID_CATEGORIES
 from kiosk.station.spool import Spool
 
 QUEUE_COLUMNS = ("record", "NIK", "state", "reasons", "priority")

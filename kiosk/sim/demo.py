@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kiosk.contract.custody import INVALID_CATEGORIES
 from kiosk.contract.signing import generate_key_pair, load_private_key, sign_record
 from kiosk.district.client import DistrictClient
 from kiosk.extras import MissingExtra, require
@@ -40,7 +41,7 @@ from kiosk.sim.printer import PrinterSimulator
 from kiosk.sim.samples import make_kia_record, make_record
 from kiosk.sim.tray import TraySimulator
 from kiosk.station.config import from_dict
-from kiosk.station.core.store import INVALID_CATEGORIES, BlankRow
+from kiosk.station.core.store import BlankRow
 from kiosk.station.loop import Station
 from kiosk.station.spool import Spool
 

@@ -30,10 +30,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from kiosk.contract.custody import INVALID_CATEGORIES
 from kiosk.station.core.store import (
     ACTIVE_STATES,
     FINAL_STATES,
-    INVALID_CATEGORIES,
     BlankRow,
     Job,
     Ledger,

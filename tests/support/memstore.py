@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
+from kiosk.contract.custody import INVALID_CATEGORIES
 from kiosk.station.core.store import (
     ACTIVE_STATES,
     FINAL_STATES,
-    INVALID_CATEGORIES,
     LEDGER_KINDS,
     BlankRow,
     Job,

@@ -9,8 +9,11 @@ and NIKs are read from the district's own record export only while a report is w
 (people.py). docs/custody.md is the operator's account of all of it.
 """
 
-CATEGORIES = ("gagal-encode", "gagal-cetak", "rusak", "perubahan-elemen-data")
+from kiosk.contract.custody import INVALID_CATEGORIES as CATEGORIES
+from kiosk.contract.custody import OUTCOMES
+
+__all__ = ["CATEGORIES", "CATEGORY_LABELS", "DEFAULT_TZ", "OUTCOMES"]
+
 CATEGORY_LABELS = {"gagal-encode": "Gagal encode", "gagal-cetak": "Gagal cetak",
                    "rusak": "Rusak", "perubahan-elemen-data": "Perubahan elemen data"}
-OUTCOMES = ("printed", "invalid")
 DEFAULT_TZ = "Asia/Jakarta"  # WIB; an office in WITA/WIT passes --tz

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from kiosk.contract.custody import is_uid
 from kiosk.district.custody import CATEGORIES, OUTCOMES
 
 MAX_EVENT_BYTES = 16 * 1024  # a blank event is a few hundred bytes
@@ -21,7 +22,6 @@ MAX_DETAIL_CHARS = 300
 EVENT_SCHEMA = "ektp.event/1"
 MEMBERS = frozenset({"schema", "boot_id", "seq", "ts", "type", "uid", "record_id", "document",
                      "outcome", "category", "detail"})
-UID = re.compile(r"[0-9A-F]{8}|[0-9A-F]{14}|[0-9A-F]{20}")  # ISO 14443: 4, 7 or 10 bytes
 _RECORD_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _BOOT_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
 _DOCUMENT = re.compile(r"[a-z][a-z0-9-]{0,15}")
@@ -49,10 +49,6 @@ class Blank:
     outcome: str
     category: str | None
     detail: str
-
-
-def is_uid(text: object) -> bool:
-    return isinstance(text, str) and UID.fullmatch(text) is not None
 
 
 def parse_blank(payload: bytes) -> Blank:

@@ -15,7 +15,7 @@ import io
 import re
 from pathlib import Path
 
-from kiosk.district.custody.blank import is_uid
+from kiosk.contract.custody import is_uid
 
 _SEPARATORS = re.compile(r"[\s:-]")
 

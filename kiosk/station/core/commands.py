@@ -26,11 +26,11 @@ need none: a button press arrives once.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kiosk.contract.custody import DECLARED, is_uid
 from kiosk.contract.update import ARGUMENTS as UPDATE_ARGUMENTS
 from kiosk.contract.update import problem as update_problem
 from kiosk.station.core import events as ev
@@ -43,8 +43,6 @@ MAX_REFILL = 10_000
 READ_ONLY = frozenset({"status", "rebirth"})  # safe to repeat: no identifier needed
 MAX_REQUEST_ID = 128
 MAX_REASON = 300
-UID = re.compile(r"[0-9A-F]{8}|[0-9A-F]{14}|[0-9A-F]{20}")  # chip.md: 4, 7 or 10 bytes
-DECLARED = ("rusak", "perubahan-elemen-data")  # what a person may declare (mqtt.md)
 
 
 class CommandError(Exception):
@@ -285,7 +283,7 @@ def invalidate(core: CoreAccess, category: str, reason: str, uid: object = None,
         raise CommandError("bad-arguments", f"reason must be text of 1..{MAX_REASON} characters")
     if (uid is None) == (record_id is None):
         raise CommandError("bad-arguments", "give the blank's uid or its record_id, not both")
-    if uid is not None and not (isinstance(uid, str) and UID.fullmatch(uid)):
+    if uid is not None and not is_uid(uid):
         raise CommandError("bad-arguments", "uid must be upper-case hex of 4, 7 or 10 bytes")
     if record_id is not None and not isinstance(record_id, str):
         raise CommandError("bad-arguments", "record_id must be a string")
@@ -308,7 +306,7 @@ def foreign_blank(core: CoreAccess, uid: object, record_id: object = None,
                   detail: object = "") -> Reply:
     """The district's word that a blank used here is in none of its shipment manifests
     (chip.md): the station raises ``foreign-blank-warning`` until it is declared."""
-    if not (isinstance(uid, str) and UID.fullmatch(uid)):
+    if not is_uid(uid):
         raise CommandError("bad-arguments", "uid must be upper-case hex of 4, 7 or 10 bytes")
     if record_id is not None and not isinstance(record_id, str):
         raise CommandError("bad-arguments", "record_id must be a string")

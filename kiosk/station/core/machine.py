@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kiosk import __version__
+from kiosk.contract.custody import INVALID_CATEGORIES
 from kiosk.contract.documents import document_of, parse_job
 from kiosk.contract.record import Rejected, mask_nik
 from kiosk.station.config import Config
@@ -51,7 +52,7 @@ from kiosk.station.core.state import (
     is_uncertain,
 )
 from kiosk.station.core.stock import StockWatch
-from kiosk.station.core.store import INVALID_CATEGORIES, BlankRow, Job, Store
+from kiosk.station.core.store import BlankRow, Job, Store
 from kiosk.station.core.supplies import supply_reasons
 from kiosk.station.core.throttle import LogThrottle
 
@@ -147,6 +148,7 @@ class StationCore:
         # An operator's pause and a district's drain outlive a power cut.
         self.state.paused = self.store.get_meta("paused") == "1"
         self.state.accepting = self.store.get_meta("accepting", "1") == "1"
+        self.state.foreign = json.loads(self.store.get_meta("foreign_blanks", "{}"))
         return ([ev.ResolveCards(tuple(found))] if found else []) + self.out.flush()
 
     def handle(self, event: object) -> list:
@@ -537,19 +539,25 @@ class StationCore:
                               and declared[0].category in ("rusak", "perubahan-elemen-data")):
             return False  # told before, or a person declared it already: nothing stands
         foreign[uid] = f"{record_id or 'no record'}: {detail}"[:200]
-        self.store.set_meta("foreign_blanks", json.dumps(foreign))
+        self._keep_foreign(foreign)
         log.warning("foreign-blank-warning: the district received no blank %s (%s)", uid,
                     record_id or "no record")
         return True
 
     def foreign_blanks(self) -> dict[str, str]:
-        return json.loads(self.store.get_meta("foreign_blanks", "{}"))
+        """The foreign blanks told and not yet declared: UID → what the district said."""
+        return dict(self.state.foreign)
 
     def forget_foreign(self, uid: str | None) -> None:
         foreign = self.foreign_blanks()
         if uid in foreign:
             del foreign[uid]
-            self.store.set_meta("foreign_blanks", json.dumps(foreign))
+            self._keep_foreign(foreign)
+
+    def _keep_foreign(self, foreign: dict[str, str]) -> None:
+        """Kept in the spool (it outlives a restart) and in the state (read every step)."""
+        self.state.foreign = foreign
+        self.store.set_meta("foreign_blanks", json.dumps(foreign))
 
     def _release_printer(self, record_id: str) -> None:
         if self.state.ahead == record_id:
@@ -734,7 +742,7 @@ class StationCore:
         held = self.store.queue_counts()["held"]
         if held:
             active[Reason.JOB_HELD] = f"{held} jobs wait for their record: send them again"
-        foreign = self.foreign_blanks()
+        foreign = self.state.foreign
         if foreign:
             active[Reason.FOREIGN_BLANK] = (
                 "blanks in no shipment manifest of the district: "
@@ -759,7 +767,7 @@ class StationCore:
             reasons.add(Reason.CONNECTING)
         if self.state.spool_full:
             reasons.add(Reason.SPOOL_FULL)
-        if self.foreign_blanks():  # a warning: it never stops a card
+        if self.state.foreign:  # a warning: it never stops a card
             reasons.add(Reason.FOREIGN_BLANK)
         if self.state.paused:
             reasons.add(Reason.PAUSED)

@@ -14,7 +14,7 @@ in the core, never a consequence of outside input, which is checked before).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 
@@ -149,3 +149,4 @@ class StationState:
     purges_unclean: int = 0  # purges in a row that left copies in the WAL
     link_error: str | None = None  # why the last connection attempt failed, until one works
     supplies: tuple[dict, ...] = ()  # the printer's, as it last told them (SuppliesSeen)
+    foreign: dict[str, str] = field(default_factory=dict)  # UID → the district's word

@@ -16,9 +16,6 @@ from typing import Protocol
 ACTIVE_STATES = ("pending", "pending-held", "processing", "processing-stopped")
 FINAL_STATES = ("completed", "canceled", "aborted")
 LEDGER_KINDS = ("refill", "pick", "printed", "spoiled")
-# chip.md, Custody: what a blank that did not become a valid card is, officially.
-INVALID_CATEGORIES = ("gagal-encode", "gagal-cetak", "rusak", "perubahan-elemen-data")
-DECIDED_BY_STATION = ("gagal-encode", "gagal-cetak")  # a person declares the other two
 
 
 @dataclass(frozen=True)
@@ -46,7 +43,7 @@ class BlankRow:
     record_id: str | None
     document: str
     outcome: str  # printed | invalid
-    category: str | None  # when invalid: one of INVALID_CATEGORIES
+    category: str | None  # when invalid: one of kiosk.contract.custody.INVALID_CATEGORIES
     detail: str
 
 
