@@ -17,7 +17,8 @@ import pytest
 from kiosk.district.custody.register import Register
 from kiosk.district.web.server import DistrictWeb
 from tests.conftest import wait_until
-from tests.district.test_custody_keep import UID_A, UID_B, UID_C, StationSim, keeping, kept
+from tests.district.test_custody_keep import UID_A, UID_B, UID_C, StationSim, kept
+from tests.support.custody import keeping
 
 SHOWN_WITHIN_MS = 10_000
 
@@ -48,7 +49,7 @@ def test_the_page_shows_the_register_per_station_and_links_the_days_berita_acara
     context = chromium.new_context(viewport={"width": 1280, "height": 900}, locale="id-ID")
     errors: list[str] = []
     try:
-        with keeping(broker, register_db):
+        with keeping(broker.url, register_db):
             one.send(one.blank(UID_A, record_id="R-1"))
             one.send(one.blank(UID_B, "invalid", "gagal-encode", record_id="R-2"))
             two.send(two.blank(UID_C, record_id="R-3"))  # in no manifest: foreign
