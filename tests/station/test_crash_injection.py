@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -44,6 +45,7 @@ KILLS = int(os.environ.get('KIOSK_KILLS', 100))
 # A round's commits: 14 to 25 for two records printed (the loop batches what arrives
 # together); a commit round keeps sending records until its planned commit comes.
 COMMITS_IN_PLAN = 20
+TRACED = re.compile(r"(?:(\d+) +)?(.*)")  # an strace line: [thread id] call
 
 
 def strace_path() -> str:
@@ -69,7 +71,8 @@ def commits_before_kill(trace: Path) -> int:
     entered: Counter[str] = Counter()
     killed = []
     for line in trace.read_text().splitlines():
-        tid, _, call = line.partition(" ")
+        # strace puts the thread id first once it traces more than one, else nothing
+        tid, call = TRACED.fullmatch(line).groups()  # type: ignore[union-attr]
         if call.startswith("fdatasync("):
             entered[tid] += 1
         if "fdatasync" in call and call.rstrip().endswith("= ?"):
